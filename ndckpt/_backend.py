@@ -1,0 +1,364 @@
+"""I/O modes: where frame bytes go (sinks) and come from (sources).
+
+Two backends, chosen once when a Checkpt/Restore is made:
+
+- *stream*: an int file descriptor or a binary file object (file, pipe,
+  socket, stdout). The sink never seeks. Small writes are gathered in a write
+  buffer; large RAW writes go straight from the caller's memory to the file.
+  The source reads ahead into a read buffer for LZ4 chunks and small reads,
+  and reads large RAW buffers straight into the caller's memory.
+- *mmio*: any contiguous buffer (bytearray, mmap, numpy array, np.memmap).
+  Bounds are checked on every call and nothing is written past the region.
+
+Backends know nothing about LZ4: the engine asks a sink for a writable window
+(address and capacity) and commits what it wrote, and asks a source for a
+readable window. Errors are raised as :class:`~ndckpt.errors.CheckptIOError`;
+the engine turns them into a failed state.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import CheckptIOError, InvalidArgumentError
+
+__all__ = ["MmioSink", "MmioSource", "Sink", "Source", "StreamSink", "StreamSource", "as_bytes"]
+
+#: RAW writes/reads at least this large bypass the stream buffer (one syscall, no copy).
+DIRECT_MIN = 1 << 16
+_memmove = ctypes.memmove
+
+
+def as_bytes(obj: Any, *, writable: bool, what: str) -> memoryview:
+    """A flat unsigned-byte memoryview of a C-contiguous buffer-protocol object.
+
+    Raises InvalidArgumentError naming ``what`` for non-buffers, non-contiguous
+    or (when ``writable``) read-only buffers.
+    """
+    try:
+        mv = memoryview(obj)
+    except TypeError:
+        raise InvalidArgumentError(
+            f"{what}: expected a buffer-protocol object (bytes, bytearray, memoryview, "
+            f"numpy array), got {type(obj).__name__}"
+        ) from None
+    if not mv.c_contiguous:
+        raise InvalidArgumentError(f"{what}: buffer must be C-contiguous")
+    if writable and mv.readonly:
+        raise InvalidArgumentError(f"{what}: buffer must be writable")
+    if mv.format != "B" or mv.ndim != 1:
+        try:
+            mv = mv.cast("B")
+        except TypeError:
+            # Formats memoryview cannot cast (e.g. numpy structured dtypes): go through numpy.
+            mv = memoryview(np.frombuffer(mv, dtype=np.uint8) if mv.nbytes else b"")
+            if writable and mv.readonly:
+                raise InvalidArgumentError(f"{what}: buffer must be writable") from None
+    return mv
+
+
+def _addr(mv: memoryview) -> int:
+    return int(np.frombuffer(mv, dtype=np.uint8).ctypes.data) if mv.nbytes else 0
+
+
+def _aligned_buffer(n: int) -> tuple[np.ndarray[Any, np.dtype[np.uint8]], int]:
+    """A page-aligned uint8 array of n bytes and its address (4K aliasing costs 3x here)."""
+    raw = np.empty(n + 4096, dtype=np.uint8)
+    base = int(raw.ctypes.data)
+    start = (-base) % 4096
+    arr = raw[start : start + n]
+    return arr, base + start
+
+
+class Sink(Protocol):
+    """Where a Checkpt's bytes go. ``offset`` counts bytes accepted so far."""
+
+    offset: int
+
+    def write(self, mv: memoryview) -> None: ...
+    def window(self, need: int) -> tuple[int, int]: ...
+    def commit(self, n: int) -> None: ...
+    def flush(self) -> None: ...
+    def header(self, pos: int) -> memoryview: ...
+
+
+class Source(Protocol):
+    """Where a Restore's bytes come from. ``offset`` counts from the start of the checkpoint."""
+
+    offset: int
+    size: int | None
+
+    def readinto(self, mv: memoryview, addr: int) -> None: ...
+    def window(self, need: int) -> tuple[int, int]: ...
+    def consume(self, n: int) -> None: ...
+    def byte_at(self, i: int) -> int: ...
+    def seek(self, off: int) -> None: ...
+
+
+class StreamSink:
+    """Buffered, never-seeking writer to an fd or a binary file object."""
+
+    def __init__(self, f: Any, wbuf_size: int) -> None:
+        self._fd: int | None = f if isinstance(f, int) else None
+        self._f = None if isinstance(f, int) else f
+        self._buf, self._base = _aligned_buffer(wbuf_size)
+        self._mv = memoryview(self._buf)
+        self._cap = wbuf_size
+        self._used = 0
+        self.offset = 0
+
+    def _write_all(self, mv: memoryview) -> None:
+        done, n = 0, mv.nbytes
+        while done < n:
+            try:
+                if self._fd is not None:
+                    w = os.write(self._fd, mv[done:])
+                else:
+                    w = self._f.write(mv[done:])  # type: ignore[union-attr]
+            except OSError as e:
+                raise CheckptIOError(e.errno, f"write failed after {self.offset} bytes: {e.strerror or e}") from e
+            except ValueError as e:  # closed file objects raise ValueError
+                raise CheckptIOError(f"write failed after {self.offset} bytes: {e}") from e
+            if w is None:
+                raise CheckptIOError(f"write would block after {self.offset} bytes (non-blocking file)")
+            if w <= 0:
+                raise CheckptIOError(f"write returned {w} after {self.offset} bytes")
+            done += w
+            self.offset += w
+
+    def flush(self) -> None:
+        if self._used:
+            used, self._used = self._used, 0
+            self.offset -= used  # _write_all counts flushed bytes back in
+            self._write_all(self._mv[:used])
+        if self._f is not None and hasattr(self._f, "flush"):
+            try:
+                self._f.flush()
+            except (OSError, ValueError) as e:
+                raise CheckptIOError(f"flush failed after {self.offset} bytes: {e}") from e
+
+    def write(self, mv: memoryview) -> None:
+        n = mv.nbytes
+        if n >= DIRECT_MIN:
+            self.flush()
+            self._write_all(mv)
+            return
+        if self._cap - self._used < n:
+            self.flush()
+        self._mv[self._used : self._used + n] = mv
+        self._used += n
+        self.offset += n
+
+    def window(self, need: int) -> tuple[int, int]:
+        if self._cap - self._used < need:
+            self.flush()
+        return self._base + self._used, self._cap - self._used
+
+    def header(self, pos: int) -> memoryview:
+        """Writable bytes of the window at ``pos`` bytes past the current position."""
+        return self._mv[self._used + pos :]
+
+    def commit(self, n: int) -> None:
+        self._used += n
+        self.offset += n
+
+
+class MmioSink:
+    """Writer into a caller's contiguous writable region; never writes past its end."""
+
+    def __init__(self, region: Any) -> None:
+        self._mv = as_bytes(region, writable=True, what="Checkpt.mmio region")
+        self._base = _addr(self._mv)
+        self.size = self._mv.nbytes
+        self.offset = 0
+
+    def write(self, mv: memoryview) -> None:
+        n = mv.nbytes
+        if self.size - self.offset < n:
+            raise CheckptIOError(
+                f"mmio region too small: {n} bytes at offset {self.offset} do not fit in {self.size}"
+            )
+        if n >= DIRECT_MIN:
+            _memmove(self._base + self.offset, _addr(mv), n)  # releases the GIL
+        else:
+            self._mv[self.offset : self.offset + n] = mv
+        self.offset += n
+
+    def window(self, need: int) -> tuple[int, int]:
+        return self._base + self.offset, self.size - self.offset
+
+    def header(self, pos: int) -> memoryview:
+        return self._mv[self.offset + pos :]
+
+    def commit(self, n: int) -> None:
+        self.offset += n
+
+    def flush(self) -> None:
+        return None
+
+
+class StreamSource:
+    """Read-ahead reader from an fd or a binary file object.
+
+    Offsets count from the file start for a seekable input, else from the
+    position at construction. May read past the checkpoint's end (read-ahead).
+    """
+
+    def __init__(self, f: Any, rbuf_size: int) -> None:
+        self._fd: int | None = f if isinstance(f, int) else None
+        self._f = None if isinstance(f, int) else f
+        self._buf, self._base = _aligned_buffer(rbuf_size)
+        self._mv = memoryview(self._buf)
+        self._cap = rbuf_size
+        self._lo = 0  # first unconsumed byte in the buffer
+        self._hi = 0  # one past the last valid byte
+        self.size: int | None = None
+        self.seekable = False
+        self.offset = 0
+        try:
+            if self._fd is not None:
+                pos = os.lseek(self._fd, 0, os.SEEK_CUR)
+                end = os.fstat(self._fd).st_size
+                import stat
+
+                if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+                    raise OSError("not a regular file")
+            else:
+                if not (hasattr(self._f, "seekable") and self._f.seekable()):  # type: ignore[union-attr]
+                    raise OSError("not seekable")
+                pos = self._f.tell()  # type: ignore[union-attr]
+                end = self._f.seek(0, os.SEEK_END)  # type: ignore[union-attr]
+                self._f.seek(pos)  # type: ignore[union-attr]
+            if pos > end:
+                raise InvalidArgumentError(f"Restore.stream: position {pos} is past the end of the file ({end})")
+            self.offset, self.size, self.seekable = pos, end, True
+        except (OSError, AttributeError, ValueError) as e:
+            if isinstance(e, InvalidArgumentError):
+                raise
+            self.offset, self.size, self.seekable = 0, None, False
+
+    def _read(self, mv: memoryview) -> int:
+        try:
+            if self._fd is not None:
+                return os.readv(self._fd, [mv])
+            if hasattr(self._f, "readinto"):
+                r = self._f.readinto(mv)  # type: ignore[union-attr]
+            else:
+                data = self._f.read(mv.nbytes)  # type: ignore[union-attr]
+                r = len(data)
+                mv[:r] = data
+        except OSError as e:
+            raise CheckptIOError(e.errno, f"read failed at offset {self.offset}: {e.strerror or e}") from e
+        except ValueError as e:
+            raise CheckptIOError(f"read failed at offset {self.offset}: {e}") from e
+        if r is None:
+            raise CheckptIOError(f"read would block at offset {self.offset} (non-blocking file)")
+        return int(r)
+
+    def window(self, need: int) -> tuple[int, int]:
+        """Make up to ``need`` bytes contiguous in the buffer; fewer only at EOF."""
+        avail = self._hi - self._lo
+        if avail < need:
+            if self._lo:
+                self._mv[: avail] = self._mv[self._lo : self._hi]
+                self._lo, self._hi = 0, avail
+            while self._hi - self._lo < need:
+                r = self._read(self._mv[self._hi : self._cap])
+                if r == 0:
+                    break
+                self._hi += r
+        return self._base + self._lo, min(self._hi - self._lo, need)
+
+    def byte_at(self, i: int) -> int:
+        return self._buf[self._lo + i].item()  # type: ignore[no-any-return]
+
+    def consume(self, n: int) -> None:
+        self._lo += n
+        self.offset += n
+
+    def readinto(self, mv: memoryview, addr: int) -> None:
+        n = mv.nbytes
+        take = min(n, self._hi - self._lo)
+        if take:
+            mv[:take] = self._mv[self._lo : self._lo + take]
+            self.consume(take)
+        done = take
+        while done < n:
+            if n - done >= DIRECT_MIN:
+                r = self._read(mv[done:])
+                if r == 0:
+                    raise CheckptIOError(f"unexpected EOF at offset {self.offset}: {n - done} more bytes expected")
+                done += r
+                self.offset += r
+            else:
+                _, got = self.window(n - done)
+                if got < n - done:
+                    raise CheckptIOError(
+                        f"unexpected EOF at offset {self.offset + got}: {n - done - got} more bytes expected"
+                    )
+                mv[done:n] = self._mv[self._lo : self._lo + n - done]
+                self.consume(n - done)
+                done = n
+
+    def seek(self, off: int) -> None:
+        try:
+            if self._fd is not None:
+                os.lseek(self._fd, off, os.SEEK_SET)
+            else:
+                self._f.seek(off)  # type: ignore[union-attr]
+        except (OSError, ValueError) as e:
+            raise CheckptIOError(f"seek to {off} failed: {e}") from e
+        self._lo = self._hi = 0
+        self.offset = off
+
+
+class MmioSource:
+    """Reader of a caller's contiguous region; offsets count from the region's start."""
+
+    def __init__(self, region: Any) -> None:
+        self.mv = as_bytes(region, writable=False, what="Restore.mmio region")
+        if not self.mv.readonly:
+            self.mv = self.mv.toreadonly()
+        self._base = _addr(self.mv)
+        self.size: int | None = self.mv.nbytes
+        self.seekable = True
+        self.offset = 0
+
+    def window(self, need: int) -> tuple[int, int]:
+        return self._base + self.offset, min(need, self.mv.nbytes - self.offset)
+
+    def byte_at(self, i: int) -> int:
+        return self.mv[self.offset + i]
+
+    def consume(self, n: int) -> None:
+        self.offset += n
+
+    def readinto(self, mv: memoryview, addr: int) -> None:
+        n = mv.nbytes
+        if self.mv.nbytes - self.offset < n:
+            raise CheckptIOError(
+                f"mmio region too small: {n} bytes at offset {self.offset} "
+                f"but the region ends at {self.mv.nbytes}"
+            )
+        if n >= DIRECT_MIN:
+            _memmove(addr, self._base + self.offset, n)  # releases the GIL
+        else:
+            mv[:] = self.mv[self.offset : self.offset + n]
+        self.offset += n
+
+    def view(self, n: int) -> memoryview:
+        if self.mv.nbytes - self.offset < n:
+            raise CheckptIOError(
+                f"mmio region too small: {n} bytes at offset {self.offset} "
+                f"but the region ends at {self.mv.nbytes}"
+            )
+        v = self.mv[self.offset : self.offset + n]
+        self.offset += n
+        return v
+
+    def seek(self, off: int) -> None:
+        self.offset = off

@@ -1,0 +1,242 @@
+"""The one place that binds liblz4 (and XXH64) through ctypes.
+
+Why ctypes against liblz4's streaming API: fd_checkpt's bytes come from
+``LZ4_compress_fast_continue`` on one ``LZ4_stream_t`` over a 196608-byte ring
+(spec section 5). python-lz4's public ``lz4.block`` API cannot reproduce them
+(it reloads the history as a dictionary, which hashes differently), returns a
+new ``bytes`` per call and cannot decode into caller memory. The streaming
+functions *are* exported by python-lz4's own extension module, which bundles
+liblz4 (1.9.4 in the 4.x wheels); called through :mod:`ctypes` they release
+the GIL and read and write raw addresses, so chunks compress straight into the
+write buffer or mmio region and decompress straight into the caller's array.
+
+Where the symbols come from, in order:
+
+1. ``$NDCKPT_LZ4_LIBRARY`` if set (a path, or ``none`` to force "no LZ4");
+2. python-lz4's ``lz4.block._block`` extension module (the runtime dependency);
+3. the system ``liblz4.so.1``.
+
+If none provides every symbol, :func:`available` is False and LZ4 frames raise
+:class:`~ndckpt.errors.UnsupportedError`, exactly as fd_checkpt built without
+LZ4; RAW frames keep working. ``tests/test_lz4_binding.py`` fails loudly if the
+dependency stops providing the symbols.
+
+XXH64 (the container's checksum) comes from python-lz4's ``lz4.frame._frame``
+module, which bundles xxhash, with the ``xxhash`` package as a fallback.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import importlib
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "LZ4Stream",
+    "available",
+    "compress_continue",
+    "decompress_using_dict",
+    "library_path",
+    "library_version",
+    "xxh64",
+]
+
+_REQUIRED = (
+    "LZ4_versionNumber",
+    "LZ4_createStream",
+    "LZ4_freeStream",
+    "LZ4_resetStream_fast",
+    "LZ4_compress_fast_continue",
+    "LZ4_decompress_safe_usingDict",
+)
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_lib_path: str | None = None
+_loaded = False
+
+_c_compress: Callable[..., int]
+_c_decompress: Callable[..., int]
+_c_reset_fast: Callable[[int], None]
+_c_create: Callable[[], int]
+_c_free: Callable[[int], int]
+
+
+def _candidates() -> list[str]:
+    env = os.environ.get("NDCKPT_LZ4_LIBRARY")
+    if env is not None:
+        return [] if env.strip().lower() in ("", "none") else [env]
+    paths: list[str] = []
+    try:
+        mod = importlib.import_module("lz4.block._block")
+        if getattr(mod, "__file__", None):
+            paths.append(str(mod.__file__))
+    except ImportError:
+        pass
+    sys_lib = ctypes.util.find_library("lz4")
+    paths.extend(p for p in (sys_lib, "liblz4.so.1") if p)
+    return paths
+
+
+def _bind(lib: ctypes.CDLL) -> None:
+    global _c_compress, _c_decompress, _c_reset_fast, _c_create, _c_free
+    vp, ci = ctypes.c_void_p, ctypes.c_int
+    f = lib.LZ4_compress_fast_continue
+    f.argtypes, f.restype = [vp, vp, vp, ci, ci, ci], ci
+    _c_compress = f
+    f = lib.LZ4_decompress_safe_usingDict
+    f.argtypes, f.restype = [vp, vp, ci, ci, vp, ci], ci
+    _c_decompress = f
+    f = lib.LZ4_resetStream_fast
+    f.argtypes, f.restype = [vp], None
+    _c_reset_fast = f
+    f = lib.LZ4_createStream
+    f.argtypes, f.restype = [], vp
+    _c_create = f
+    f = lib.LZ4_freeStream
+    f.argtypes, f.restype = [vp], ci
+    _c_free = f
+
+
+def _load() -> ctypes.CDLL | None:
+    global _lib, _lib_path, _loaded
+    if _loaded:
+        return _lib
+    with _lock:
+        if _loaded:
+            return _lib
+        for path in _candidates():
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            if all(hasattr(lib, name) for name in _REQUIRED):
+                _bind(lib)
+                _lib, _lib_path = lib, path
+                break
+        _loaded = True
+    return _lib
+
+
+def available() -> bool:
+    """True when an LZ4 library with every streaming symbol ndckpt needs was found."""
+    return _load() is not None
+
+
+def library_path() -> str | None:
+    """Path of the library the LZ4 symbols come from, or None when LZ4 is unavailable."""
+    _load()
+    return _lib_path
+
+
+def library_version() -> str | None:
+    """liblz4's version as "major.minor.release", or None when LZ4 is unavailable."""
+    lib = _load()
+    if lib is None:
+        return None
+    v = int(lib.LZ4_versionNumber())
+    return f"{v // 10000}.{v // 100 % 100}.{v % 100}"
+
+
+class LZ4Stream:
+    """An owned ``LZ4_stream_t``: created fresh (never used), freed by :meth:`free` or GC.
+
+    Not thread-safe; one per writer. Raises :class:`MemoryError` if liblz4
+    cannot allocate it; callers check :func:`available` first.
+    """
+
+    __slots__ = ("__weakref__", "ptr")
+
+    def __init__(self) -> None:
+        if _load() is None:
+            raise RuntimeError("LZ4 is not available")
+        ptr = _c_create()
+        if not ptr:
+            raise MemoryError("LZ4_createStream failed")
+        self.ptr: int = int(ptr)
+
+    def reset_fast(self) -> None:
+        """``LZ4_resetStream_fast``: start a new independent stream, keeping the table warm."""
+        _c_reset_fast(self.ptr)
+
+    def free(self) -> None:
+        """Release the stream; idempotent."""
+        if self.ptr:
+            _c_free(self.ptr)
+            self.ptr = 0
+
+    def __del__(self) -> None:
+        self.free()
+
+
+def compress_continue(stream: LZ4Stream, src: int, dst: int, usz: int, cap: int) -> int:
+    """``LZ4_compress_fast_continue(stream, src, dst, usz, cap, 1)``; returns csz, 0 on failure.
+
+    ``src`` and ``dst`` are addresses; ``src`` must stay in place (it becomes
+    history). Releases the GIL.
+    """
+    return int(_c_compress(stream.ptr, src, dst, usz, cap, 1))
+
+
+def decompress_using_dict(src: int, dst: int, csz: int, usz: int, dict_addr: int, dict_sz: int) -> int:
+    """``LZ4_decompress_safe_usingDict``: decode csz bytes at src into usz bytes at dst.
+
+    Returns the decoded size (negative on malformed input). Reads at most
+    ``csz`` bytes from ``src`` and writes at most ``usz`` bytes to ``dst``.
+    Releases the GIL.
+    """
+    return int(_c_decompress(src, dst, csz, usz, dict_addr or None, dict_sz))
+
+
+def _load_xxh64() -> Callable[[Any, int], int] | None:
+    try:
+        mod = importlib.import_module("lz4.frame._frame")
+        lib = ctypes.CDLL(str(mod.__file__))
+        f = lib.XXH64
+        f.argtypes, f.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64], ctypes.c_uint64
+        if int(f(None, 0, 0)) == 0xEF46DB3751D8E999:
+
+            def _xxh(addr: Any, n: int) -> int:
+                return int(f(addr, n, 0))
+
+            return _xxh
+    except (ImportError, OSError, AttributeError):
+        pass
+    return None
+
+
+_xxh64_addr = _load_xxh64()
+
+
+def xxh64(data: memoryview | bytes | bytearray, addr: int | None = None) -> int:
+    """XXH64 (seed 0) of a contiguous byte buffer; releases the GIL for large inputs.
+
+    ``addr``, when given, is the address of ``data``'s first byte (saves a
+    lookup). Raises :class:`~ndckpt.errors.UnsupportedError` when neither
+    python-lz4's bundled xxhash nor the ``xxhash`` package is present.
+    """
+    n = len(data) if not isinstance(data, memoryview) else data.nbytes
+    if _xxh64_addr is not None:
+        if addr is None:
+            addr = address_of(data) if n else 0
+        return _xxh64_addr(addr, n)
+    try:
+        import xxhash  # type: ignore[import-not-found]
+    except ImportError:
+        from .errors import UnsupportedError
+
+        raise UnsupportedError(
+            "XXH64 is unavailable: python-lz4 does not export it and the xxhash package is missing"
+        ) from None
+    return int(xxhash.xxh64_intdigest(data))
+
+
+def address_of(buf: Any) -> int:
+    """Address of the first byte of a C-contiguous buffer (read-only buffers too)."""
+    import numpy as np
+
+    return int(np.frombuffer(buf, dtype=np.uint8).ctypes.data)
