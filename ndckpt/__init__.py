@@ -6,6 +6,7 @@ and read in stream mode (file, fd, pipe, socket) or memory mode (a buffer,
 """
 
 from . import errors
+from .api import Reader, load, open, save, verify
 from .engine import Checkpt, Restore
 from .errors import (
     CheckptError,
@@ -21,17 +22,22 @@ from .format import FrameStyle, frame_style_is_supported
 __version__ = "0.1.0"
 
 __all__ = [
+    "Checkpt",
     "CheckptError",
     "CheckptIOError",
-    "Checkpt",
     "CompressionError",
     "FormatError",
     "FrameStyle",
     "InvalidArgumentError",
+    "Reader",
     "Restore",
     "UnsupportedError",
     "__version__",
     "errors",
     "frame_style_is_supported",
+    "load",
+    "open",
+    "save",
     "strerror",
+    "verify",
 ]

@@ -1,0 +1,65 @@
+"""Pure planning: which bytes of which array go into which frame.
+
+The plan depends only on the arrays' paths, dtypes, shapes and styles and on
+the frame size, never on thread count, dict order or memory addresses, so
+the bytes of a checkpoint are a pure function of its content and options.
+
+Rules (``docs/format.md`` section "Plan"):
+
+1. Arrays are ordered by path (tuples of strings, compared component-wise),
+   RAW arrays first, then LZ4 arrays.
+2. An array of at most ``pack_max`` bytes is *packed*: it goes into the
+   current pack frame of its style at the next multiple of 64 bytes, or opens
+   a new pack frame when it would not fit in ``frame_bytes``.
+3. A larger array gets frames of its own: ``frame_bytes`` bytes each (a
+   multiple of 65536, hence of 4096) plus a last, shorter one. Consecutive RAW
+   frames of one array are therefore contiguous in the file.
+4. Zero-byte arrays get no part at all.
+"""
+
+from __future__ import annotations
+
+from .container import PART_ALIGN, ArraySpec, FrameSpec, Part, align_up
+from .format import FrameStyle
+
+__all__ = ["DEFAULT_FRAME_BYTES", "plan"]
+
+#: Uncompressed bytes per frame. 4 MiB keeps 2 threads busy from 8 MiB on and bounds the
+#: staging memory of a save at a few frames.
+DEFAULT_FRAME_BYTES = 4 << 20
+
+
+def plan(
+    arrays: list[ArraySpec], styles: list[FrameStyle], frame_bytes: int = DEFAULT_FRAME_BYTES
+) -> tuple[list[int], list[FrameSpec]]:
+    """Order the arrays and cut them into frames.
+
+    Returns ``(order, frames)``: ``order`` lists indices into ``arrays`` in
+    storage order, and parts in ``frames`` refer to positions in ``order``.
+    """
+    if frame_bytes <= 0 or frame_bytes % 65536:
+        raise ValueError("frame_bytes must be a positive multiple of 65536")
+    pack_max = frame_bytes // 4
+    order = sorted(range(len(arrays)), key=lambda i: (int(styles[i]), arrays[i].path))
+    frames: list[FrameSpec] = []
+    pack: FrameSpec | None = None
+    for pos, i in enumerate(order):
+        n, style = arrays[i].nbytes, styles[i]
+        if n == 0:
+            continue
+        if pack is not None and pack.style != style:
+            pack = None
+        if n <= pack_max:
+            at = align_up(pack.nbytes, PART_ALIGN) if pack is not None else 0
+            if pack is None or at + n > frame_bytes:
+                pack = FrameSpec(style, 0)
+                frames.append(pack)
+                at = 0
+            pack.parts.append(Part(pos, 0, n, at))
+            pack.nbytes = at + n
+            continue
+        pack = None
+        for start in range(0, n, frame_bytes):
+            m = min(frame_bytes, n - start)
+            frames.append(FrameSpec(style, m, [Part(pos, start, m, 0)]))
+    return order, frames

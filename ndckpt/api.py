@@ -1,0 +1,968 @@
+"""save / load / open / verify: named numpy arrays in self-describing ndckpt files.
+
+The layout is :mod:`ndckpt.container` (normative spec: ``docs/format.md``).
+Frames come from the pure planner :mod:`ndckpt._plan`; LZ4 frames are
+encoded and decoded by the frame engine (:mod:`ndckpt.engine`) in mmio mode,
+one fresh writer per frame; RAW frames are written verbatim from the arrays'
+own memory and mapped back as zero-copy views.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import mmap
+import os
+import secrets
+import stat
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Union
+
+import numpy as np
+
+from . import _lz4
+from ._backend import StreamSink
+from ._plan import DEFAULT_FRAME_BYTES, plan
+from .container import (
+    END_MAGIC,
+    HEAD_MAX,
+    INDEX_DTYPE,
+    MAGIC,
+    RAW_ALIGN,
+    RECORD,
+    SUPERBLOCK,
+    TRAILER,
+    VERSION,
+    ArraySpec,
+    FrameSpec,
+    Head,
+    align_up,
+    encode_dtype,
+    lz4_decoded_max,
+    stored_bound,
+)
+from .engine import Checkpt, Restore
+from .errors import (
+    CheckptError,
+    CheckptIOError,
+    FormatError,
+    InvalidArgumentError,
+    UnsupportedError,
+)
+from .format import FrameStyle, parse_style
+from .parallel import Staging, aligned_empty, resolve_threads, run_all, run_ordered
+
+__all__ = ["Reader", "load", "open", "save", "verify"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+_ZEROS = bytes(RAW_ALIGN)
+_WBUF = 1 << 20
+
+# ----------------------------------------------------------------------------------------------
+# Input normalisation
+# ----------------------------------------------------------------------------------------------
+
+
+def _flatten(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[tuple[str, ...]]]:
+    if not isinstance(arrays, Mapping):
+        raise InvalidArgumentError(f"arrays: expected a mapping of names to numpy arrays, got {type(arrays).__name__}")
+    items: list[tuple[tuple[str, ...], Any]] = []
+    groups: list[tuple[str, ...]] = []
+
+    def walk(m: Mapping[Any, Any], prefix: tuple[str, ...]) -> None:
+        for k, v in m.items():
+            if not isinstance(k, str) or not k:
+                where = "/".join(prefix) or "top level"
+                raise InvalidArgumentError(f"arrays: key {k!r} at {where} must be a non-empty str")
+            path = (*prefix, k)
+            if isinstance(v, Mapping):
+                if v:
+                    walk(v, path)
+                else:
+                    groups.append(path)
+            else:
+                items.append((path, v))
+
+    walk(arrays, ())
+    seen: dict[str, tuple[str, ...]] = {}
+    for path in [p for p, _ in items] + groups:
+        name = "/".join(path)
+        if name in seen:
+            raise InvalidArgumentError(f"arrays: names {seen[name]} and {path} both flatten to {name!r}")
+        seen[name] = path
+    return items, groups
+
+
+def _as_array(path: tuple[str, ...], v: Any) -> np.ndarray[Any, Any]:
+    name = "/".join(path)
+    if isinstance(v, np.ndarray):
+        a = v
+    elif isinstance(v, np.generic | bool | int | float | complex):
+        a = np.asarray(v)
+    else:
+        raise InvalidArgumentError(f"array {name!r}: expected a numpy array or scalar, got {type(v).__name__}")
+    if a.dtype.hasobject:
+        raise InvalidArgumentError(f"array {name!r}: dtype {a.dtype} holds Python objects, which ndckpt does not store")
+    encode_dtype(a.dtype, what=f"array {name!r}")
+    return a
+
+
+def _bytes_of(a: np.ndarray[Any, Any], order: str) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """The array's bytes in ``order`` as a flat uint8 view (no copy: ``a`` is contiguous in it)."""
+    if a.nbytes == 0:
+        return np.empty(0, np.uint8)
+    c = a.T if order == "F" else a
+    return c.reshape(-1).view(np.uint8)
+
+
+def _layout(a: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], str]:
+    """(an array contiguous in the returned order, "C" or "F"); copies only non-contiguous input."""
+    if a.flags.c_contiguous:
+        return a, "C"
+    if a.flags.f_contiguous:
+        return a, "F"
+    return np.ascontiguousarray(a), "C"
+
+
+def _resolve_styles(style: Any, names: list[str]) -> list[FrameStyle]:
+    if isinstance(style, Mapping):
+        flat: dict[str, FrameStyle] = {}
+
+        def walk(m: Mapping[Any, Any], prefix: str) -> None:
+            for k, v in m.items():
+                key = f"{prefix}/{k}" if prefix else str(k)
+                if isinstance(v, Mapping):
+                    walk(v, key)
+                else:
+                    flat[key] = _parse_style_arg(v, f"style[{key!r}]")
+
+        walk(style, "")
+        unknown = sorted(set(flat) - set(names))
+        if unknown:
+            raise InvalidArgumentError(f"style: names {unknown} are not in arrays")
+        return [flat.get(n, FrameStyle.RAW) for n in names]
+    s = _parse_style_arg(style, "style")
+    return [s] * len(names)
+
+
+def _parse_style_arg(v: Any, what: str) -> FrameStyle:
+    try:
+        s = parse_style(v)
+    except CheckptError as e:
+        raise type(e)(f"{what}: {e}") from None
+    if s == FrameStyle.LZ4 and not _lz4.available():
+        raise UnsupportedError(f"{what}: LZ4 is unavailable (no LZ4 library found)")
+    return s
+
+
+def _check_metadata(metadata: Any) -> Any:
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping):
+        raise InvalidArgumentError(f"metadata: expected a JSON-compatible dict, got {type(metadata).__name__}")
+    try:
+        return json.loads(json.dumps(metadata, sort_keys=True))
+    except (TypeError, ValueError) as e:
+        raise InvalidArgumentError(f"metadata: not JSON-compatible: {e}") from None
+
+
+@dataclass
+class _Prepared:
+    head: Head
+    sources: list[np.ndarray[Any, np.dtype[np.uint8]]]  # flat bytes per stored array
+    head_json: bytes
+
+
+def _prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int) -> _Prepared:
+    items, groups = _flatten(arrays)
+    specs, srcs = [], []
+    for path, v in items:
+        a, order = _layout(_as_array(path, v))
+        specs.append(ArraySpec(path, a.dtype, tuple(int(s) for s in a.shape), order))
+        srcs.append(_bytes_of(a, order))
+    styles = _resolve_styles(style, [s.name for s in specs])
+    meta = _check_metadata(metadata)
+    perm, frames = plan(specs, styles, frame_bytes)
+    head = Head([specs[i] for i in perm], frames, sorted(groups), meta)
+    return _Prepared(head, [srcs[i] for i in perm], head.to_json())
+
+
+# ----------------------------------------------------------------------------------------------
+# save
+# ----------------------------------------------------------------------------------------------
+
+
+def _frame_input(
+    f: FrameSpec, sources: list[np.ndarray[Any, np.dtype[np.uint8]]]
+) -> tuple[np.ndarray[Any, np.dtype[np.uint8]], np.ndarray[Any, np.dtype[np.uint8]] | None]:
+    """The frame's single buffer: a slice of one array, or a gathered staging buffer."""
+    if len(f.parts) == 1 and f.parts[0].at == 0 and f.parts[0].nbytes == f.nbytes:
+        p = f.parts[0]
+        return sources[p.array][p.start : p.start + p.nbytes], None
+    g = Staging.get(f.nbytes)
+    end = 0
+    for p in f.parts:
+        if p.at > end:
+            g[end : p.at] = 0
+        g[p.at : p.at + p.nbytes] = sources[p.array][p.start : p.start + p.nbytes]
+        end = p.at + p.nbytes
+    if end < f.nbytes:
+        g[end:] = 0
+    return g, g
+
+
+@dataclass
+class _Encoded:
+    data: np.ndarray[Any, np.dtype[np.uint8]]  # stored bytes of the data frame
+    xxh: int
+    hold: list[np.ndarray[Any, np.dtype[np.uint8]]]  # staging buffers to give back after writing
+
+
+def _encode(f: FrameSpec, fi: int, sources: list[np.ndarray[Any, np.dtype[np.uint8]]]) -> _Encoded:
+    src, gathered = _frame_input(f, sources)
+    if f.style == FrameStyle.RAW:
+        return _Encoded(src, _lz4.xxh64(src), [gathered] if gathered is not None else [])
+    out = Staging.get(stored_bound(f))
+    try:
+        ck = Checkpt.mmio(out)
+        ck.frame_open(FrameStyle.LZ4)
+        ck.buf(src)
+        end = ck.frame_close()
+        ck.fini()
+    except CheckptError as e:
+        raise type(e)(f"frame {fi}: {e}") from e
+    finally:
+        if gathered is not None:
+            Staging.put(gathered)
+    data = out[:end]
+    return _Encoded(data, _lz4.xxh64(data), [out])
+
+
+def _write_checkpoint(sink: StreamSink, prep: _Prepared, threads: int) -> None:
+    head = prep.head
+    sink.write(memoryview(SUPERBLOCK.pack(MAGIC, VERSION, 0, len(prep.head_json), _lz4.xxh64(prep.head_json))))
+    sink.write(memoryview(prep.head_json))
+    index = np.zeros(len(head.frames), INDEX_DTYPE)
+    frames = head.frames
+    jobs = run_ordered(
+        lambda fi: _encode(frames[fi], fi, prep.sources), range(len(frames)), threads, window=threads + 1
+    )
+    with contextlib.closing(jobs):  # type: ignore[type-var]
+        for fi, enc in enumerate(jobs):
+            try:
+                stored = enc.data.nbytes
+                if frames[fi].style == FrameStyle.LZ4:
+                    sink.write(memoryview(RECORD.pack(stored, enc.xxh)))
+                else:
+                    pad = align_up(sink.offset, RAW_ALIGN) - sink.offset
+                    if pad:
+                        sink.write(memoryview(_ZEROS)[:pad])
+                index[fi] = (sink.offset, stored, enc.xxh)
+                sink.write(_mv(enc.data))
+            finally:
+                for b in enc.hold:
+                    Staging.put(b)
+    index_off = sink.offset
+    ib = index.tobytes()
+    sink.write(memoryview(ib))
+    total = sink.offset + TRAILER.size
+    sink.write(memoryview(TRAILER.pack(index_off, len(frames), _lz4.xxh64(ib), total, VERSION, 0, END_MAGIC)))
+    sink.flush()
+
+
+def _mv(a: Any) -> memoryview:
+    """A memoryview of a buffer (numpy arrays included)."""
+    return memoryview(a)
+
+
+def _is_pathlike(x: Any) -> bool:
+    return isinstance(x, str | os.PathLike)
+
+
+def save(
+    target: PathLike | BinaryIO | int,
+    arrays: Mapping[str, Any],
+    *,
+    style: Any = "raw",
+    threads: int | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``arrays`` (a possibly nested mapping of names to numpy arrays) as one ndckpt file.
+
+    Parameters
+    ----------
+    target
+        A path (written atomically: a temporary file in the same directory is
+        written, flushed, fsynced and renamed over ``target``, then the
+        directory is fsynced), or a binary file object / int file descriptor
+        open for writing (pipes, sockets and stdout included; the writer never
+        seeks and the bytes are identical to a file's). File objects stay open.
+    arrays
+        Mapping of non-empty str keys to numpy arrays or numpy/Python scalars,
+        possibly nested; nesting comes back on load. Flat names join the path
+        with "/" and must be unique. Every dtype without Python objects is
+        stored exactly (byte order, structured layouts and memory order kept).
+    style
+        ``"raw"`` (zero-copy on load), ``"lz4"``, a FrameStyle, or a mapping
+        from array names (flat "a/b" or nested like ``arrays``) to styles;
+        unnamed arrays are RAW.
+    threads
+        Worker threads for checksumming and compression (None: all cores).
+        The bytes written never depend on it.
+    metadata
+        A JSON-compatible dict stored with the arrays (``Reader.metadata``).
+
+    Raises
+    ------
+    InvalidArgumentError
+        Bad arguments (the message names the array or argument); nothing is
+        written at ``target`` then.
+    UnsupportedError
+        LZ4 requested and no LZ4 library available; nothing is written.
+    CheckptIOError
+        The write failed (disk full, broken pipe, ...). For a path, the
+        temporary file is removed and any previous file at ``target`` is
+        untouched; for a file object, its content is undefined.
+
+    Notes
+    -----
+    Output is deterministic: equal mappings (whatever their key order) and
+    options give identical bytes.
+    """
+    th = resolve_threads(threads)
+    prep = _prepare(arrays, style, metadata, DEFAULT_FRAME_BYTES)
+    if _is_pathlike(target):
+        _save_path(Path(os.fspath(target)), prep, th)  # type: ignore[arg-type]
+        return
+    if isinstance(target, bool) or not (isinstance(target, int) or hasattr(target, "write")):
+        raise InvalidArgumentError(
+            f"target: expected a path, a binary file object or an fd, got {type(target).__name__}"
+        )
+    if isinstance(target, int) and target < 0:
+        raise InvalidArgumentError(f"target: bad file descriptor {target}")
+    _write_checkpoint(StreamSink(target, _WBUF), prep, th)
+
+
+def _save_path(path: Path, prep: _Prepared, threads: int) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise CheckptIOError(e.errno, f"cannot stat target {str(path)!r}: {e.strerror}") from e
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise InvalidArgumentError(f"target {str(path)!r} is a directory")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        # A FIFO, character device (/dev/stdout) or socket: stream into it, no rename.
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except OSError as e:
+            raise CheckptIOError(e.errno, f"cannot open {str(path)!r}: {e.strerror}") from e
+        try:
+            _write_checkpoint(StreamSink(fd, _WBUF), prep, threads)
+        finally:
+            os.close(fd)
+        return
+    directory = path.parent
+    tmp = directory / f".{path.name}.ndckpt-tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as e:
+        raise CheckptIOError(e.errno, f"cannot create a temporary file in {str(directory)!r}: {e.strerror}") from e
+    ok = False
+    try:
+        _write_checkpoint(StreamSink(fd, _WBUF), prep, threads)
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            raise CheckptIOError(e.errno, f"fsync of {str(tmp)!r} failed: {e.strerror}") from e
+        os.close(fd)
+        fd = -1
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise CheckptIOError(e.errno, f"rename to {str(path)!r} failed: {e.strerror}") from e
+        ok = True
+        _fsync_dir(directory)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if not ok:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError as e:
+        raise CheckptIOError(e.errno, f"fsync of directory {str(directory)!r} failed: {e.strerror}") from e
+    finally:
+        os.close(dfd)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading: layout validation
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Loc:
+    """Where an array's parts are: (frame index, part) in order."""
+
+    frames: list[int]
+    style: FrameStyle
+
+
+class _Layout:
+    """A validated file: head, frame offsets/sizes/checksums, and where every array lives."""
+
+    def __init__(self, head: Head, offsets: list[int], stored: list[int], xxh: list[int]) -> None:
+        self.head = head
+        self.offsets, self.stored, self.xxh = offsets, stored, xxh
+        self.locs: list[_Loc] = [_Loc([], FrameStyle.RAW) for _ in head.arrays]
+        for fi, f in enumerate(head.frames):
+            for p in f.parts:
+                loc = self.locs[p.array]
+                loc.frames.append(fi)
+                loc.style = f.style
+        self.by_name = {a.name: i for i, a in enumerate(head.arrays)}
+
+    def index_of(self, name: Any) -> int:
+        key = "/".join(name) if isinstance(name, tuple) else name
+        if not isinstance(key, str) or key not in self.by_name:
+            raise KeyError(f"no array named {name!r} in this checkpoint")
+        return self.by_name[key]
+
+    def where(self, fi: int) -> str:
+        names = sorted({self.head.arrays[p.array].name for p in self.head.frames[fi].parts})
+        shown = ", ".join(repr(n) for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        return f"frame {fi} at offset {self.offsets[fi]} (array {shown})"
+
+
+def _check_frame_sizes(head: Head, fi: int, stored: int) -> None:
+    f = head.frames[fi]
+    if f.style == FrameStyle.RAW and stored != f.nbytes:
+        raise FormatError(f"frame {fi}: RAW frame stores {stored} bytes, the head says {f.nbytes}")
+    if f.style == FrameStyle.LZ4 and not (stored <= stored_bound(f) and f.nbytes <= lz4_decoded_max(stored)):
+        raise FormatError(f"frame {fi}: LZ4 frame of {f.nbytes} bytes cannot be stored in {stored} bytes")
+
+
+def _parse_superblock(sb: bytes | bytearray | memoryview) -> tuple[int, int]:
+    magic, version, flags, hn, hx = SUPERBLOCK.unpack(sb)
+    if magic != MAGIC:
+        raise FormatError("not an ndckpt file: bad magic at offset 0")
+    if version != VERSION:
+        raise FormatError(f"unsupported ndckpt format version {version} (this ndckpt reads version {VERSION})")
+    if flags:
+        raise FormatError(f"superblock: unknown flags {flags:#x}")
+    if hn > HEAD_MAX:
+        raise FormatError(f"superblock: head of {hn} bytes exceeds the {HEAD_MAX}-byte limit")
+    return hn, hx
+
+
+def _parse_region(region: memoryview) -> _Layout:
+    size = region.nbytes
+    if size < SUPERBLOCK.size + TRAILER.size:
+        raise FormatError(f"not an ndckpt file: {size} bytes is too small")
+    hn, hx = _parse_superblock(region[: SUPERBLOCK.size])
+    head_end = SUPERBLOCK.size + hn
+    if head_end > size - TRAILER.size:
+        raise FormatError(f"superblock: head of {hn} bytes runs past the end of the {size}-byte file")
+    head_raw = region[SUPERBLOCK.size : head_end]
+    if _lz4.xxh64(head_raw) != hx:
+        raise FormatError(f"head at offset {SUPERBLOCK.size}: checksum mismatch")
+    head = Head.from_json(head_raw)
+    io, nframes, ix, total, version, flags, end_magic = TRAILER.unpack(region[size - TRAILER.size :])
+    if end_magic != END_MAGIC:
+        raise FormatError(f"trailer at offset {size - TRAILER.size}: bad end magic (truncated or not an ndckpt file)")
+    if version != VERSION or flags:
+        raise FormatError(f"trailer: version {version} / flags {flags:#x} do not match the superblock")
+    if total != size:
+        raise FormatError(f"trailer: file should be {total} bytes, it is {size}")
+    if nframes != len(head.frames) or io + nframes * INDEX_DTYPE.itemsize != size - TRAILER.size or io < head_end:
+        raise FormatError(f"trailer: index of {nframes} frames at offset {io} does not fit the file")
+    ib = region[io : io + nframes * INDEX_DTYPE.itemsize]
+    if _lz4.xxh64(ib) != ix:
+        raise FormatError(f"index at offset {io}: checksum mismatch")
+    idx = np.frombuffer(ib, INDEX_DTYPE)
+    offsets, stored, xxh = idx["offset"].tolist(), idx["stored"].tolist(), idx["xxh64"].tolist()
+    pos = head_end
+    for fi, f in enumerate(head.frames):
+        if f.style == FrameStyle.LZ4:
+            if pos + RECORD.size > io:
+                raise FormatError(f"frame {fi}: record at offset {pos} runs past the index")
+            rs, rx = RECORD.unpack(region[pos : pos + RECORD.size])
+            if (rs, rx) != (stored[fi], xxh[fi]):
+                raise FormatError(f"frame {fi}: record at offset {pos} disagrees with the index")
+            pos += RECORD.size
+        else:
+            pos = align_up(pos, RAW_ALIGN)
+        if offsets[fi] != pos:
+            raise FormatError(f"frame {fi}: index says offset {offsets[fi]}, the layout gives {pos}")
+        _check_frame_sizes(head, fi, stored[fi])
+        pos += stored[fi]
+        if pos > io:
+            raise FormatError(f"frame {fi} at offset {offsets[fi]}: {stored[fi]} bytes run past the index")
+    if pos != io:
+        raise FormatError(f"{io - pos} unexplained bytes before the index at offset {io}")
+    return _Layout(head, offsets, stored, xxh)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading: destinations and decoding
+# ----------------------------------------------------------------------------------------------
+
+
+def _new_array(spec: ArraySpec) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, np.dtype[np.uint8]]]:
+    """A new page-aligned array for ``spec`` and its flat byte view in the stored order."""
+    raw = aligned_empty(spec.nbytes)
+    arr: np.ndarray[Any, Any] = np.ndarray(spec.shape, spec.dtype, buffer=raw, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
+    return arr, raw
+
+
+def _check_out(spec: ArraySpec, out: Any) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    name = spec.name
+    if not isinstance(out, np.ndarray):
+        raise InvalidArgumentError(f"out[{name!r}]: expected a numpy array, got {type(out).__name__}")
+    if out.dtype != spec.dtype or out.shape != spec.shape:
+        raise InvalidArgumentError(
+            f"out[{name!r}]: expected dtype {spec.dtype} and shape {spec.shape}, got {out.dtype} and {out.shape}"
+        )
+    if not out.flags.writeable:
+        raise InvalidArgumentError(f"out[{name!r}]: array is read-only")
+    ok = out.flags.f_contiguous if spec.order == "F" else out.flags.c_contiguous
+    if not ok:
+        raise InvalidArgumentError(f"out[{name!r}]: must be {spec.order}-contiguous, as the array was saved")
+    return _bytes_of(out, spec.order)
+
+
+def _decode_lz4(stored: memoryview, dst: np.ndarray[Any, np.dtype[np.uint8]], where: str) -> None:
+    try:
+        rs = Restore.mmio(stored)
+        rs.frame_open(FrameStyle.LZ4)
+        rs.buf(dst)
+        end = rs.frame_close()
+        rs.fini()
+    except CheckptError as e:
+        raise type(e)(f"{where}: {e}") from e
+    if end != stored.nbytes:
+        raise FormatError(f"{where}: LZ4 data ends at byte {end} of {stored.nbytes} stored bytes")
+
+
+def _verify_hash(data: memoryview, expect: int, where: str) -> None:
+    if _lz4.xxh64(data) != expect:
+        raise FormatError(f"{where}: checksum mismatch (the file is corrupt)")
+
+
+class _Loader:
+    """Materialises arrays of a validated region: views, copies or decodes, in parallel over frames."""
+
+    def __init__(self, region: memoryview, layout: _Layout, *, mmap_views: bool, verify: bool | None, threads: int):
+        self.region, self.layout = region, layout
+        self.mmap_views, self.verify, self.threads = mmap_views, verify, threads
+
+    def _frame_stored(self, fi: int) -> memoryview:
+        off = self.layout.offsets[fi]
+        return self.region[off : off + self.layout.stored[fi]]
+
+    def load(self, which: list[int], outs: dict[int, Any]) -> dict[int, np.ndarray[Any, Any]]:
+        lay, head = self.layout, self.layout.head
+        result: dict[int, np.ndarray[Any, Any]] = {}
+        dest: dict[int, np.ndarray[Any, np.dtype[np.uint8]]] = {}
+        frames: set[int] = set()
+        for ai in which:
+            spec, loc = head.arrays[ai], lay.locs[ai]
+            if ai in outs:
+                dest[ai] = _check_out(spec, outs[ai])
+                result[ai] = outs[ai]
+                frames.update(loc.frames)
+            elif spec.nbytes == 0:
+                result[ai] = np.empty(spec.shape, spec.dtype, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
+            elif loc.style == FrameStyle.RAW and self.mmap_views:
+                result[ai] = self._view(ai)
+                if self.verify:
+                    frames.update(loc.frames)
+            elif loc.style == FrameStyle.RAW or len(loc.frames) > 1 or len(head.frames[loc.frames[0]].parts) == 1:
+                result[ai], dest[ai] = _new_array(spec)
+                frames.update(loc.frames)
+            else:
+                frames.update(loc.frames)  # packed LZ4: arrays become views of the decoded frame
+        wanted = set(which)
+        packed: dict[int, np.ndarray[Any, np.dtype[np.uint8]]] = {}
+
+        def work(fi: int) -> None:
+            f = head.frames[fi]
+            where = lay.where(fi)
+            stored = self._frame_stored(fi)
+            if f.style == FrameStyle.LZ4:
+                if self.verify is not False:
+                    _verify_hash(stored, lay.xxh[fi], where)
+                p0 = f.parts[0]
+                if len(f.parts) == 1 and p0.array in dest and p0.at == 0 and p0.nbytes == f.nbytes:
+                    _decode_lz4(stored, dest[p0.array][p0.start : p0.start + p0.nbytes], where)
+                    return
+                buf = aligned_empty(f.nbytes)
+                _decode_lz4(stored, buf, where)
+                packed[fi] = buf
+                for p in f.parts:
+                    if p.array in dest:
+                        dest[p.array][p.start : p.start + p.nbytes] = buf[p.at : p.at + p.nbytes]
+                return
+            if self.verify:
+                _verify_hash(stored, lay.xxh[fi], where)
+            for p in f.parts:
+                if p.array in dest and p.array in wanted:
+                    d = dest[p.array][p.start : p.start + p.nbytes]
+                    np.copyto(d, np.frombuffer(stored, np.uint8, p.nbytes, p.at))
+
+        run_all(work, sorted(frames), self.threads)
+        for ai in which:
+            if ai in result:
+                continue
+            spec, fi = head.arrays[ai], lay.locs[ai].frames[0]
+            p = next(p for p in head.frames[fi].parts if p.array == ai)
+            result[ai] = np.ndarray(spec.shape, spec.dtype, buffer=packed[fi], offset=p.at, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
+        return result
+
+    def _view(self, ai: int) -> np.ndarray[Any, Any]:
+        head, lay = self.layout.head, self.layout
+        spec = head.arrays[ai]
+        start = None
+        pos = 0
+        for fi in lay.locs[ai].frames:
+            for p in head.frames[fi].parts:
+                if p.array != ai:
+                    continue
+                off = lay.offsets[fi] + p.at
+                if start is None:
+                    start = pos = off
+                if off != pos:
+                    # Not contiguous in the file (a valid but unusual layout): copy it instead.
+                    arr, raw = _new_array(spec)
+                    self._copy_parts(ai, raw)
+                    arr.flags.writeable = False
+                    return arr
+                pos = off + p.nbytes
+        assert start is not None
+        return np.ndarray(spec.shape, spec.dtype, buffer=self.region, offset=start, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
+
+    def _copy_parts(self, ai: int, raw: np.ndarray[Any, np.dtype[np.uint8]]) -> None:
+        head, lay = self.layout.head, self.layout
+        for fi in lay.locs[ai].frames:
+            stored = self._frame_stored(fi)
+            for p in head.frames[fi].parts:
+                if p.array == ai:
+                    raw[p.start : p.start + p.nbytes] = np.frombuffer(stored, np.uint8, p.nbytes, p.at)
+
+
+def _nest(head: Head, arrays: dict[int, np.ndarray[Any, Any]], *, groups: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    entries: list[tuple[tuple[str, ...], Any]] = [(head.arrays[i].path, a) for i, a in arrays.items()]
+    if groups:
+        entries += [(g, None) for g in head.groups]
+    for path, a in sorted(entries, key=lambda e: e[0]):
+        d = out
+        for k in path[:-1]:
+            d = d.setdefault(k, {})
+        d[path[-1]] = {} if a is None else a
+    return out
+
+
+def _flatten_out(out: Any, layout: _Layout) -> dict[int, Any]:
+    if out is None:
+        return {}
+    if not isinstance(out, Mapping):
+        raise InvalidArgumentError(f"out: expected a mapping like the saved one, got {type(out).__name__}")
+    flat: dict[int, Any] = {}
+
+    def walk(m: Mapping[Any, Any], prefix: tuple[str, ...]) -> None:
+        for k, v in m.items():
+            path = (*prefix, str(k))
+            if isinstance(v, Mapping):
+                walk(v, path)
+                continue
+            name = "/".join(path)
+            if name not in layout.by_name:
+                raise InvalidArgumentError(f"out[{name!r}]: no array of that name in the checkpoint")
+            flat[layout.by_name[name]] = v
+
+    walk(out, ())
+    return flat
+
+
+# ----------------------------------------------------------------------------------------------
+# Sources
+# ----------------------------------------------------------------------------------------------
+
+
+def _map_path(path: PathLike) -> memoryview:
+    p = os.fspath(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as e:
+        raise CheckptIOError(e.errno, f"no such file: {p!r}") from e
+    except OSError as e:
+        raise CheckptIOError(e.errno, f"cannot open {p!r}: {e.strerror}") from e
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise InvalidArgumentError(f"{p!r} is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidArgumentError(f"{p!r} is not a regular file; pass an open file object to stream it")
+        if st.st_size == 0:
+            raise FormatError(f"not an ndckpt file: {p!r} is empty")
+        m = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
+    return memoryview(m)
+
+
+def _region_of(source: Any) -> memoryview | None:
+    """A read-only byte region for paths and in-memory buffers; None for streams."""
+    if _is_pathlike(source):
+        return _map_path(source)
+    if isinstance(source, bytes | bytearray | memoryview | mmap.mmap | np.ndarray):
+        mv = _mv(source)
+        if not mv.c_contiguous:
+            raise InvalidArgumentError("source: in-memory buffer must be C-contiguous")
+        return mv.cast("B").toreadonly() if mv.format != "B" or mv.ndim != 1 else mv.toreadonly()
+    if isinstance(source, bool) or not (
+        isinstance(source, int) or hasattr(source, "read") or hasattr(source, "readinto")
+    ):
+        raise InvalidArgumentError(
+            f"source: expected a path, a binary file object, an fd or a bytes-like buffer, got {type(source).__name__}"
+        )
+    return None
+
+
+def load(
+    source: PathLike | BinaryIO | int | bytes | memoryview,
+    *,
+    mmap: bool = True,
+    out: Mapping[str, Any] | None = None,
+    threads: int | None = None,
+    verify: bool | None = None,
+) -> dict[str, Any]:
+    """Read a whole checkpoint and return its arrays as a nested dict.
+
+    Parameters
+    ----------
+    source
+        A path (mapped), an in-memory buffer (bytes, bytearray, mmap, numpy
+        array), or a binary file object / int fd read in one sequential pass
+        (pipes work; the stream is consumed, possibly a little past the end).
+    mmap
+        With a path or buffer: RAW arrays come back as read-only zero-copy views
+        of the mapping (nothing is read until touched). False copies them into
+        new page-aligned arrays. Streams always produce new arrays.
+    out
+        A (nested) mapping of arrays to fill instead of allocating, keyed like
+        the saved mapping; any subset of names. Each must match dtype and shape
+        and be contiguous in the saved order; the result holds these same
+        objects. Works for RAW (copied) and LZ4 (decoded in place) arrays.
+    threads
+        Worker threads (None: all cores).
+    verify
+        None: check LZ4 frames' checksums (their bytes are read anyway); True:
+        check every frame, RAW too (reads mapped pages); False: check none.
+        Structure, sizes and exact decoded sizes are always checked.
+
+    Raises
+    ------
+    FormatError
+        Not an ndckpt file, unknown version, malformed structure, checksum
+        mismatch; names the frame, offset and arrays. No arrays are returned.
+    CheckptIOError
+        Missing file, read error or truncated stream.
+    CompressionError
+        An LZ4 chunk is malformed (names the frame, offset and chunk).
+    InvalidArgumentError
+        Bad arguments, or an ``out`` array that does not match.
+    """
+    th = resolve_threads(threads)
+    if not isinstance(mmap, bool):
+        raise InvalidArgumentError(f"mmap must be a bool, got {mmap!r}")
+    if verify not in (None, True, False):
+        raise InvalidArgumentError(f"verify must be None, True or False, got {verify!r}")
+    region = _region_of(source)
+    if region is None:
+        from ._stream import load_stream
+
+        return load_stream(source, out=out, threads=th, verify=verify)
+    layout = _parse_region(region)
+    outs = _flatten_out(out, layout)
+    loader = _Loader(region, layout, mmap_views=mmap, verify=verify, threads=th)
+    arrays = loader.load(list(range(len(layout.head.arrays))), outs)
+    return _nest(layout.head, arrays)
+
+
+def verify(source: PathLike | BinaryIO | int | bytes | memoryview, *, threads: int | None = None) -> None:
+    """Check a checkpoint's structure and every frame's checksum; raise on the first problem.
+
+    LZ4 frames are also decoded (into scratch memory) so that a frame whose
+    blocks are malformed fails even if its checksum was forged. Raises as
+    :func:`load`; returns None when the file is sound.
+    """
+    th = resolve_threads(threads)
+    region = _region_of(source)
+    if region is None:
+        from ._stream import load_stream
+
+        load_stream(source, out=None, threads=th, verify=True)
+        return
+    layout = _parse_region(region)
+
+    def check(fi: int) -> None:
+        f, where = layout.head.frames[fi], layout.where(fi)
+        off = layout.offsets[fi]
+        stored = region[off : off + layout.stored[fi]]
+        _verify_hash(stored, layout.xxh[fi], where)
+        if f.style == FrameStyle.LZ4:
+            scratch = Staging.get(f.nbytes)
+            try:
+                _decode_lz4(stored, scratch, where)
+            finally:
+                Staging.put(scratch)
+
+    run_all(check, list(range(len(layout.head.frames))), th)
+
+
+# ----------------------------------------------------------------------------------------------
+# open(): the lazy reader
+# ----------------------------------------------------------------------------------------------
+
+
+class Reader:
+    """A lazily read checkpoint: read one array without reading the others.
+
+    Made by :func:`open`. Holds a read-only mapping of the file (or the
+    caller's buffer). Arrays returned as views keep the mapping alive after
+    :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        source: PathLike | bytes | memoryview,
+        *,
+        mmap: bool = True,
+        threads: int | None = None,
+        verify: bool | None = None,
+    ) -> None:
+        self._threads = resolve_threads(threads)
+        region = _region_of(source)
+        if region is None:
+            raise InvalidArgumentError(
+                "open: needs a path or an in-memory buffer (random access); use ndckpt.load for streams"
+            )
+        self._region: memoryview | None = region
+        self._layout = _parse_region(region)
+        self._size = region.nbytes
+        self._mmap = mmap
+        self._verify = verify
+
+    def _loader(self) -> _Loader:
+        if self._region is None:
+            raise InvalidArgumentError("Reader is closed")
+        return _Loader(self._region, self._layout, mmap_views=self._mmap, verify=self._verify, threads=self._threads)
+
+    @property
+    def metadata(self) -> Any:
+        """The metadata dict given to save (None if none was)."""
+        return self._layout.head.metadata
+
+    def keys(self) -> list[str]:
+        """Flat array names ("group/name"), in storage order (sorted by path)."""
+        return [a.name for a in self._layout.head.arrays]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self._layout.head.arrays)
+
+    def __contains__(self, name: object) -> bool:
+        key = "/".join(name) if isinstance(name, tuple) else name
+        return key in self._layout.by_name
+
+    def __getitem__(self, name: str | tuple[str, ...]) -> np.ndarray[Any, Any]:
+        return self.get(name)
+
+    def get(self, name: str | tuple[str, ...], out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
+        """Read one array: a zero-copy view (RAW), a new array, or into ``out``.
+
+        Reads only the frames holding this array. Raises KeyError for an
+        unknown name, InvalidArgumentError for a mismatched ``out``, and the
+        errors of :func:`load` for a corrupt frame.
+        """
+        ai = self._layout.index_of(name)
+        outs = {ai: out} if out is not None else {}
+        return self._loader().load([ai], outs)[ai]
+
+    def load(self, *, out: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """All arrays as a nested dict, as :func:`load` does."""
+        outs = _flatten_out(out, self._layout)
+        arrays = self._loader().load(list(range(len(self._layout.head.arrays))), outs)
+        return _nest(self._layout.head, arrays)
+
+    def info(self) -> list[dict[str, Any]]:
+        """Per array: name, dtype, shape, order, style, nbytes, stored_nbytes, frames, offsets.
+
+        For arrays packed with others in one LZ4 frame, stored_nbytes is the
+        frame's stored size shared in proportion to the array's bytes.
+        """
+        lay = self._layout
+        rows = []
+        for ai, spec in enumerate(lay.head.arrays):
+            loc = lay.locs[ai]
+            stored = 0
+            for fi in loc.frames:
+                f = lay.head.frames[fi]
+                mine = sum(p.nbytes for p in f.parts if p.array == ai)
+                stored += lay.stored[fi] if mine == f.nbytes else round(lay.stored[fi] * mine / f.nbytes)
+            rows.append(
+                {
+                    "name": spec.name,
+                    "dtype": str(spec.dtype),
+                    "shape": spec.shape,
+                    "order": spec.order,
+                    "style": "raw" if loc.style == FrameStyle.RAW else "lz4",
+                    "nbytes": spec.nbytes,
+                    "stored_nbytes": stored,
+                    "frames": list(loc.frames),
+                    "offsets": [lay.offsets[fi] for fi in loc.frames],
+                }
+            )
+        return rows
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the checkpoint in bytes."""
+        return self._size
+
+    def close(self) -> None:
+        """Drop this reader's reference to the mapping (views already returned stay valid)."""
+        self._region = None
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open(
+    source: PathLike | bytes | memoryview,
+    *,
+    mmap: bool = True,
+    threads: int | None = None,
+    verify: bool | None = None,
+) -> Reader:
+    """Open a checkpoint for random access; see :class:`Reader`. Validates structure at once."""
+    return Reader(source, mmap=mmap, threads=threads, verify=verify)

@@ -1,0 +1,370 @@
+"""The ndckpt container format, version 1: layout constants, codecs and strict validation.
+
+Concepts
+--------
+An ndckpt file is a sequence of fd_checkpt frames (see :mod:`ndckpt.format`)
+that describes itself. Every structure below is one fd_checkpt frame holding
+exactly one buffer; all integers are little-endian; offsets count from the
+file's first byte. ``docs/format.md`` is the normative, byte-by-byte spec;
+this module implements it and the two must change together.
+
+::
+
+    superblock   RAW  32 B   magic "\\x93NDCKPT\\n", u32 version=1, u32 flags=0,
+                             u64 head_nbytes, u64 XXH64(head)
+    head         RAW         canonical JSON: arrays, frames (plan), groups, metadata
+    for each frame i of the plan, in order:
+      [LZ4]  record  RAW 16 B  u64 stored_nbytes, u64 XXH64(stored bytes)
+      [RAW]  pad     RAW       zero bytes up to the next multiple of 4096
+      data frame     RAW|LZ4   one buffer of the frame's ``nbytes`` uncompressed bytes
+    index        RAW  24 B x nframes: u64 offset, u64 stored_nbytes, u64 XXH64
+    trailer      RAW  48 B   u64 index_offset, u64 nframes, u64 XXH64(index),
+                             u64 file_nbytes, u32 version=1, u32 flags=0, magic "NDCKEND\\n"
+
+Why this shape:
+
+- The writer never seeks: the plan (what goes where, uncompressed) is known
+  before any data is written; only stored sizes and checksums are not, and
+  they follow the data (LZ4 records are written after compressing a frame and
+  before emitting it). Bytes to a pipe equal bytes to a file.
+- A reader from a pipe needs one sequential pass: the head says how to decode
+  every frame, LZ4 records give each frame's stored size and checksum before
+  its bytes, and pads follow from the current offset.
+- A reader with a file reads the superblock, head, trailer and index and then
+  goes straight to any frame (partial and parallel restore).
+- Every RAW data frame starts at a multiple of 4096 and a RAW array's frames
+  are contiguous (frames split arrays at multiples of 4096), so a mapped RAW
+  array is one page-aligned, zero-copy view.
+- Each LZ4 data frame is encoded as by a *fresh* fd_checkpt writer, so frame
+  bytes never depend on which thread wrote them or what it wrote before.
+- XXH64 (seed 0) of the stored bytes: 10.5 GB/s here, against 4.3 GB/s for
+  zlib.crc32 (both measured in one run on 256 MiB), and verifiable without
+  decompressing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+
+from .errors import FormatError, InvalidArgumentError
+from .format import FrameStyle, chunk_csz_max
+
+__all__ = [
+    "END_MAGIC",
+    "INDEX_DTYPE",
+    "MAGIC",
+    "PART_ALIGN",
+    "RAW_ALIGN",
+    "RECORD",
+    "SUPERBLOCK",
+    "TRAILER",
+    "VERSION",
+    "ArraySpec",
+    "FrameSpec",
+    "Head",
+    "Part",
+    "decode_dtype",
+    "encode_dtype",
+]
+
+MAGIC: Final = b"\x93NDCKPT\n"
+END_MAGIC: Final = b"NDCKEND\n"
+VERSION: Final = 1
+#: magic, version, flags, head_nbytes, head_xxh64
+SUPERBLOCK: Final = struct.Struct("<8sIIQQ")
+#: index_offset, nframes, index_xxh64, file_nbytes, version, flags, end magic
+TRAILER: Final = struct.Struct("<QQQQII8s")
+#: stored_nbytes, xxh64 -- written before every LZ4 data frame
+RECORD: Final = struct.Struct("<QQ")
+INDEX_DTYPE: Final = np.dtype([("offset", "<u8"), ("stored", "<u8"), ("xxh64", "<u8")])
+#: RAW data frames start at multiples of this (page size: aligned copies ran ~3x faster here).
+RAW_ALIGN: Final = 4096
+#: Arrays packed together in one frame start at multiples of this within the frame.
+PART_ALIGN: Final = 64
+#: Readers refuse heads larger than this (a hostile size must not drive an allocation).
+HEAD_MAX: Final = 1 << 28
+#: Largest uncompressed frame a reader accepts.
+FRAME_MAX: Final = 1 << 32
+
+assert (SUPERBLOCK.size, TRAILER.size, RECORD.size, INDEX_DTYPE.itemsize) == (32, 48, 16, 24)
+
+
+def align_up(n: int, a: int) -> int:
+    """Smallest multiple of ``a`` that is >= ``n``."""
+    return -(-n // a) * a
+
+
+def lz4_decoded_max(stored: int) -> int:
+    """Upper bound on the uncompressed size an LZ4 frame of ``stored`` bytes can decode to."""
+    # Each chunk costs at least 4 stored bytes (3 header + 1 block) and yields at most 64 KiB;
+    # an LZ4 block expands at most ~255x.
+    return min(255 * stored + 65536, (stored // 4) * 65536)
+
+
+# --------------------------------------------------------------------------------------------
+# dtypes: a JSON form that round-trips every numpy dtype without Python objects
+# --------------------------------------------------------------------------------------------
+
+
+def encode_dtype(dt: np.dtype[Any], *, what: str = "array") -> Any:
+    """JSON form of a dtype: ``dt.str`` for plain dtypes, objects for structured and subarray ones.
+
+    Raises InvalidArgumentError (naming ``what``) for dtypes holding Python objects.
+    """
+    if dt.hasobject:
+        raise InvalidArgumentError(f"{what}: dtype {dt} holds Python objects, which ndckpt does not store")
+    if dt.subdtype is not None:
+        base, shape = dt.subdtype
+        return {"base": encode_dtype(base, what=what), "shape": list(shape)}
+    if dt.names is not None:
+        fields = dt.fields
+        assert fields is not None
+        out: dict[str, Any] = {
+            "names": list(dt.names),
+            "formats": [encode_dtype(fields[n][0], what=what) for n in dt.names],
+            "offsets": [int(fields[n][1]) for n in dt.names],
+            "itemsize": dt.itemsize,
+        }
+        titles = [fields[n][2] if len(fields[n]) > 2 else None for n in dt.names]  # type: ignore[misc]
+        if any(t is not None for t in titles):
+            if not all(t is None or isinstance(t, str) for t in titles):
+                raise InvalidArgumentError(f"{what}: dtype {dt} has non-string field titles")
+            out["titles"] = titles
+        if dt.isalignedstruct:
+            out["aligned"] = True
+        return out
+    if dt.kind == "V" and dt.itemsize == 0:
+        raise InvalidArgumentError(f"{what}: zero-size void dtype {dt} is not supported")
+    return dt.str
+
+
+def decode_dtype(obj: Any, *, what: str = "array") -> np.dtype[Any]:
+    """Inverse of :func:`encode_dtype`; raises FormatError for anything it did not produce."""
+    try:
+        if isinstance(obj, str):
+            if not obj or obj[0] not in "<>|" or "O" in obj:
+                raise ValueError(f"bad dtype string {obj!r}")
+            dt = np.dtype(obj)
+        elif isinstance(obj, dict) and set(obj) == {"base", "shape"}:
+            shape = obj["shape"]
+            if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
+                raise ValueError("bad subarray shape")
+            dt = np.dtype((decode_dtype(obj["base"], what=what), tuple(shape)))
+        elif isinstance(obj, dict) and {"names", "formats", "offsets", "itemsize"} <= set(obj) <= {
+            "names",
+            "formats",
+            "offsets",
+            "itemsize",
+            "titles",
+            "aligned",
+        }:
+            spec: dict[str, Any] = {
+                "names": obj["names"],
+                "formats": [decode_dtype(f, what=what) for f in obj["formats"]],
+                "offsets": obj["offsets"],
+                "itemsize": obj["itemsize"],
+            }
+            if not all(isinstance(n, str) for n in spec["names"]):
+                raise ValueError("field names must be strings")
+            if not all(type(o) is int and o >= 0 for o in spec["offsets"]) or type(spec["itemsize"]) is not int:
+                raise ValueError("bad field offsets or itemsize")
+            if "titles" in obj:
+                spec["titles"] = obj["titles"]
+            dt = np.dtype(spec, align=bool(obj.get("aligned", False)))  # type: ignore[call-overload]
+        else:
+            raise ValueError(f"unrecognised dtype description {obj!r}")
+    except (TypeError, ValueError, KeyError) as e:
+        raise FormatError(f"{what}: bad dtype: {e}") from None
+    if dt.hasobject:
+        raise FormatError(f"{what}: dtype {dt} holds Python objects")
+    return dt
+
+
+# --------------------------------------------------------------------------------------------
+# The head: what the file holds and how it is framed
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One stored array: its path in the nested mapping, dtype, shape and memory order."""
+
+    path: tuple[str, ...]
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    order: str  # "C" or "F": the order of the stored bytes
+
+    @property
+    def name(self) -> str:
+        """The flat name, path components joined by "/"."""
+        return "/".join(self.path)
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+@dataclass(frozen=True)
+class Part:
+    """Bytes ``[start, start+nbytes)`` of array ``array`` sit at byte ``at`` of a frame's buffer."""
+
+    array: int
+    start: int
+    nbytes: int
+    at: int
+
+
+@dataclass
+class FrameSpec:
+    """One data frame: its style, its buffer's uncompressed size and the array parts in it."""
+
+    style: FrameStyle
+    nbytes: int
+    parts: list[Part] = field(default_factory=list)
+
+
+@dataclass
+class Head:
+    """The head record: arrays, frame plan, empty groups and user metadata."""
+
+    arrays: list[ArraySpec]
+    frames: list[FrameSpec]
+    groups: list[tuple[str, ...]]
+    metadata: Any
+
+    def to_json(self) -> bytes:
+        """Canonical JSON (sorted keys, no spaces, ASCII): the same Head always gives the same bytes."""
+        doc = {
+            "arrays": [
+                {"path": list(a.path), "dtype": encode_dtype(a.dtype), "shape": list(a.shape), "order": a.order}
+                for a in self.arrays
+            ],
+            "frames": [
+                {
+                    "style": int(f.style),
+                    "nbytes": f.nbytes,
+                    "parts": [[p.array, p.start, p.nbytes, p.at] for p in f.parts],
+                }
+                for f in self.frames
+            ],
+            "groups": [list(g) for g in self.groups],
+            "metadata": self.metadata,
+        }
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | bytearray | memoryview) -> Head:
+        """Parse and validate a head. Raises FormatError naming the first thing that is wrong."""
+        try:
+            doc = json.loads(bytes(raw).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise FormatError(f"head is not valid JSON: {e}") from None
+        if not isinstance(doc, dict) or set(doc) != {"arrays", "frames", "groups", "metadata"}:
+            raise FormatError("head: expected exactly the keys arrays, frames, groups, metadata")
+        arrays = [_parse_array(i, a) for i, a in enumerate(_list(doc["arrays"], "head.arrays"))]
+        frames = [_parse_frame(i, f, len(arrays)) for i, f in enumerate(_list(doc["frames"], "head.frames"))]
+        groups = [_parse_path(g, f"head.groups[{i}]") for i, g in enumerate(_list(doc["groups"], "head.groups"))]
+        head = cls(arrays, frames, groups, doc["metadata"])
+        head.check_tiling()
+        return head
+
+    def check_tiling(self) -> None:
+        """Each array's parts tile it exactly, in order, all in frames of one style."""
+        names: set[str] = set()
+        for a in self.arrays:
+            if a.name in names:
+                raise FormatError(f"head: array name {a.name!r} appears twice")
+            names.add(a.name)
+        covered = [0] * len(self.arrays)
+        styles: list[FrameStyle | None] = [None] * len(self.arrays)
+        for fi, f in enumerate(self.frames):
+            end = 0
+            for p in f.parts:
+                a = self.arrays[p.array]
+                if p.at < end or p.nbytes <= 0 or p.at + p.nbytes > f.nbytes:
+                    raise FormatError(f"frame {fi}: part of array {a.name!r} at {p.at} overlaps or overruns the frame")
+                end = p.at + p.nbytes
+                if p.start != covered[p.array]:
+                    raise FormatError(
+                        f"frame {fi}: array {a.name!r} part starts at byte {p.start}, expected {covered[p.array]}"
+                    )
+                if styles[p.array] not in (None, f.style):
+                    raise FormatError(f"frame {fi}: array {a.name!r} is split across frames of different styles")
+                styles[p.array] = f.style
+                covered[p.array] += p.nbytes
+        for i, a in enumerate(self.arrays):
+            if covered[i] != a.nbytes:
+                raise FormatError(
+                    f"array {a.name!r}: frames hold {covered[i]} bytes, its dtype and shape need {a.nbytes}"
+                )
+
+
+def _list(v: Any, what: str) -> list[Any]:
+    if not isinstance(v, list):
+        raise FormatError(f"{what}: expected a list")
+    return v
+
+
+def _int(v: Any, what: str, lo: int = 0, hi: int = 1 << 62) -> int:
+    if type(v) is not int or not lo <= v <= hi:
+        raise FormatError(f"{what}: expected an integer in [{lo}, {hi}], got {v!r}")
+    return v
+
+
+def _parse_path(v: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(v, list) or not v or not all(isinstance(s, str) and s for s in v):
+        raise FormatError(f"{what}: expected a non-empty list of non-empty strings")
+    return tuple(v)
+
+
+def _parse_array(i: int, a: Any) -> ArraySpec:
+    what = f"head.arrays[{i}]"
+    if not isinstance(a, dict) or set(a) != {"path", "dtype", "shape", "order"}:
+        raise FormatError(f"{what}: expected exactly the keys path, dtype, shape, order")
+    path = _parse_path(a["path"], what + ".path")
+    name = "/".join(path)
+    dtype = decode_dtype(a["dtype"], what=f"array {name!r}")
+    shape = tuple(_int(s, f"array {name!r} shape") for s in _list(a["shape"], what + ".shape"))
+    if a["order"] not in ("C", "F"):
+        raise FormatError(f"array {name!r}: order must be 'C' or 'F', got {a['order']!r}")
+    spec = ArraySpec(path, dtype, shape, a["order"])
+    if spec.nbytes > 1 << 62:
+        raise FormatError(f"array {name!r}: claims {spec.nbytes} bytes")
+    return spec
+
+
+def _parse_frame(i: int, f: Any, narrays: int) -> FrameSpec:
+    what = f"frame {i}"
+    if not isinstance(f, dict) or set(f) != {"style", "nbytes", "parts"}:
+        raise FormatError(f"head.frames[{i}]: expected exactly the keys style, nbytes, parts")
+    style = _int(f["style"], what + " style", 1, 2)
+    nbytes = _int(f["nbytes"], what + " nbytes", 1, FRAME_MAX)
+    parts = []
+    for p in _list(f["parts"], what + " parts"):
+        if not isinstance(p, list) or len(p) != 4:
+            raise FormatError(f"{what}: each part must be [array, start, nbytes, at]")
+        parts.append(
+            Part(
+                _int(p[0], what + " part array", 0, narrays - 1),
+                _int(p[1], what + " part start"),
+                _int(p[2], what + " part nbytes"),
+                _int(p[3], what + " part at"),
+            )
+        )
+    if not parts:
+        raise FormatError(f"{what}: has no parts")
+    return FrameSpec(FrameStyle(style), nbytes, parts)
+
+
+def stored_bound(f: FrameSpec) -> int:
+    """Largest stored size the frame's data can have."""
+    if f.style == FrameStyle.RAW:
+        return f.nbytes
+    full, rem = divmod(f.nbytes, 65536)
+    return full * chunk_csz_max(65536) + (chunk_csz_max(rem) if rem else 0)
