@@ -40,7 +40,7 @@ from .container import (
 from .engine import DEFAULT_RBUF_SIZE, Restore
 from .errors import CheckptError, FormatError
 from .format import FrameStyle
-from .parallel import aligned_empty
+from .parallel import Progress, ProgressCallback, aligned_empty
 
 __all__ = ["load_stream"]
 
@@ -54,7 +54,9 @@ def _read(rs: Restore, buf: Any, what: str) -> None:
         raise type(e)(f"{what}: {e}") from e
 
 
-def load_stream(f: Any, *, out: Any, threads: int, verify: bool | None) -> dict[str, Any]:
+def load_stream(
+    f: Any, *, out: Any, threads: int, verify: bool | None, progress: ProgressCallback | None = None
+) -> dict[str, Any]:
     """Read a whole checkpoint from ``f`` sequentially (see :func:`ndckpt.load`)."""
     rs = Restore.stream(f, rbuf_size=DEFAULT_RBUF_SIZE)
     base = rs.offset
@@ -78,6 +80,7 @@ def load_stream(f: Any, *, out: Any, threads: int, verify: bool | None) -> dict[
             arrays[ai] = np.empty(spec.shape, spec.dtype, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
     scratch = aligned_empty(max((stored_bound(fr) for fr in head.frames), default=0) or 1)
     hashes: list[int | None] = []
+    prog = Progress(progress, sum(fr.nbytes for fr in head.frames))
     for fi, fr in enumerate(head.frames):
         pos = rs.offset - base
         where = f"frame {fi} at offset {pos}"
@@ -109,6 +112,7 @@ def load_stream(f: Any, *, out: Any, threads: int, verify: bool | None) -> dict[
                 _read(rs, data, where)
                 _place(head, fi, fr, data, dest, arrays, where, lz4=False)
             hashes.append(_lz4.xxh64(data) if verify else None)
+        prog.advance(fr.nbytes)
     pos = rs.offset - base
     ib = bytearray(nfr * INDEX_DTYPE.itemsize)
     _read(rs, ib, f"index at offset {pos}")

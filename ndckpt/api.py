@@ -52,7 +52,7 @@ from .errors import (
     UnsupportedError,
 )
 from .format import FrameStyle, parse_style
-from .parallel import Staging, aligned_empty, resolve_threads, run_all, run_ordered
+from .parallel import Progress, ProgressCallback, Staging, aligned_empty, resolve_threads, run_all, run_ordered
 
 __all__ = ["Reader", "load", "open", "save", "verify"]
 
@@ -240,12 +240,13 @@ def _encode(f: FrameSpec, fi: int, sources: list[np.ndarray[Any, np.dtype[np.uin
     return _Encoded(data, _lz4.xxh64(data), [out])
 
 
-def _write_checkpoint(sink: StreamSink, prep: _Prepared, threads: int) -> None:
+def _write_checkpoint(sink: StreamSink, prep: _Prepared, threads: int, progress: ProgressCallback | None) -> None:
     head = prep.head
     sink.write(memoryview(SUPERBLOCK.pack(MAGIC, VERSION, 0, len(prep.head_json), _lz4.xxh64(prep.head_json))))
     sink.write(memoryview(prep.head_json))
     index = np.zeros(len(head.frames), INDEX_DTYPE)
     frames = head.frames
+    prog = Progress(progress, sum(f.nbytes for f in frames))
     jobs = run_ordered(
         lambda fi: _encode(frames[fi], fi, prep.sources), range(len(frames)), threads, window=threads + 1
     )
@@ -261,6 +262,7 @@ def _write_checkpoint(sink: StreamSink, prep: _Prepared, threads: int) -> None:
                         sink.write(memoryview(_ZEROS)[:pad])
                 index[fi] = (sink.offset, stored, enc.xxh)
                 sink.write(_mv(enc.data))
+                prog.advance(frames[fi].nbytes)
             finally:
                 for b in enc.hold:
                     Staging.put(b)
@@ -288,6 +290,7 @@ def save(
     style: Any = "raw",
     threads: int | None = None,
     metadata: Mapping[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> None:
     """Write ``arrays`` (a possibly nested mapping of names to numpy arrays) as one ndckpt file.
 
@@ -313,6 +316,9 @@ def save(
         The bytes written never depend on it.
     metadata
         A JSON-compatible dict stored with the arrays (``Reader.metadata``).
+    progress
+        Optional ``callback(done, total)``, in uncompressed bytes, called after
+        each frame is written (from the calling thread).
 
     Raises
     ------
@@ -334,7 +340,7 @@ def save(
     th = resolve_threads(threads)
     prep = _prepare(arrays, style, metadata, DEFAULT_FRAME_BYTES)
     if _is_pathlike(target):
-        _save_path(Path(os.fspath(target)), prep, th)  # type: ignore[arg-type]
+        _save_path(Path(os.fspath(target)), prep, th, progress)  # type: ignore[arg-type]
         return
     if isinstance(target, bool) or not (isinstance(target, int) or hasattr(target, "write")):
         raise InvalidArgumentError(
@@ -342,10 +348,10 @@ def save(
         )
     if isinstance(target, int) and target < 0:
         raise InvalidArgumentError(f"target: bad file descriptor {target}")
-    _write_checkpoint(StreamSink(target, _WBUF), prep, th)
+    _write_checkpoint(StreamSink(target, _WBUF), prep, th, progress)
 
 
-def _save_path(path: Path, prep: _Prepared, threads: int) -> None:
+def _save_path(path: Path, prep: _Prepared, threads: int, progress: ProgressCallback | None) -> None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -361,7 +367,7 @@ def _save_path(path: Path, prep: _Prepared, threads: int) -> None:
         except OSError as e:
             raise CheckptIOError(e.errno, f"cannot open {str(path)!r}: {e.strerror}") from e
         try:
-            _write_checkpoint(StreamSink(fd, _WBUF), prep, threads)
+            _write_checkpoint(StreamSink(fd, _WBUF), prep, threads, progress)
         finally:
             os.close(fd)
         return
@@ -373,7 +379,7 @@ def _save_path(path: Path, prep: _Prepared, threads: int) -> None:
         raise CheckptIOError(e.errno, f"cannot create a temporary file in {str(directory)!r}: {e.strerror}") from e
     ok = False
     try:
-        _write_checkpoint(StreamSink(fd, _WBUF), prep, threads)
+        _write_checkpoint(StreamSink(fd, _WBUF), prep, threads, progress)
         try:
             os.fsync(fd)
         except OSError as e:
@@ -564,9 +570,19 @@ def _verify_hash(data: memoryview, expect: int, where: str) -> None:
 class _Loader:
     """Materialises arrays of a validated region: views, copies or decodes, in parallel over frames."""
 
-    def __init__(self, region: memoryview, layout: _Layout, *, mmap_views: bool, verify: bool | None, threads: int):
+    def __init__(
+        self,
+        region: memoryview,
+        layout: _Layout,
+        *,
+        mmap_views: bool,
+        verify: bool | None,
+        threads: int,
+        progress: ProgressCallback | None = None,
+    ) -> None:
         self.region, self.layout = region, layout
         self.mmap_views, self.verify, self.threads = mmap_views, verify, threads
+        self.progress = progress
 
     def _frame_stored(self, fi: int) -> memoryview:
         off = self.layout.offsets[fi]
@@ -622,7 +638,14 @@ class _Loader:
                     d = dest[p.array][p.start : p.start + p.nbytes]
                     np.copyto(d, np.frombuffer(stored, np.uint8, p.nbytes, p.at))
 
-        run_all(work, sorted(frames), self.threads)
+        todo = sorted(frames)
+        prog = Progress(self.progress, sum(head.frames[fi].nbytes for fi in todo))
+
+        def step(fi: int) -> None:
+            work(fi)
+            prog.advance(head.frames[fi].nbytes)
+
+        run_all(step, todo, self.threads)
         for ai in which:
             if ai in result:
                 continue
@@ -749,6 +772,7 @@ def load(
     out: Mapping[str, Any] | None = None,
     threads: int | None = None,
     verify: bool | None = None,
+    progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Read a whole checkpoint and return its arrays as a nested dict.
 
@@ -773,6 +797,10 @@ def load(
         None: check LZ4 frames' checksums (their bytes are read anyway); True:
         check every frame, RAW too (reads mapped pages); False: check none.
         Structure, sizes and exact decoded sizes are always checked.
+    progress
+        Optional ``callback(done, total)`` in uncompressed bytes of the frames
+        read (zero-copy views are not read and not counted). It may be called
+        from worker threads, one call at a time.
 
     Raises
     ------
@@ -795,15 +823,20 @@ def load(
     if region is None:
         from ._stream import load_stream
 
-        return load_stream(source, out=out, threads=th, verify=verify)
+        return load_stream(source, out=out, threads=th, verify=verify, progress=progress)
     layout = _parse_region(region)
     outs = _flatten_out(out, layout)
-    loader = _Loader(region, layout, mmap_views=mmap, verify=verify, threads=th)
+    loader = _Loader(region, layout, mmap_views=mmap, verify=verify, threads=th, progress=progress)
     arrays = loader.load(list(range(len(layout.head.arrays))), outs)
     return _nest(layout.head, arrays)
 
 
-def verify(source: PathLike | BinaryIO | int | bytes | memoryview, *, threads: int | None = None) -> None:
+def verify(
+    source: PathLike | BinaryIO | int | bytes | memoryview,
+    *,
+    threads: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> None:
     """Check a checkpoint's structure and every frame's checksum; raise on the first problem.
 
     LZ4 frames are also decoded (into scratch memory) so that a frame whose
@@ -815,7 +848,7 @@ def verify(source: PathLike | BinaryIO | int | bytes | memoryview, *, threads: i
     if region is None:
         from ._stream import load_stream
 
-        load_stream(source, out=None, threads=th, verify=True)
+        load_stream(source, out=None, threads=th, verify=True, progress=progress)
         return
     layout = _parse_region(region)
 
@@ -831,7 +864,13 @@ def verify(source: PathLike | BinaryIO | int | bytes | memoryview, *, threads: i
             finally:
                 Staging.put(scratch)
 
-    run_all(check, list(range(len(layout.head.frames))), th)
+    prog = Progress(progress, sum(f.nbytes for f in layout.head.frames))
+
+    def step(fi: int) -> None:
+        check(fi)
+        prog.advance(layout.head.frames[fi].nbytes)
+
+    run_all(step, list(range(len(layout.head.frames))), th)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -200,7 +201,7 @@ class Checkpt(_Object):
         Raises InvalidArgumentError for a negative fd, an object without
         ``write``, or a too-small ``wbuf_size``.
         """
-        if isinstance(f, bool) or not (isinstance(f, int) or hasattr(f, "write")):
+        if isinstance(f, bool | io.TextIOBase) or not (isinstance(f, int) or hasattr(f, "write")):
             raise InvalidArgumentError(
                 f"Checkpt.stream: expected an int fd or a binary file object, got {type(f).__name__}"
             )
@@ -278,37 +279,46 @@ class Checkpt(_Object):
             raise
 
     def _lz4_buf(self, mv: memoryview, n: int) -> None:
-        sink, stream, ring, ring_mv = self._sink, self._lz4, self._ring_addr, self._ring_mv
-        assert stream is not None and ring_mv is not None
+        # The per-chunk loop: everything it touches is bound to a local first, and
+        # the LZ4 call goes through preallocated c_void_p slots (see _lz4).
+        sink, stream, ring = self._sink, self._lz4, self._ring_addr
+        ring_mv = self._ring_mv
+        assert stream is not None
+        assert ring_mv is not None
+        compress, handle, a_src, a_dst = stream.compress_fn, stream.handle, stream.src, stream.dst
+        window, commit_chunk = sink.window, sink.commit_chunk
         src = _addr(mv) if n > _SMALL_COPY else 0
+        cur = self._cursor
         pos, chunk = 0, 0
         while pos < n:
-            usz = min(CHUNK_USZ_MAX, n - pos)
-            cur = self._cursor
+            usz = n - pos if n - pos < CHUNK_USZ_MAX else CHUNK_USZ_MAX
             if GBUF_SZ - cur < usz:
                 cur = 0
             if usz > _SMALL_COPY:
                 _memmove(ring + cur, src + pos, usz)
             else:
                 ring_mv[cur : cur + usz] = mv[pos : pos + usz]
-            waddr, cap = sink.window(chunk_csz_max(usz))
+            waddr, cap = window(usz + usz // 255 + 19)  # chunk_csz_max(usz)
             if cap < CSZ_HDR + 1:
+                self._cursor = cur
                 raise CompressionError(
                     f"Checkpt.buf: LZ4 frame at offset {self._frame_off}, chunk {chunk}: "
                     f"mmio region too small ({cap} bytes left at offset {sink.offset})"
                 )
-            csz = _lz4.compress_continue(stream, ring + cur, waddr + CSZ_HDR, usz, min(cap - CSZ_HDR, CSZ_LIMIT))
-            self._cursor = cur + usz
+            a_src.value = ring + cur
+            a_dst.value = waddr + CSZ_HDR
+            csz = compress(handle, a_src, a_dst, usz, min(cap - CSZ_HDR, CSZ_LIMIT), 1)
+            cur += usz
             if csz <= 0:
+                self._cursor = cur
                 raise CompressionError(
                     f"Checkpt.buf: LZ4 frame at offset {self._frame_off}, chunk {chunk}: compression of "
                     f"{usz} bytes failed (region too small: {cap} bytes left at offset {sink.offset})"
                 )
-            hdr = sink.header(0)
-            hdr[0], hdr[1], hdr[2] = csz & 0xFF, (csz >> 8) & 0xFF, csz >> 16
-            sink.commit(csz + CSZ_HDR)
+            commit_chunk(csz)
             pos += usz
             chunk += 1
+        self._cursor = cur
 
     def frame_close(self) -> int:
         """Close the open frame, flush stream output, and return one past the frame's last byte.
@@ -387,7 +397,9 @@ class Restore(_Object):
 
         Raises InvalidArgumentError for a bad fd, object or ``rbuf_size``.
         """
-        if isinstance(f, bool) or not (isinstance(f, int) or hasattr(f, "read") or hasattr(f, "readinto")):
+        if isinstance(f, bool | io.TextIOBase) or not (
+            isinstance(f, int) or hasattr(f, "read") or hasattr(f, "readinto")
+        ):
             raise InvalidArgumentError(
                 f"Restore.stream: expected an int fd or a binary file object, got {type(f).__name__}"
             )

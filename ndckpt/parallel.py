@@ -131,3 +131,31 @@ def run_all(fn: Callable[[T], None], items: list[T], threads: int) -> None:
         for f in futs:
             if f.done() and not f.cancelled() and f.exception() is not None:
                 raise f.exception()  # type: ignore[misc]
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class Progress:
+    """Thread-safe progress reporting: calls ``callback(done, total)`` in bytes, serialised.
+
+    ``total`` counts uncompressed bytes of the frames the call processes. The
+    callback runs in whichever thread finished a frame, under a lock; it must
+    be quick and must not call back into ndckpt. An exception it raises aborts
+    the operation and propagates.
+    """
+
+    def __init__(self, callback: ProgressCallback | None, total: int) -> None:
+        if callback is not None and not callable(callback):
+            raise InvalidArgumentError(f"progress must be callable(done, total) or None, got {callback!r}")
+        self._cb, self.total, self.done = callback, total, 0
+        self._lock = threading.Lock()
+        if callback is not None:
+            callback(0, total)
+
+    def advance(self, n: int) -> None:
+        if self._cb is None:
+            return
+        with self._lock:
+            self.done += n
+            self._cb(self.done, self.total)
