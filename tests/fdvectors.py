@@ -13,9 +13,13 @@ from typing import Any
 import numpy as np
 
 PHRASE = b"The quick brown fox jumps over the lazy dog. "
-WORDS = [w.encode() + b" " for w in (
-    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi".split()
-)]
+WORDS = [
+    w.encode() + b" "
+    for w in (
+        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
+        "iota", "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi",
+    )
+]
 _M64 = (1 << 64) - 1
 
 
@@ -79,3 +83,45 @@ def cases() -> list[str]:
 def load_case(name: str) -> tuple[dict[str, Any], bytes]:
     d = vectors_dir()
     return json.loads((d / f"{name}.json").read_text()), (d / f"{name}.ckpt").read_bytes()
+
+
+def decode_lz4_frame(
+    data: bytes | memoryview, off: int, sizes: list[int]
+) -> tuple[list[bytes], list[list[tuple[int, int]]], int]:
+    """Decode an LZ4 frame at ``off`` holding buffers of ``sizes`` with python-lz4 only.
+
+    An independent decoder (spec section 10): it parses the 3-byte headers and
+    decodes each block with ``lz4.block.decompress(..., dict=last 64 KiB of
+    the frame)``, which raises unless the block decodes to exactly ``usz``
+    bytes. Returns the buffers, each buffer's ``(usz, stored)`` chunk list
+    (stored = 3 + compressed size) and the offset just past the frame.
+    Raises ValueError naming the chunk's offset on a bad header or block.
+    """
+    import lz4.block
+
+    mv = memoryview(data)
+    history = b""
+    bufs: list[bytes] = []
+    chunks: list[list[tuple[int, int]]] = []
+    for n in sizes:
+        out = bytearray()
+        cks: list[tuple[int, int]] = []
+        while len(out) < n:
+            usz = min(65536, n - len(out))
+            if off + 3 > len(mv):
+                raise ValueError(f"truncated chunk header at offset {off}")
+            csz = mv[off] | mv[off + 1] << 8 | mv[off + 2] << 16
+            if not 1 <= csz <= usz + usz // 255 + 16 or off + 3 + csz > len(mv):
+                raise ValueError(f"bad chunk header at offset {off}: csz {csz} for usz {usz}")
+            block = bytes(mv[off + 3 : off + 3 + csz])
+            try:
+                piece = lz4.block.decompress(block, uncompressed_size=usz, dict=history)
+            except lz4.block.LZ4BlockError as e:
+                raise ValueError(f"chunk at offset {off}: {e}") from e
+            history = (history + piece)[-65536:]
+            out += piece
+            cks.append((usz, csz + 3))
+            off += 3 + csz
+        bufs.append(bytes(out))
+        chunks.append(cks)
+    return bufs, chunks, off
