@@ -117,13 +117,31 @@ def _bytes_of(a: np.ndarray[Any, Any], order: str) -> np.ndarray[Any, np.dtype[n
     return c.reshape(-1).view(np.uint8)
 
 
-def _layout(a: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], str]:
-    """(an array contiguous in the returned order, "C" or "F"); copies only non-contiguous input."""
+class _Strided:
+    """A non-contiguous array's bytes in C order, produced a frame at a time (never all at once)."""
+
+    def __init__(self, a: np.ndarray[Any, Any]) -> None:
+        self.a = a
+
+    def copy_into(self, dst: np.ndarray[Any, np.dtype[np.uint8]], start: int) -> None:
+        """Fill ``dst`` with the C-order bytes ``[start, start + len(dst))`` of the array."""
+        isz = self.a.dtype.itemsize
+        e0, e1 = start // isz, -(-(start + dst.nbytes) // isz)
+        block = np.ascontiguousarray(self.a.flat[e0:e1]).reshape(-1).view(np.uint8)
+        lo = start - e0 * isz
+        dst[:] = block[lo : lo + dst.nbytes]
+
+
+_Source = np.ndarray[Any, np.dtype[np.uint8]] | _Strided
+
+
+def _source(a: np.ndarray[Any, Any]) -> tuple[_Source, str]:
+    """(the array's stored bytes, "C" or "F"): a flat view when contiguous, else a _Strided."""
     if a.flags.c_contiguous:
-        return a, "C"
+        return _bytes_of(a, "C"), "C"
     if a.flags.f_contiguous:
-        return a, "F"
-    return np.ascontiguousarray(a), "C"
+        return _bytes_of(a, "F"), "F"
+    return _Strided(a), "C"
 
 
 def _resolve_styles(style: Any, names: list[str]) -> list[FrameStyle]:
@@ -171,7 +189,7 @@ def _check_metadata(metadata: Any) -> Any:
 @dataclass
 class _Prepared:
     head: Head
-    sources: list[np.ndarray[Any, np.dtype[np.uint8]]]  # flat bytes per stored array
+    sources: list[_Source]  # stored bytes per array, in storage order
     head_json: bytes
 
 
@@ -179,9 +197,10 @@ def _prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int) -> _Prepa
     items, groups = _flatten(arrays)
     specs, srcs = [], []
     for path, v in items:
-        a, order = _layout(_as_array(path, v))
+        a = _as_array(path, v)
+        src, order = _source(a)
         specs.append(ArraySpec(path, a.dtype, tuple(int(s) for s in a.shape), order))
-        srcs.append(_bytes_of(a, order))
+        srcs.append(src)
     styles = _resolve_styles(style, [s.name for s in specs])
     meta = _check_metadata(metadata)
     perm, frames = plan(specs, styles, frame_bytes)
@@ -195,18 +214,23 @@ def _prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int) -> _Prepa
 
 
 def _frame_input(
-    f: FrameSpec, sources: list[np.ndarray[Any, np.dtype[np.uint8]]]
+    f: FrameSpec, sources: list[_Source]
 ) -> tuple[np.ndarray[Any, np.dtype[np.uint8]], np.ndarray[Any, np.dtype[np.uint8]] | None]:
-    """The frame's single buffer: a slice of one array, or a gathered staging buffer."""
-    if len(f.parts) == 1 and f.parts[0].at == 0 and f.parts[0].nbytes == f.nbytes:
-        p = f.parts[0]
-        return sources[p.array][p.start : p.start + p.nbytes], None
+    """The frame's single buffer: a slice of one array (no copy), or a gathered staging buffer."""
+    p0 = f.parts[0]
+    src0 = sources[p0.array]
+    if len(f.parts) == 1 and p0.at == 0 and p0.nbytes == f.nbytes and not isinstance(src0, _Strided):
+        return src0[p0.start : p0.start + p0.nbytes], None
     g = Staging.get(f.nbytes)
     end = 0
     for p in f.parts:
         if p.at > end:
             g[end : p.at] = 0
-        g[p.at : p.at + p.nbytes] = sources[p.array][p.start : p.start + p.nbytes]
+        src = sources[p.array]
+        if isinstance(src, _Strided):
+            src.copy_into(g[p.at : p.at + p.nbytes], p.start)
+        else:
+            g[p.at : p.at + p.nbytes] = src[p.start : p.start + p.nbytes]
         end = p.at + p.nbytes
     if end < f.nbytes:
         g[end:] = 0
@@ -220,7 +244,7 @@ class _Encoded:
     hold: list[np.ndarray[Any, np.dtype[np.uint8]]]  # staging buffers to give back after writing
 
 
-def _encode(f: FrameSpec, fi: int, sources: list[np.ndarray[Any, np.dtype[np.uint8]]]) -> _Encoded:
+def _encode(f: FrameSpec, fi: int, sources: list[_Source]) -> _Encoded:
     src, gathered = _frame_input(f, sources)
     if f.style == FrameStyle.RAW:
         return _Encoded(src, _lz4.xxh64(src), [gathered] if gathered is not None else [])
