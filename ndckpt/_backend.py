@@ -111,6 +111,7 @@ class Source(Protocol):
     def consume(self, n: int) -> None: ...
     def byte_at(self, i: int) -> int: ...
     def header3(self) -> int: ...
+    def block(self, max_stored: int) -> tuple[int, int]: ...
     def seek(self, off: int) -> None: ...
 
 
@@ -130,10 +131,7 @@ class StreamSink:
         done, n = 0, mv.nbytes
         while done < n:
             try:
-                if self._fd is not None:
-                    w = os.write(self._fd, mv[done:])
-                else:
-                    w = self._f.write(mv[done:])  # type: ignore[union-attr]
+                w = os.write(self._fd, mv[done:]) if self._fd is not None else self._f.write(mv[done:])  # type: ignore[union-attr]
             except OSError as e:
                 raise CheckptIOError(e.errno, f"write failed after {self.offset} bytes: {e.strerror or e}") from e
             except ValueError as e:  # closed file objects raise ValueError
@@ -323,6 +321,29 @@ class StreamSource:
         mv = self._mv
         return mv[lo] | mv[lo + 1] << 8 | mv[lo + 2] << 16
 
+    def block(self, max_stored: int) -> tuple[int, int]:
+        """Locate the next LZ4 chunk without consuming it: (address of its block, csz).
+
+        The chunk is a 3-byte little-endian csz, then csz block bytes; it is
+        accepted when ``1 <= csz`` and ``csz + 3 <= max_stored`` and all of it
+        is available, and (0, 0) is returned otherwise (the caller then finds
+        out why with :meth:`header3` and :meth:`window`).
+        """
+        lo = self._lo
+        if self._hi - lo < 3:
+            _, got = self.window(3)
+            if got < 3:
+                return 0, 0
+            lo = self._lo
+        mv = self._mv
+        csz = mv[lo] | mv[lo + 1] << 8 | mv[lo + 2] << 16
+        if csz < 1 or csz + 3 > max_stored:
+            return 0, 0
+        if self._hi - lo < csz + 3:
+            addr, got = self.window(csz + 3)
+            return (addr + 3, csz) if got == csz + 3 else (0, 0)
+        return self._base + lo + 3, csz
+
     def consume(self, n: int) -> None:
         self._lo += n
         self.offset += n
@@ -386,6 +407,16 @@ class MmioSource:
         if mv.nbytes - o < 3:
             return -1 - (mv.nbytes - o)
         return mv[o] | mv[o + 1] << 8 | mv[o + 2] << 16
+
+    def block(self, max_stored: int) -> tuple[int, int]:
+        """As :meth:`StreamSource.block`."""
+        o, mv = self.offset, self.mv
+        avail = mv.nbytes - o
+        if avail >= 3:
+            csz = mv[o] | mv[o + 1] << 8 | mv[o + 2] << 16
+            if csz > 0 and csz + 3 <= max_stored and csz + 3 <= avail:
+                return self._base + o + 3, csz
+        return 0, 0
 
     def consume(self, n: int) -> None:
         self.offset += n

@@ -1,0 +1,537 @@
+"""Frame-engine benchmark: ndckpt Checkpt/Restore against the plain-Python baselines.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_engine.py [--size-mib N] [--repeat R]
+
+Every measurement pairs one ndckpt operation with a baseline that moves the same
+bytes between the same (page-aligned, prefaulted) buffers. In every round both are
+timed back to back, in alternating order, so machine noise hits both alike. For each
+pair the script prints GB/s (uncompressed bytes / 1e9 per second) best-of-R and
+median for both, and the ratio ``baseline time / ndckpt time`` (above 1 means ndckpt is
+faster): the ratio of the best times and the median of the per-round ratios.
+
+Tables (see benchmarks/README.md): RAW mmio, LZ4 mmio, RAW stream (/dev/shm) and
+many-small (20,000 buffers in one frame). Results also go to
+``benchmarks/results/engine.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lz4
+import lz4.block
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import _datasets as D
+
+import ndckpt
+from ndckpt import Checkpt, Restore, _lz4
+from ndckpt.format import CHUNK_USZ_MAX, lz4_frame_bound
+
+RAW, LZ4 = 1, 2
+CHUNK = CHUNK_USZ_MAX
+
+
+@dataclass
+class Pair:
+    """One ndckpt-vs-baseline measurement."""
+
+    table: str
+    dataset: str
+    ours: str
+    base: str
+    nbytes: int
+    target: float | None
+    ours_s: list[float] = field(default_factory=list)
+    base_s: list[float] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio_best(self) -> float:
+        return min(self.base_s) / min(self.ours_s)
+
+    @property
+    def ratio_median(self) -> float:
+        return statistics.median(b / o for o, b in zip(self.ours_s, self.base_s, strict=True))
+
+    def gbs(self, times: list[float]) -> tuple[float, float]:
+        return self.nbytes / min(times) / 1e9, self.nbytes / statistics.median(times) / 1e9
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.target is None else self.ratio_best >= self.target
+
+    def summary(self) -> dict[str, Any]:
+        d = asdict(self)
+        ob, om = self.gbs(self.ours_s)
+        bb, bm = self.gbs(self.base_s)
+        d.update(
+            ours_gbs_best=ob,
+            ours_gbs_median=om,
+            base_gbs_best=bb,
+            base_gbs_median=bm,
+            ratio_best=self.ratio_best,
+            ratio_median=self.ratio_median,
+            target_met=self.met,
+        )
+        return d
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def measure(pair: Pair, ours: Callable[[], object], base: Callable[[], object], repeat: int) -> Pair:
+    """One untimed warm-up of each, then ``repeat`` interleaved rounds (order alternates)."""
+    ours()
+    base()
+    gc.collect()
+    gc.disable()
+    try:
+        for r in range(repeat):
+            if r % 2 == 0:
+                pair.ours_s.append(_timed(ours))
+                pair.base_s.append(_timed(base))
+            else:
+                pair.base_s.append(_timed(base))
+                pair.ours_s.append(_timed(ours))
+    finally:
+        gc.enable()
+    return pair
+
+
+def _u8(a: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    return a.view(np.uint8).reshape(-1)
+
+
+def _aligned(nbytes: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    return D.prefault(D.aligned_empty(nbytes))
+
+
+def _frame_chunks(frame: memoryview, n: int) -> list[tuple[memoryview, int]]:
+    """(block, usz) for each chunk of one LZ4 buffer of n bytes at the start of ``frame``."""
+    out, off, pos = [], 0, 0
+    while pos < n:
+        usz = min(CHUNK, n - pos)
+        csz = frame[off] | frame[off + 1] << 8 | frame[off + 2] << 16
+        out.append((frame[off + 3 : off + 3 + csz], usz))
+        off += 3 + csz
+        pos += usz
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Cases on one big buffer
+
+
+def bench_raw_mmio(ds: str, data: np.ndarray[Any, Any], repeat: int) -> tuple[list[Pair], np.ndarray[Any, Any]]:
+    src = _u8(data)
+    n = src.nbytes
+    region = _aligned(n)
+    dst = _aligned(n)
+
+    def ck() -> None:
+        c = Checkpt.mmio(region)
+        c.frame_open(RAW)
+        c.buf(data)
+        c.frame_close()
+        c.fini()
+
+    def rs() -> None:
+        r = Restore.mmio(region)
+        r.frame_open(RAW)
+        r.buf(dst)
+        r.frame_close()
+        r.fini()
+
+    views: list[memoryview] = []
+
+    def rs_view() -> None:
+        r = Restore.mmio(region)
+        r.frame_open(RAW)
+        views.append(r.view(n))
+        r.frame_close()
+        r.fini()
+
+    p1 = measure(
+        Pair("raw_mmio", ds, "Checkpt.mmio RAW", "np.copyto", n, 0.9),
+        ck, lambda: np.copyto(region, src), repeat,
+    )
+    ck()
+    assert np.array_equal(region, src), "RAW Checkpt.mmio wrote wrong bytes"
+    p2 = measure(
+        Pair("raw_mmio", ds, "Restore.mmio RAW buf", "np.copyto", n, 0.9),
+        rs, lambda: np.copyto(dst, region), repeat,
+    )
+    dst.fill(0)
+    rs()
+    assert np.array_equal(dst, src), "RAW Restore.mmio read wrong bytes"
+    p3 = measure(
+        Pair("raw_mmio", ds, "Restore.mmio RAW view", "memoryview slice", n, None),
+        rs_view, lambda: views.append(memoryview(region)[:n]), repeat,
+    )
+    assert bytes(views[0][:64]) == bytes(src[:64])
+    views.clear()
+    return [p1, p2, p3], region
+
+
+def bench_lz4_mmio(ds: str, data: np.ndarray[Any, Any], repeat: int) -> list[Pair]:
+    src = _u8(data)
+    n = src.nbytes
+    smv = memoryview(src)
+    region = _aligned(lz4_frame_bound([n]))
+    dst = _aligned(n)
+    dmv = memoryview(dst)
+    compress, decompress = lz4.block.compress, lz4.block.decompress
+    fsz = [0]
+
+    def ck() -> None:
+        c = Checkpt.mmio(region)
+        c.frame_open(LZ4)
+        c.buf(data)
+        fsz[0] = c.frame_close()
+        c.fini()
+
+    def base_ck() -> None:
+        for i in range(0, n, CHUNK):
+            compress(smv[i : i + CHUNK], mode="default", acceleration=1, store_size=False)
+
+    p1 = measure(Pair("lz4_mmio", ds, "Checkpt.mmio LZ4", "lz4.block.compress", n, 0.7), ck, base_ck, repeat)
+    ck()
+    frame = memoryview(region)[: fsz[0]]
+    pyl = sum(
+        len(compress(smv[i : i + CHUNK], mode="default", acceleration=1, store_size=False))
+        for i in range(0, n, CHUNK)
+    )
+    p1.extra.update(ours_ratio=n / fsz[0], pylz4_ratio=n / pyl, frame_bytes=fsz[0], pylz4_bytes=pyl)
+    chunks = _frame_chunks(frame, n)
+
+    def rs() -> None:
+        r = Restore.mmio(frame)
+        r.frame_open(LZ4)
+        r.buf(dst)
+        r.frame_close()
+        r.fini()
+
+    def base_rs_copy() -> None:
+        pos = 0
+        for blk, usz in chunks:
+            out = decompress(blk, uncompressed_size=usz, dict=dmv[pos - CHUNK : pos] if pos else None)
+            dmv[pos : pos + usz] = out
+            pos += usz
+
+    def base_rs_only() -> None:
+        pos = 0
+        for blk, usz in chunks:
+            decompress(blk, uncompressed_size=usz, dict=smv[pos - CHUNK : pos] if pos else None)
+            pos += usz
+
+    p2 = measure(
+        Pair("lz4_mmio", ds, "Restore.mmio LZ4", "lz4.block.decompress + copy", n, 1.0),
+        rs, base_rs_copy, repeat,
+    )
+    dst.fill(0)
+    base_rs_copy()
+    assert np.array_equal(dst, src), "python-lz4 could not decode ndckpt's frame"
+    dst.fill(0)
+    rs()
+    assert np.array_equal(dst, src), "LZ4 Restore.mmio read wrong bytes"
+    p3 = measure(
+        Pair("lz4_mmio", ds, "Restore.mmio LZ4", "lz4.block.decompress only", n, None),
+        rs, base_rs_only, repeat,
+    )
+    for p in (p2, p3):
+        p.extra.update(ours_ratio=n / fsz[0])
+    return [p1, p2, p3]
+
+
+def bench_stream(ds: str, data: np.ndarray[Any, Any], shm: Path, repeat: int) -> list[Pair]:
+    src = _u8(data)
+    n = src.nbytes
+    smv = memoryview(src)
+    dst = _aligned(n)
+    dmv = memoryview(dst)
+    fd, name = tempfile.mkstemp(prefix="ndckpt_bench_", suffix=".bin", dir=shm)
+    os.close(fd)
+    path = Path(name)
+    try:
+        path.write_bytes(smv)  # the file exists at full size: both sides overwrite in place
+
+        def ck() -> None:
+            with open(path, "r+b", buffering=0) as f:
+                c = Checkpt.stream(f)
+                c.frame_open(RAW)
+                c.buf(data)
+                c.frame_close()
+                c.fini()
+
+        def base_ck() -> None:
+            with open(path, "r+b", buffering=0) as f:
+                done = 0
+                while done < n:
+                    done += f.write(smv[done:])
+
+        def rs() -> None:
+            with open(path, "rb", buffering=0) as f:
+                r = Restore.stream(f)
+                r.frame_open(RAW)
+                r.buf(dst)
+                r.frame_close()
+                r.fini()
+
+        def base_rs() -> None:
+            with open(path, "rb", buffering=0) as f:
+                done = 0
+                while done < n:
+                    done += f.readinto(dmv[done:])
+
+        p1 = measure(Pair("raw_stream", ds, "Checkpt.stream RAW", "f.write", n, None), ck, base_ck, repeat)
+        ck()
+        assert path.read_bytes() == smv, "RAW Checkpt.stream wrote wrong bytes"
+        p2 = measure(Pair("raw_stream", ds, "Restore.stream RAW", "f.readinto", n, None), rs, base_rs, repeat)
+        dst.fill(0)
+        rs()
+        assert np.array_equal(dst, src), "RAW Restore.stream read wrong bytes"
+    finally:
+        path.unlink(missing_ok=True)
+    return [p1, p2]
+
+
+# --------------------------------------------------------------------------------------
+# Many small buffers in one frame
+
+
+def bench_many_small(repeat: int) -> list[Pair]:
+    arrays = D.many_small()
+    ds = f"many-small ({len(arrays)} x {arrays[0].nbytes} B)"
+    sizes = [a.nbytes for a in arrays]
+    n = sum(sizes)
+    offs = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
+    outs = [D.prefault(np.empty_like(a)) for a in arrays]
+    out_b = [memoryview(o).cast("B") for o in outs]
+    compress, decompress = lz4.block.compress, lz4.block.decompress
+    pairs: list[Pair] = []
+
+    # RAW
+    region = _aligned(n)
+    rmv = memoryview(region)
+
+    def ck_raw() -> None:
+        c = Checkpt.mmio(region)
+        c.frame_open(RAW)
+        for a in arrays:
+            c.buf(a)
+        c.frame_close()
+        c.fini()
+
+    def base_ck_raw() -> None:
+        for a, o in zip(arrays, offs, strict=True):
+            b = memoryview(a).cast("B")
+            rmv[o : o + b.nbytes] = b
+
+    def rs_raw() -> None:
+        r = Restore.mmio(region)
+        r.frame_open(RAW)
+        for o in outs:
+            r.buf(o)
+        r.frame_close()
+        r.fini()
+
+    def base_rs_raw() -> None:
+        for b, o in zip(out_b, offs, strict=True):
+            b[:] = rmv[o : o + b.nbytes]
+
+    pairs.append(measure(Pair("many_small", ds, "Checkpt.mmio RAW", "memoryview slice loop", n, None), ck_raw, base_ck_raw, repeat))
+    pairs.append(measure(Pair("many_small", ds, "Restore.mmio RAW", "memoryview slice loop", n, None), rs_raw, base_rs_raw, repeat))
+    for o in outs:
+        o.fill(0)
+    rs_raw()
+    assert all(np.array_equal(a, o) for a, o in zip(arrays, outs, strict=True))
+
+    # LZ4
+    lregion = _aligned(lz4_frame_bound(sizes))
+    fsz = [0]
+
+    def ck_lz4() -> None:
+        c = Checkpt.mmio(lregion)
+        c.frame_open(LZ4)
+        for a in arrays:
+            c.buf(a)
+        fsz[0] = c.frame_close()
+        c.fini()
+
+    def base_ck_lz4() -> None:
+        for a in arrays:
+            compress(a, mode="default", acceleration=1, store_size=False)
+
+    p = measure(Pair("many_small", ds, "Checkpt.mmio LZ4", "lz4.block.compress loop", n, 0.7), ck_lz4, base_ck_lz4, repeat)
+    ck_lz4()
+    blocks = [compress(a, mode="default", acceleration=1, store_size=False) for a in arrays]
+    p.extra.update(ours_ratio=n / fsz[0], pylz4_ratio=n / sum(len(b) for b in blocks))
+    pairs.append(p)
+    frame = memoryview(lregion)[: fsz[0]]
+
+    def rs_lz4() -> None:
+        r = Restore.mmio(frame)
+        r.frame_open(LZ4)
+        for o in outs:
+            r.buf(o)
+        r.frame_close()
+        r.fini()
+
+    def base_rs_lz4() -> None:
+        for blk, b in zip(blocks, out_b, strict=True):
+            b[:] = decompress(blk, uncompressed_size=b.nbytes)
+
+    pairs.append(measure(Pair("many_small", ds, "Restore.mmio LZ4", "lz4.block.decompress + copy loop", n, 1.0), rs_lz4, base_rs_lz4, repeat))
+    for o in outs:
+        o.fill(0)
+    rs_lz4()
+    assert all(np.array_equal(a, o) for a, o in zip(arrays, outs, strict=True))
+    for q in pairs:
+        q.extra.update(buffers=len(arrays), ours_us_per_buffer_best=min(q.ours_s) / len(arrays) * 1e6,
+                       base_us_per_buffer_best=min(q.base_s) / len(arrays) * 1e6)
+    return pairs
+
+
+# --------------------------------------------------------------------------------------
+# Output
+
+
+def _fmt_target(p: Pair) -> str:
+    if p.target is None:
+        return ""
+    return f">= {p.target:g} {'met' if p.met else '**MISSED**'}"
+
+
+def table(pairs: list[Pair], title: str, extra_cols: list[tuple[str, Callable[[Pair], str]]] | None = None) -> str:
+    extra_cols = extra_cols or []
+    head = ["dataset", "ndckpt", "baseline", "ndckpt GB/s best / med", "baseline GB/s best / med",
+            "ratio best", "ratio med", "target"] + [c for c, _ in extra_cols]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for p in pairs:
+        ob, om = p.gbs(p.ours_s)
+        bb, bm = p.gbs(p.base_s)
+        row = [p.dataset, p.ours, p.base, f"{ob:.2f} / {om:.2f}", f"{bb:.2f} / {bm:.2f}",
+               f"{p.ratio_best:.2f}", f"{p.ratio_median:.2f}", _fmt_target(p)] + [f(p) for _, f in extra_cols]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size-mib", type=int, default=256, help="dataset size in MiB (default 256)")
+    ap.add_argument("--repeat", type=int, default=5, help="timed rounds per pair (default 5)")
+    ap.add_argument("--datasets", default="smooth,ints,random,many-small",
+                    help="comma-separated subset of smooth,ints,random,many-small")
+    ap.add_argument("--shm", type=Path, default=Path("/dev/shm"), help="directory for stream-mode files")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "engine.json")
+    args = ap.parse_args(argv)
+    nbytes = args.size_mib << 20
+    names = [s.strip() for s in args.datasets.split(",") if s.strip()]
+    started = time.time()
+    load0 = os.getloadavg()
+
+    all_pairs: list[Pair] = []
+    for ds in names:
+        if ds == "many-small":
+            all_pairs += bench_many_small(args.repeat)
+            continue
+        t0 = time.perf_counter()
+        data = D.generate(ds, nbytes)
+        print(f"# {ds}: {data.nbytes / 2**20:.0f} MiB {data.dtype} generated in {time.perf_counter() - t0:.1f} s",
+              file=sys.stderr)
+        raw, _region = bench_raw_mmio(ds, data, args.repeat)
+        del _region
+        all_pairs += raw
+        all_pairs += bench_lz4_mmio(ds, data, args.repeat)
+        all_pairs += bench_stream(ds, data, args.shm, args.repeat)
+        del data
+        gc.collect()
+
+    def of(tab: str) -> list[Pair]:
+        return [p for p in all_pairs if p.table == tab]
+
+    def us(p: Pair) -> str:
+        return f"{min(p.ours_s) * 1e6:.1f} / {min(p.base_s) * 1e6:.1f}"
+
+    def ratios(p: Pair) -> str:
+        if "pylz4_ratio" in p.extra:
+            return f"{p.extra['ours_ratio']:.3f} / {p.extra['pylz4_ratio']:.3f}"
+        return f"{p.extra['ours_ratio']:.3f}" if "ours_ratio" in p.extra else ""
+
+    def per_buf(p: Pair) -> str:
+        return f"{p.extra['ours_us_per_buffer_best']:.2f} / {p.extra['base_us_per_buffer_best']:.2f}"
+
+    out = [
+        f"## ndckpt frame engine, {args.size_mib} MiB, best of {args.repeat} "
+        f"(liblz4 {_lz4.library_version()}, python-lz4 {lz4.__version__}, numpy {np.__version__})",
+        "",
+        "ratio = baseline time / ndckpt time (>1: ndckpt faster); 'best' = ratio of best times, "
+        "'med' = median of per-round ratios.",
+        "",
+    ]
+    raw_rows = [p for p in of("raw_mmio") if p.target is not None]
+    view_rows = [p for p in of("raw_mmio") if p.target is None]
+    if raw_rows:
+        out.append(table(raw_rows, "RAW, mmio (page-aligned, prefaulted region and destination)"))
+        out.append("Restore.view (zero-copy) of the whole buffer, best time in us (ndckpt / memoryview slice): "
+                   + ", ".join(f"{p.dataset} {us(p)}" for p in view_rows) + "\n")
+    if of("lz4_mmio"):
+        out.append(table(of("lz4_mmio"), "LZ4, mmio (one frame, one buffer; 64 KiB chunks)",
+                         [("compression ratio ndckpt / python-lz4", ratios)]))
+    if of("raw_stream"):
+        out.append(table(of("raw_stream"), f"RAW, stream mode (file on {args.shm}, overwritten in place)"))
+    if of("many_small"):
+        out.append(table(of("many_small"), "Many small buffers in one frame (mmio)",
+                         [("us/buffer best ndckpt / baseline", per_buf), ("compression ratio", ratios)]))
+    text = "\n".join(out)
+    print(text)
+
+    result = {
+        "benchmark": "engine",
+        "started_unix": started,
+        "seconds": time.time() - started,
+        "args": {"size_mib": args.size_mib, "repeat": args.repeat, "datasets": names, "shm": str(args.shm)},
+        "env": {
+            "python": sys.version.split()[0],
+            "numpy": np.__version__,
+            "python_lz4": lz4.__version__,
+            "liblz4": _lz4.library_version(),
+            "liblz4_path": _lz4.library_path(),
+            "ndckpt": ndckpt.__version__,
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "loadavg_start": load0,
+            "loadavg_end": os.getloadavg(),
+        },
+        "pairs": [p.summary() for p in all_pairs],
+        "markdown": text,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
