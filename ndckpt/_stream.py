@@ -78,7 +78,8 @@ def load_stream(
             dest[ai], arrays[ai] = _check_out(spec, outs[ai]), outs[ai]
         elif spec.nbytes == 0:
             arrays[ai] = np.empty(spec.shape, spec.dtype, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
-    scratch = aligned_empty(max((stored_bound(fr) for fr in head.frames), default=0) or 1)
+    # Holds one LZ4 frame's stored bytes, or a RAW frame's padding (up to RAW_ALIGN - 1 bytes).
+    scratch = aligned_empty(max([RAW_ALIGN, *(stored_bound(fr) for fr in head.frames)]))
     hashes: list[int | None] = []
     prog = Progress(progress, sum(fr.nbytes for fr in head.frames))
     for fi, fr in enumerate(head.frames):
@@ -90,6 +91,7 @@ def load_stream(
             stored, x = RECORD.unpack(rec)
             _check_frame_sizes(head, fi, stored)
             layout.offsets[fi], layout.stored[fi], layout.xxh[fi] = pos + RECORD.size, stored, x
+            where = layout.where(fi)  # now with the data offset and the arrays' names
             data = scratch[:stored]
             _read(rs, data, where)
             if verify is not False:
@@ -101,6 +103,7 @@ def load_stream(
             if pad:
                 _read(rs, scratch[:pad], f"{where}: padding")
             layout.offsets[fi], layout.stored[fi] = pos + pad, fr.nbytes
+            where = layout.where(fi)  # now with the data offset and the arrays' names
             p0 = fr.parts[0]
             if len(fr.parts) == 1 and p0.at == 0 and p0.nbytes == fr.nbytes:
                 if p0.array not in dest:
@@ -119,8 +122,10 @@ def load_stream(
     tr = bytearray(TRAILER.size)
     _read(rs, tr, f"trailer at offset {pos + len(ib)}")
     io, nframes, ix, total, version, flags, end_magic = TRAILER.unpack(tr)
-    if end_magic != END_MAGIC or version != VERSION or flags:
-        raise FormatError(f"trailer at offset {pos + len(ib)}: bad end magic, version or flags")
+    if end_magic != END_MAGIC:
+        raise FormatError(f"trailer at offset {pos + len(ib)}: bad end magic")
+    if version != VERSION or flags:
+        raise FormatError(f"trailer: version {version} / flags {flags:#x} do not match the superblock")
     if io != pos or nframes != nfr or total != rs.offset - base:
         raise FormatError(f"trailer at offset {pos + len(ib)}: index position, frame count or size disagree")
     if _lz4.xxh64(ib) != ix:

@@ -10,6 +10,7 @@ own memory and mapped back as zero-copy views.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import mmap
 import os
@@ -121,7 +122,9 @@ class _Strided:
     """A non-contiguous array's bytes in C order, produced a frame at a time (never all at once)."""
 
     def __init__(self, a: np.ndarray[Any, Any]) -> None:
-        self.a = a
+        # Copy whole items as opaque bytes: numpy copies structured items field by field and
+        # leaves padding bytes uninitialised (nondeterministic output leaking stale memory).
+        self.a = a.view(np.dtype((np.void, a.dtype.itemsize))) if a.dtype.itemsize else a
 
     def copy_into(self, dst: np.ndarray[Any, np.dtype[np.uint8]], start: int) -> None:
         """Fill ``dst`` with the C-order bytes ``[start, start + len(dst))`` of the array."""
@@ -552,7 +555,10 @@ def _parse_region(region: memoryview) -> _Layout:
 
 def _new_array(spec: ArraySpec) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, np.dtype[np.uint8]]]:
     """A new page-aligned array for ``spec`` and its flat byte view in the stored order."""
-    raw = aligned_empty(spec.nbytes)
+    try:
+        raw = aligned_empty(spec.nbytes)
+    except MemoryError as e:  # a stream can claim any size before its data arrive
+        raise CheckptIOError(errno.ENOMEM, f"array {spec.name!r}: cannot allocate its {spec.nbytes} bytes") from e
     arr: np.ndarray[Any, Any] = np.ndarray(spec.shape, spec.dtype, buffer=raw, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
     return arr, raw
 
