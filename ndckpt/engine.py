@@ -3,7 +3,7 @@
 Concepts
 --------
 A Checkpt or Restore is made once, in one of two I/O modes, and then driven
-through frames::
+through frames:
 
     ck = Checkpt.stream(f)            # or Checkpt.mmio(region)
     off0 = ck.frame_open(FrameStyle.LZ4)

@@ -2,7 +2,7 @@
 
 Every error ndckpt raises on purpose is a :class:`CheckptError`. Its ``code`` is
 fd_checkpt's error value, and each subclass also inherits the builtin a Python
-caller would naturally catch::
+caller would naturally catch:
 
     CheckptError (Exception)                 .code
     +-- InvalidArgumentError (ValueError)    ERR_INVAL  -1  bad argument or call in the wrong state
