@@ -1,0 +1,626 @@
+"""The ``ndckpt`` command: inspect, verify, extract and convert checkpoints; run the demo and benchmarks.
+
+Installed as the ``ndckpt`` console script and runnable as ``python -m ndckpt``::
+
+    ndckpt info FILE [--json]                 format version, metadata, table of arrays
+    ndckpt verify FILE                        check every frame; exit 1 naming the bad one
+    ndckpt extract FILE NAME [-o OUT.npy]     one array to a .npy file
+    ndckpt convert IN OUT [--style raw|lz4]   .npy/.npz <-> ndckpt (and ndckpt -> ndckpt)
+    ndckpt demo [...]                         kill-and-resume simulation demo
+    ndckpt bench [ARGS...]                    the peer benchmark suite (source checkout only)
+
+Exit status: 0 on success; 1 when a checkpoint is unsound or a user error occurs
+(missing file, not an ndckpt file, unknown array, bad input), with one line on
+stderr and no traceback; 2 for bad command-line usage (and ``bench`` outside a
+source checkout). Long operations draw a progress bar on stderr only when
+stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import numpy as np
+
+from . import __version__
+from . import api as _api
+from ._progress import ProgressBar, format_bytes, progress_bar
+from .container import MAGIC, SUPERBLOCK
+from .errors import CheckptError
+
+__all__ = ["UserError", "main"]
+
+PROG = "ndckpt"
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+class UserError(Exception):
+    """A problem to report in one line (exit status ``code``), never with a traceback."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _bar(label: str) -> Iterator[ProgressBar | None]:
+    """A progress bar on stderr if it is a terminal (else None), closed on exit."""
+    bar = progress_bar(label)
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _ratio(raw: int, stored: int) -> str:
+    return f"{raw / stored:.2f}" if stored else "-"
+
+
+def _ranges(idx: Sequence[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2,5"``; ``[]`` -> ``"-"``."""
+    if not idx:
+        return "-"
+    out: list[str] = []
+    start = prev = idx[0]
+    for i in [*idx[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        out.append(str(start) if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return ",".join(out)
+
+
+def _sniff(path: str) -> str:
+    """``"ndckpt"``, ``"npy"``, ``"npz"`` or ``"unknown"`` from a file's first bytes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror}") from None
+    if head.startswith(MAGIC):
+        return "ndckpt"
+    if head.startswith(NPY_MAGIC):
+        return "npy"
+    if head.startswith(ZIP_MAGIC):
+        return "npz"
+    return "unknown"
+
+
+def _require_file(path: str) -> None:
+    """Raise a UserError unless ``path`` is an existing regular file."""
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file")
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: not a regular file")
+
+
+def _read_version(path: str) -> int:
+    with open(path, "rb") as f:
+        sb = f.read(SUPERBLOCK.size)
+    return int(SUPERBLOCK.unpack(sb)[1])
+
+
+def _frame_arrays(path: str, message: str) -> str:
+    """Add the arrays and offset of the frame a message names, if it does not name them already.
+
+    Only for errors found after the file's structure parsed (a checksum or
+    decode failure); structural errors are returned unchanged.
+    """
+    m = re.match(r"frame (\d+)\b", message)
+    if m is None or "(array" in message:
+        return message
+    fi = int(m.group(1))
+    try:
+        with _api.open(path, verify=False) as r:
+            rows = r.info()
+    except (CheckptError, OSError):
+        return message
+    names = [row["name"] for row in rows if fi in row["frames"]]
+    offsets = {off for row in rows for f, off in zip(row["frames"], row["offsets"], strict=True) if f == fi}
+    if not names:
+        return message
+    shown = ", ".join(repr(n) for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    where = f" at offset {min(offsets)}" if offsets and "offset" not in message.split(":")[0] else ""
+    head, sep, rest = message.partition(":")
+    return f"{head}{where} (array {shown}){sep}{rest}"
+
+
+class _CountingWriter:
+    """A write-only file wrapper that reports bytes written (for numpy's chunked .npy writer)."""
+
+    def __init__(self, f: IO[bytes], advance: Callable[[int], None]) -> None:
+        self._f = f
+        self._advance = advance
+
+    def write(self, b: Any) -> int:
+        n = self._f.write(b)
+        self._advance(len(memoryview(b).cast("B")))
+        return n if n is not None else 0
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+class _Counter:
+    """Accumulates byte counts and forwards ``(done, total)`` to a progress callback."""
+
+    def __init__(self, bar: ProgressBar | None, total: int) -> None:
+        self.bar, self.total, self.done = bar, total, 0
+        if bar is not None:
+            bar(0, total)
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar(min(self.done, self.total), self.total)
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, np.ndarray[Any, Any]]:
+    out: dict[str, np.ndarray[Any, Any]] = {}
+    for k, v in tree.items():
+        name = f"{prefix}/{k}" if prefix else k
+        if isinstance(v, dict):
+            out.update(_flat(v, name))
+        else:
+            out[name] = v
+    return out
+
+
+@contextlib.contextmanager
+def _atomic_output(path: str) -> Iterator[IO[bytes]]:
+    """A binary file written next to ``path`` and renamed over it only if the block succeeds."""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{path}: is a directory")
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    try:
+        f = open(tmp, "wb")  # noqa: SIM115 -- closed below, before the rename
+    except OSError as e:
+        raise UserError(f"{path}: cannot write: {e.strerror}") from None
+    try:
+        with f:
+            yield f
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _npy_into(f: IO[bytes], name: str, arr: np.ndarray[Any, Any], count: _Counter) -> None:
+    """Write ``arr`` in .npy format to ``f`` (numpy's writer, in chunks that feed ``count``)."""
+    try:
+        np.lib.format.write_array(_CountingWriter(f, count), arr, allow_pickle=False)
+    except ValueError as e:  # dtypes .npy cannot describe, e.g. out-of-order structured fields
+        raise UserError(f"array {name!r} ({arr.dtype}) cannot be stored in a .npy file: {e}") from None
+
+
+def _write_npy(path: str, name: str, arr: np.ndarray[Any, Any], label: str) -> None:
+    with _bar(label) as bar, _atomic_output(path) as f:
+        _npy_into(f, name, arr, _Counter(bar, arr.nbytes))
+
+
+def _write_npz(path: str, arrays: dict[str, np.ndarray[Any, Any]], label: str) -> None:
+    with _bar(label) as bar, _atomic_output(path) as f:
+        count = _Counter(bar, sum(a.nbytes for a in arrays.values()))
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, arr in arrays.items():
+                with zf.open(name + ".npy", "w", force_zip64=True) as member:
+                    _npy_into(member, name, arr, count)
+
+
+def _read_numpy(path: str, kind: str) -> dict[str, np.ndarray[Any, Any]]:
+    """All arrays of a .npy (memory-mapped, key = file stem) or .npz file (read, with a bar)."""
+    try:
+        if kind == "npy":
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            if arr.dtype.hasobject:
+                raise UserError(f"{path}: holds Python objects, which ndckpt does not store")
+            return {Path(path).stem or "array": arr}
+        with np.load(path, allow_pickle=False) as z, _bar(f"read {path}") as bar:
+            names = list(z.files)
+            out: dict[str, np.ndarray[Any, Any]] = {}
+            total = sum(z.zip.getinfo(n + ".npy").file_size if n + ".npy" in z.zip.namelist() else 0 for n in names)
+            count = _Counter(bar, total)
+            for n in names:
+                out[n] = z[n]
+                count(out[n].nbytes)
+            return out
+    except UserError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise UserError(f"{path}: cannot read as .{kind}: {e}") from None
+
+
+def _stdin() -> BinaryIO:
+    return sys.stdin.buffer
+
+
+def _stdout() -> BinaryIO:
+    return sys.stdout.buffer
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands
+# ----------------------------------------------------------------------------------------------
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    path: str = args.file
+    with _api.open(path, verify=False) as r:
+        rows = r.info()
+        version = _read_version(path)
+        metadata = r.metadata
+        size = r.nbytes
+    frames = sorted({fi for row in rows for fi in row["frames"]})
+    raw = sum(int(row["nbytes"]) for row in rows)
+    stored = sum(int(row["stored_nbytes"]) for row in rows)
+    if args.json:
+        doc = {
+            "file": path,
+            "format_version": version,
+            "file_nbytes": size,
+            "metadata": metadata,
+            "nframes": len(frames),
+            "nbytes": raw,
+            "arrays": [{**row, "shape": list(row["shape"])} for row in rows],
+        }
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return 0
+    print(f"file      {path}  ({format_bytes(size)}, ndckpt format version {version})")
+    print(f"metadata  {json.dumps(metadata, sort_keys=True) if metadata is not None else '(none)'}")
+    print(
+        f"arrays    {len(rows)} in {_plural(len(frames), 'frame')}; {format_bytes(raw)} raw -> "
+        f"{format_bytes(stored)} stored (ratio {_ratio(raw, stored)})"
+    )
+    if not rows:
+        return 0
+    table = [("name", "dtype", "shape", "style", "raw", "stored", "ratio", "frames")]
+    table += [
+        (
+            row["name"],
+            row["dtype"],
+            str(tuple(row["shape"])),
+            row["style"],
+            format_bytes(row["nbytes"]),
+            format_bytes(row["stored_nbytes"]),
+            _ratio(row["nbytes"], row["stored_nbytes"]),
+            _ranges(row["frames"]),
+        )
+        for row in rows
+    ]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    right = {4, 5, 6}
+    print()
+    for line in table:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))]
+        print("  ".join(cells).rstrip())
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    path: str = args.file
+    src: Any = _stdin() if path == "-" else path
+    label = "stdin" if path == "-" else path
+    if path != "-":
+        _require_file(path)
+    t0 = time.perf_counter()
+    try:
+        with _bar(f"verify {label}") as bar:
+            _api.verify(src, threads=args.threads, progress=bar)
+    except CheckptError as e:
+        msg = str(e) if path == "-" else _frame_arrays(path, str(e))
+        print(f"{PROG} verify: {label}: FAILED: {msg}", file=sys.stderr)
+        return 1
+    dt = time.perf_counter() - t0
+    if path == "-":
+        print(f"{label}: OK ({dt:.2f} s)")
+        return 0
+    with _api.open(path, verify=False) as r:
+        rows = r.info()
+        size = r.nbytes
+    nframes = len({fi for row in rows for fi in row["frames"]})
+    what = f"{_plural(len(rows), 'array')}, {_plural(nframes, 'frame')}, {format_bytes(size)}"
+    print(f"{label}: OK: {what} checked in {dt:.2f} s")
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    path: str = args.file
+    name: str = args.name
+    with _api.open(path, mmap=True, threads=args.threads, verify=True) as r:
+        if name not in r:
+            names = r.keys()
+            shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+            raise UserError(f"{path}: no array named {name!r} (arrays: {shown or 'none'})")
+        arr = r.get(name)
+    out: str = args.output or (name.replace("/", "_") + ".npy")
+    _write_npy(out, name, arr, f"write {out}")
+    print(f"{name}: {arr.dtype} {tuple(arr.shape)} -> {out} ({format_bytes(arr.nbytes)})")
+    return 0
+
+
+def _out_kind(out: str) -> str:
+    if out == "-":
+        return "ndckpt"
+    suffix = Path(out).suffix.lower()
+    return {".npy": "npy", ".npz": "npz"}.get(suffix, "ndckpt")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    src: str = args.input
+    dst: str = args.output
+    in_kind = "ndckpt" if src == "-" else _sniff(src)
+    out_kind = _out_kind(dst)
+    if in_kind == "unknown":
+        raise UserError(f"{src}: not an ndckpt, .npy or .npz file")
+    if in_kind != "ndckpt" and out_kind != "ndckpt":
+        raise UserError(f"one side must be an ndckpt file ({src} is .{in_kind}, {dst} is .{out_kind})")
+    if args.style is not None and out_kind != "ndckpt":
+        raise UserError(f"--style applies to ndckpt output, not .{out_kind}")
+
+    metadata: Any = None
+    t0 = time.perf_counter()
+    if in_kind == "ndckpt":
+        label = "stdin" if src == "-" else src
+        with _bar(f"read {label}") as bar:
+            tree = _api.load(_stdin() if src == "-" else src, threads=args.threads, verify=True, progress=bar)
+        arrays = _flat(tree)
+        if src != "-":
+            with _api.open(src, verify=False) as r:
+                metadata = r.metadata
+    else:
+        arrays = _read_numpy(src, in_kind)
+    raw = sum(a.nbytes for a in arrays.values())
+
+    if out_kind == "ndckpt":
+        style = args.style or "raw"
+        with _bar(f"write {'stdout' if dst == '-' else dst}") as bar:
+            target: Any = _stdout() if dst == "-" else dst
+            _api.save(target, arrays, style=style, threads=args.threads, metadata=metadata, progress=bar)
+        if dst == "-":
+            _stdout().flush()
+    elif out_kind == "npy":
+        if len(arrays) != 1:
+            raise UserError(
+                f"{src} holds {len(arrays)} arrays; a .npy holds one "
+                f"(use .npz, or 'ndckpt extract {src} NAME -o {dst}')"
+            )
+        ((name, arr),) = arrays.items()
+        _write_npy(dst, name, arr, f"write {dst}")
+    else:
+        _write_npz(dst, arrays, f"write {dst}")
+    dt = time.perf_counter() - t0
+    if dst != "-":
+        size = os.path.getsize(dst)
+        print(
+            f"{src} -> {dst}: {_plural(len(arrays), 'array')}, {format_bytes(raw)} -> {format_bytes(size)} "
+            f"(ratio {_ratio(raw, size)}) in {dt:.2f} s"
+        )
+    return 0
+
+
+def bench_script() -> Path:
+    """Where the peer benchmark suite is in a source checkout (it is not installed with the package)."""
+    return Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    script = bench_script()
+    if not script.is_file():
+        raise UserError(
+            "ndckpt bench: the benchmark suite ships with the source repository "
+            f"(benchmarks/peers.py, not found at {script}); run it from a clone",
+            code=2,
+        )
+    extra = list(args.bench_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    return subprocess.call([sys.executable, str(script), *extra])
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import demo
+
+    return demo.run(args)
+
+
+# ----------------------------------------------------------------------------------------------
+# Argument parsing and main
+# ----------------------------------------------------------------------------------------------
+
+
+def _threads(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``ndckpt`` command (every subcommand has ``--help``)."""
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Inspect, verify and convert ndckpt checkpoints; run the demo and benchmarks.",
+        epilog="Run 'ndckpt COMMAND --help' for a command's options.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def threads_opt(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--threads", type=_threads, default=None, metavar="N", help="worker threads (default: all cores)"
+        )
+
+    q = sub.add_parser(
+        "info",
+        help="format version, metadata and a table of arrays",
+        description="Print a checkpoint's format version, metadata and a table of its arrays (name, dtype, shape, "
+        "style, raw and stored size, ratio, frames). Reads only the head and index, not the data.",
+    )
+    q.add_argument("file", metavar="FILE", help="an ndckpt file")
+    q.add_argument("--json", action="store_true", help="print the same as JSON (exact byte counts)")
+    q.set_defaults(func=cmd_info)
+
+    q = sub.add_parser(
+        "verify",
+        help="check every frame's checksum and structure",
+        description="Check a checkpoint's structure and every frame's checksum (LZ4 frames are also decoded). "
+        "Exit 0 when it is sound; exit 1 with one line naming the frame, its offset and its arrays when not.",
+    )
+    q.add_argument("file", metavar="FILE", help="an ndckpt file, or - to read one from stdin")
+    threads_opt(q)
+    q.set_defaults(func=cmd_verify)
+
+    q = sub.add_parser(
+        "extract",
+        help="write one array to a .npy file",
+        description="Write one array of a checkpoint to a .npy file (reads only the frames holding it).",
+    )
+    q.add_argument("file", metavar="FILE", help="an ndckpt file")
+    q.add_argument("name", metavar="NAME", help="the array's name, as 'ndckpt info' lists it (e.g. fields/u)")
+    q.add_argument("-o", "--output", metavar="OUT.npy", help="output file (default: NAME with / -> _, plus .npy)")
+    threads_opt(q)
+    q.set_defaults(func=cmd_extract)
+
+    q = sub.add_parser(
+        "convert",
+        help="convert between .npy/.npz and ndckpt",
+        description="Convert between numpy files and ndckpt. The input kind is read from its first bytes; the output "
+        "kind comes from its suffix (.npy, .npz, anything else is ndckpt). One side must be ndckpt; ndckpt -> ndckpt "
+        "rewrites the file (e.g. with another --style). Use - for an ndckpt stream on stdin/stdout.",
+    )
+    q.add_argument("input", metavar="IN", help="a .npy, .npz or ndckpt file (- : ndckpt on stdin)")
+    q.add_argument("output", metavar="OUT", help="a .npy, .npz or ndckpt file (- : ndckpt on stdout)")
+    q.add_argument("--style", choices=("raw", "lz4"), default=None, help="frame style of ndckpt output (default: raw)")
+    threads_opt(q)
+    q.set_defaults(func=cmd_convert)
+
+    from .demo import add_arguments as demo_arguments
+
+    q = sub.add_parser(
+        "demo",
+        help="checkpoint a simulation, kill it, resume it, prove the result is bit-identical",
+        description="Run a Gray-Scott simulation in a child process that checkpoints every K steps, kill it with "
+        "SIGKILL part-way, resume from the latest complete checkpoint, and check that the resumed run ends "
+        "bit-identical to an uninterrupted run. Prints checkpoint sizes, save and load times, and np.savez for "
+        "comparison. Exit 0 on PASS, 1 on FAIL. Needs no network.",
+    )
+    demo_arguments(q)
+    q.set_defaults(func=cmd_demo)
+
+    q = sub.add_parser(
+        "bench",
+        help="run the peer benchmark suite (source checkout)",
+        description="Run benchmarks/peers.py (ndckpt against np.save, safetensors, ...) with this Python, passing "
+        "ARGS through, e.g. 'ndckpt bench --quick'. The suite ships with the source repository, not with the "
+        "installed package. 'ndckpt bench -- --help' shows the suite's own options.",
+    )
+    q.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for benchmarks/peers.py")
+    q.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``ndckpt`` command with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if args_list[:1] == ["bench"] and args_list[1:2] not in (["-h"], ["--help"]):
+        # Everything after "bench" belongs to the suite, options included.
+        args = argparse.Namespace(func=cmd_bench, bench_args=args_list[1:], command="bench")
+    else:
+        args = parser.parse_args(args_list)
+    try:
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return code
+    except UserError as e:
+        msg = str(e)
+        print(msg if msg.startswith(PROG) else f"{PROG} {args.command}: {msg}", file=sys.stderr)
+        return e.code
+    except KeyError as e:  # unknown array names from the library
+        print(f"{PROG} {args.command}: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 1
+    except CheckptError as e:
+        msg = _message(e)
+        print(f"{PROG} {args.command}: {_path_prefix(args, msg)}{msg}{_numpy_hint(args, msg)}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        if isinstance(e, BrokenPipeError):
+            _silence_stdout()
+            return 1
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{PROG} {args.command}: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _message(e: CheckptError) -> str:
+    """The error's text without OSError's ``[Errno N]`` prefix."""
+    if isinstance(e, OSError) and e.strerror:
+        return str(e.strerror)
+    return str(e)
+
+
+def _numpy_hint(args: argparse.Namespace, message: str) -> str:
+    """For a numpy file given where an ndckpt file is expected: how to convert it."""
+    path = getattr(args, "file", None)
+    if not isinstance(path, str) or path == "-" or not message.startswith("not an ndckpt file"):
+        return ""
+    try:
+        kind = _sniff(path)
+    except UserError:
+        return ""
+    if kind not in ("npy", "npz"):
+        return ""
+    return f" (it is a .{kind} file; 'ndckpt convert {path} OUT.ndckpt' makes one)"
+
+
+def _path_prefix(args: argparse.Namespace, message: str) -> str:
+    """``"FILE: "`` for the command's input file, unless the message already names it."""
+    for attr in ("file", "input"):
+        v = getattr(args, attr, None)
+        if isinstance(v, str):
+            label = "stdin" if v == "-" else v
+            return "" if repr(v) in message else f"{label}: "
+    return ""
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe (``ndckpt info f | head``), keep Python from complaining at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
