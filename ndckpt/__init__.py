@@ -18,10 +18,12 @@ from .errors import (
     strerror,
 )
 from .format import FrameStyle, frame_style_is_supported
+from .manager import CheckpointManager
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointManager",
     "Checkpt",
     "CheckptError",
     "CheckptIOError",
