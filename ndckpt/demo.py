@@ -7,11 +7,12 @@ What it does, in order:
    scalars) for ``--steps`` steps in this process, without interruption, and
    keeps the digest of its final state.
 2. Starts the same simulation in a child process (``python -m ndckpt demo
-   --child ...``) that writes a checkpoint every ``--every`` steps
-   (``ckpt-{step:012d}.ndckpt``; the fields RAW, the statistics LZ4). When the
-   child reports the checkpoint at ``--kill-after``, the parent waits a
-   deterministic pseudo-random fraction of a checkpoint interval and kills the
-   child with SIGKILL: no handler runs, a save may be cut off half-way.
+   --child ...``) that writes a checkpoint every ``--every`` steps through a
+   :class:`~ndckpt.CheckpointManager` (``ckpt-{step:012d}.ndckpt``; the fields
+   RAW, the statistics LZ4). When the child reports the checkpoint at
+   ``--kill-after``, the parent waits a deterministic pseudo-random fraction
+   of a checkpoint interval and kills the child with SIGKILL: no handler
+   runs, a save may be cut off half-way.
 3. Finds the latest complete checkpoint (``ndckpt.verify`` on each, newest
    first; a save cut off by the kill never got its final name), loads it,
    rebuilds the simulation and runs it to ``--steps``, checkpointing as before.
@@ -47,6 +48,7 @@ from . import api as _api
 from ._progress import format_bytes
 from ._sim import GrayScott, StateTree
 from .errors import CheckptError
+from .manager import CheckpointManager
 
 __all__ = ["CHECKPOINT_STYLES", "add_arguments", "checkpoint_path", "latest_checkpoint", "run"]
 
@@ -64,29 +66,35 @@ def checkpoint_path(directory: Path, step: int) -> Path:
     return directory / f"ckpt-{step:012d}.ndckpt"
 
 
-def _step_of(path: Path) -> int | None:
-    stem = path.name.removeprefix("ckpt-").removesuffix(".ndckpt")
-    return int(stem) if stem.isdigit() else None
+def checkpoint_manager(directory: Path, *, threads: int | None = None) -> CheckpointManager:
+    """The demo's :class:`~ndckpt.CheckpointManager`: every checkpoint kept, stats/* LZ4, the rest RAW."""
+    return CheckpointManager(directory, keep=None, style=CHECKPOINT_STYLES, threads=threads)
 
 
-def save_checkpoint(directory: Path, sim: GrayScott, *, threads: int | None = None) -> tuple[Path, float]:
-    """Write ``sim``'s state (zero-copy views of its live arrays) atomically; return (path, seconds)."""
-    path = checkpoint_path(directory, sim.step_count)
+def save_checkpoint(
+    directory: Path, sim: GrayScott, *, threads: int | None = None, manager: CheckpointManager | None = None
+) -> tuple[Path, float]:
+    """Write ``sim``'s state (zero-copy views of its live arrays) atomically; return (path, seconds).
+
+    Goes through ``manager`` (default: a new :func:`checkpoint_manager` of ``directory``).
+    """
+    mgr = checkpoint_manager(directory, threads=threads) if manager is None else manager
     state = sim.state()
     t0 = time.perf_counter()
-    _api.save(
-        path,
-        state,
-        style=CHECKPOINT_STYLES,
-        threads=threads,
-        metadata={"simulation": "gray-scott", "n": sim.n, "step": sim.step_count},
+    mgr.save(
+        sim.step_count, state, metadata={"simulation": "gray-scott", "n": sim.n, "step": sim.step_count}, force=True
     )
-    return path, time.perf_counter() - t0
+    return mgr.path(sim.step_count), time.perf_counter() - t0
 
 
 def latest_checkpoint(directory: Path, *, threads: int | None = None) -> tuple[Path | None, list[str]]:
-    """The newest checkpoint in ``directory`` that verifies, and a note for each one skipped."""
-    found = sorted((s, p) for p in directory.glob(_PATTERN) if (s := _step_of(p)) is not None)
+    """The newest checkpoint in ``directory`` that verifies, and a note for each one skipped.
+
+    The candidates are the manager's complete checkpoints (a save cut off by a
+    kill never got its final name; its temporary file is removed here).
+    """
+    mgr = checkpoint_manager(directory, threads=threads)
+    found = [(s, mgr.path(s)) for s in mgr.steps()]
     skipped: list[str] = []
     for _, path in reversed(found):
         try:
@@ -166,10 +174,11 @@ class _DemoError(Exception):
 def _child(args: argparse.Namespace) -> int:
     directory: Path = args.dir
     sim = GrayScott(args.size, args.seed)
+    mgr = checkpoint_manager(directory, threads=args.threads)
     while sim.step_count < args.steps:
         sim.step(min(args.every, args.steps - sim.step_count))
         if sim.step_count % args.every == 0:
-            path, dt = save_checkpoint(directory, sim, threads=args.threads)
+            path, dt = save_checkpoint(directory, sim, manager=mgr)
             rec = {"step": sim.step_count, "path": path.name, "save_s": dt, "file_nbytes": path.stat().st_size}
             print(json.dumps(rec), flush=True)
     return 0
@@ -383,10 +392,11 @@ def _run(args: argparse.Namespace, directory: Path, kill_step: int) -> int:
     )
     t0 = time.perf_counter()
     saves: list[float] = []
+    mgr = checkpoint_manager(directory, threads=args.threads)
     while sim.step_count < steps:
         sim.step(min(every, steps - sim.step_count))
         if sim.step_count % every == 0:
-            saves.append(save_checkpoint(directory, sim, threads=args.threads)[1])
+            saves.append(save_checkpoint(directory, sim, manager=mgr)[1])
     say(
         f"      ran steps {start}..{steps} in {time.perf_counter() - t0:.2f} s, "
         f"writing {len(saves)} more checkpoints (median save {_ms(float(np.median(saves))) if saves else '-'})"
