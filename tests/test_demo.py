@@ -153,3 +153,26 @@ def test_child_flag_hidden_from_help(capsys: pytest.CaptureFixture[str]) -> None
     assert "--child" not in out
     for opt in ("--size", "--steps", "--every", "--dir", "--keep", "--kill-after", "--seed"):
         assert opt in out
+
+
+def test_readme_starts_with_the_two_setup_commands() -> None:
+    """The README's first two commands set up a fresh machine: the demo, then exactly .ci/run's tests."""
+    repo = Path(__file__).resolve().parents[1]
+    blocks = re.findall(r"```bash\n(.*?)\n```", (repo / "README.md").read_text(encoding="utf-8"), re.DOTALL)
+    assert blocks[0] == "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/ndckpt demo"
+    ci = (repo / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert blocks[1] in ci, "the README's test command must be the one .ci/run runs"
+    assert blocks[1].startswith("python3 -m venv .venv && .venv/bin/pip install -q -e '.[test,")
+    assert blocks[1].endswith(" && .venv/bin/python -m pytest -q")
+
+
+def test_readme_quickstart_runs(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    blocks = re.findall(r"```python\n(.*?)\n```", (repo / "README.md").read_text(encoding="utf-8"), re.DOTALL)
+    assert "ndckpt.save(" in blocks[0]
+    r = subprocess.run(
+        [sys.executable, "-c", blocks[0]], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    assert "stdin: OK" in r.stdout  # the streamed checkpoint verified in the child process
+    assert (tmp_path / "state.ndckpt").is_file()
