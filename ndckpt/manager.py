@@ -604,12 +604,16 @@ class CheckpointManager:
         self.wait()
         meta = _check_metadata(metadata)
         staged = self._capture(state)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ndckpt-manager")
         path = self.path(s)
-        fut = self._pool.submit(self._write, s, path, staged, meta)
+        fut = self._executor().submit(self._write, s, path, staged, meta)
         self._inflight = _InFlight(fut, s, path)
         return True
+
+    def _executor(self) -> ThreadPoolExecutor:
+        """The manager's two threads: the background writer, and a helper for copies (never busy at once)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ndckpt-manager")
+        return self._pool
 
     def _capture(self, state: Any) -> dict[str, Any]:
         """Copy ``state`` into staging memory; return the staged tree (validated like ndckpt.save)."""
@@ -625,9 +629,7 @@ class CheckpointManager:
         if nparts == 1:
             _run_copies(parts[0])
         else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ndckpt-manager")
-            helper = self._pool.submit(_run_copies, parts[1])
+            helper = self._executor().submit(_run_copies, parts[1])
             try:
                 _run_copies(parts[0])
             finally:
