@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -128,31 +127,6 @@ def _read_version(path: str) -> int:
     return int(SUPERBLOCK.unpack(sb)[1])
 
 
-def _frame_arrays(path: str, message: str) -> str:
-    """Add the arrays and offset of the frame a message names, if it does not name them already.
-
-    Only for errors found after the file's structure parsed (a checksum or
-    decode failure); structural errors are returned unchanged.
-    """
-    m = re.match(r"frame (\d+)\b", message)
-    if m is None or "(array" in message:
-        return message
-    fi = int(m.group(1))
-    try:
-        with _api.open(path, verify=False) as r:
-            rows = r.info()
-    except (CheckptError, OSError):
-        return message
-    names = [row["name"] for row in rows if fi in row["frames"]]
-    offsets = {off for row in rows for f, off in zip(row["frames"], row["offsets"], strict=True) if f == fi}
-    if not names:
-        return message
-    shown = ", ".join(repr(n) for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    where = f" at offset {min(offsets)}" if offsets and "offset" not in message.split(":")[0] else ""
-    head, sep, rest = message.partition(":")
-    return f"{head}{where} (array {shown}){sep}{rest}"
-
-
 class _CountingWriter:
     """A write-only file wrapper that reports bytes written (for numpy's chunked .npy writer)."""
 
@@ -246,13 +220,15 @@ def _read_numpy(path: str, kind: str) -> dict[str, np.ndarray[Any, Any]]:
                 raise UserError(f"{path}: holds Python objects, which ndckpt does not store")
             return {Path(path).stem or "array": arr}
         with np.load(path, allow_pickle=False) as z, _bar(f"read {path}") as bar:
-            names = list(z.files)
+            sizes = {i.filename: i.file_size for i in z.zip.infolist()}
+            count = _Counter(bar, sum(sizes.values()))
             out: dict[str, np.ndarray[Any, Any]] = {}
-            total = sum(z.zip.getinfo(n + ".npy").file_size if n + ".npy" in z.zip.namelist() else 0 for n in names)
-            count = _Counter(bar, total)
-            for n in names:
-                out[n] = z[n]
-                count(out[n].nbytes)
+            for n in z.files:
+                a = z[n]
+                if not isinstance(a, np.ndarray):
+                    raise UserError(f"{path}: member {n!r} is not a .npy array")
+                out[n] = a
+                count(sizes.get(f"{n}.npy", a.nbytes))
             return out
     except UserError:
         raise
@@ -337,8 +313,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         with _bar(f"verify {label}") as bar:
             _api.verify(src, threads=args.threads, progress=bar)
     except CheckptError as e:
-        msg = str(e) if path == "-" else _frame_arrays(path, str(e))
-        print(f"{PROG} verify: {label}: FAILED: {msg}", file=sys.stderr)
+        print(f"{PROG} verify: {label}: FAILED: {_message(e)}", file=sys.stderr)
         return 1
     dt = time.perf_counter() - t0
     if path == "-":

@@ -359,6 +359,8 @@ def test_convert_user_errors(capsys: pytest.CaptureFixture[str], ckpt: Path, tmp
     np.save(tmp_path / "a.npy", np.zeros(3))
     np.savez(tmp_path / "objs.npz", o=np.array([{"x": 1}], dtype=object))
     (tmp_path / "junk.bin").write_bytes(b"hello world")
+    with zipfile.ZipFile(tmp_path / "notes.npz", "w") as zf:
+        zf.writestr("readme.txt", "not an array")
     cases = [
         (["convert", str(tmp_path / "missing.npz"), str(tmp_path / "o.ndckpt")], "no such file"),
         (["convert", str(tmp_path / "junk.bin"), str(tmp_path / "o.ndckpt")], "not an ndckpt, .npy or .npz"),
@@ -367,6 +369,7 @@ def test_convert_user_errors(capsys: pytest.CaptureFixture[str], ckpt: Path, tmp
         (["convert", str(ckpt), str(tmp_path / "o.npz"), "--style", "lz4"], "--style applies to ndckpt output"),
         (["convert", str(tmp_path / "objs.npz"), str(tmp_path / "o.ndckpt")], "cannot read as .npz"),
         (["convert", str(ckpt), str(tmp_path)], "is a directory"),
+        (["convert", str(tmp_path / "notes.npz"), str(tmp_path / "o.ndckpt")], "'readme.txt' is not a .npy array"),
     ]
     for argv, text in cases:
         code, _out, err = run_main(capsys, *argv)
@@ -374,7 +377,7 @@ def test_convert_user_errors(capsys: pytest.CaptureFixture[str], ckpt: Path, tmp
         assert code == 1, (argv, line)
         assert text in line, (argv, line)
         assert line.startswith("ndckpt convert: ")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "junk.bin", "objs.npz", "state.ndckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "junk.bin", "notes.npz", "objs.npz", "state.ndckpt"]
 
 
 def test_convert_unstorable_dtype_to_npz(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
