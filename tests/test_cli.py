@@ -26,7 +26,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import arrays as array_strategy
-from strategies import assert_same_array, keys
 
 import ndckpt
 from ndckpt import cli
@@ -34,6 +33,28 @@ from ndckpt._progress import BAR_WIDTH, MIN_INTERVAL, ProgressBar, format_bytes,
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).with_name("ndckpt")
+
+
+def assert_same_array(got: Any, want: np.ndarray[Any, Any], what: str = "array") -> None:
+    """Same type, dtype (byte order and fields included), shape, memory order and bytes (NaNs too)."""
+    assert isinstance(got, np.ndarray), f"{what}: got {type(got).__name__}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+    assert got.dtype.str == want.dtype.str, f"{what}: dtype {got.dtype.str} != {want.dtype.str}"
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    if want.flags.c_contiguous:
+        assert got.flags.c_contiguous, f"{what}: C order lost"
+    elif want.flags.f_contiguous:
+        assert got.flags.f_contiguous, f"{what}: Fortran order lost"
+
+    def raw(a: np.ndarray[Any, Any]) -> bytes:
+        return np.ascontiguousarray(a).tobytes() if a.dtype.itemsize else b""
+
+    assert raw(got) == raw(want), f"{what}: bytes differ"
+
+
+def keys() -> st.SearchStrategy[str]:
+    """Array names as an npz can hold them: ASCII, punctuation, non-ASCII; never "/"."""
+    return st.text("abcxyz_0.-é€", min_size=1, max_size=4)
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
