@@ -9,8 +9,10 @@ Rules (``docs/format.md`` section "Plan"):
 1. Arrays are ordered by path (tuples of strings, compared component-wise),
    RAW arrays first, then LZ4 arrays.
 2. An array of at most ``pack_max`` bytes is *packed*: it goes into the
-   current pack frame of its style at the next multiple of 64 bytes, or opens
-   a new pack frame when it would not fit in ``frame_bytes``.
+   current pack frame of its style at the next multiple of 64 bytes (of 4096
+   bytes when the array has at least 4096 bytes, so that every mapped or
+   decoded array of a page or more is page-aligned), or opens a new pack
+   frame when it would not fit in ``frame_bytes``.
 3. A larger array gets frames of its own: ``frame_bytes`` bytes each (a
    multiple of 65536, hence of 4096) plus a last, shorter one. Consecutive RAW
    frames of one array are therefore contiguous in the file.
@@ -19,7 +21,7 @@ Rules (``docs/format.md`` section "Plan"):
 
 from __future__ import annotations
 
-from .container import PART_ALIGN, ArraySpec, FrameSpec, Part, align_up
+from .container import PART_ALIGN, RAW_ALIGN, ArraySpec, FrameSpec, Part, align_up
 from .format import FrameStyle
 
 __all__ = ["DEFAULT_FRAME_BYTES", "plan"]
@@ -50,7 +52,7 @@ def plan(
         if pack is not None and pack.style != style:
             pack = None
         if n <= pack_max:
-            at = align_up(pack.nbytes, PART_ALIGN) if pack is not None else 0
+            at = align_up(pack.nbytes, RAW_ALIGN if n >= RAW_ALIGN else PART_ALIGN) if pack is not None else 0
             if pack is None or at + n > frame_bytes:
                 pack = FrameSpec(style, 0)
                 frames.append(pack)

@@ -17,6 +17,7 @@ Two layers:
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -316,3 +317,221 @@ def checkpt_mmio(
     end = ck.offset
     ck.fini()
     return bytes(region[:end]), rec
+
+
+# ----------------------------------------------------------------------------------------------
+# Containers (ndckpt.save / load / open)
+# ----------------------------------------------------------------------------------------------
+
+#: datetime64 / timedelta64 units ("" is the generic unit).
+DATETIME_UNITS = ("", "Y", "M", "W", "D", "h", "m", "s", "ms", "us", "ns", "ps", "fs", "as")
+
+
+def _both_orders(codes: tuple[str, ...]) -> list[np.dtype[Any]]:
+    return [np.dtype(e + c) for c in codes for e in "<>"]
+
+
+#: Every kind of plain (non-structured) dtype ndckpt stores, in both byte orders where that exists.
+SCALAR_DTYPES: tuple[np.dtype[Any], ...] = (
+    np.dtype("?"),
+    np.dtype("i1"),
+    np.dtype("u1"),
+    *_both_orders(("i2", "i4", "i8", "u2", "u4", "u8", "f2", "f4", "f8", "c8", "c16")),
+    np.dtype(np.longdouble),
+    np.dtype(np.longdouble).newbyteorder(),
+    np.dtype(np.clongdouble),
+    np.dtype(np.clongdouble).newbyteorder(),
+    *_both_orders(tuple(f"M8[{u}]" if u else "M8" for u in DATETIME_UNITS)),
+    *_both_orders(tuple(f"m8[{u}]" if u else "m8" for u in DATETIME_UNITS)),
+    np.dtype("S1"),
+    np.dtype("S7"),
+    *_both_orders(("U1", "U5")),
+    np.dtype("V1"),
+    np.dtype("V6"),
+)
+
+#: Hand-picked structured dtypes: nested, with explicit offsets, padding, subarrays, alignment, titles.
+STRUCTURED_DTYPES: tuple[np.dtype[Any], ...] = (
+    np.dtype([("a", "<i4"), ("b", ">f8"), ("c", "u1", (4,))]),
+    np.dtype({"names": ["x", "y"], "formats": ["u1", ">i4"], "offsets": [0, 8], "itemsize": 16}),
+    np.dtype({"names": ["y", "x"], "formats": ["<f2", "u1"], "offsets": [6, 1], "itemsize": 9}),
+    np.dtype([("a", "u1"), ("b", "<i8"), ("c", "u2")], align=True),
+    np.dtype([("outer", [("inner", "<i2", (2, 3)), ("t", "M8[ms]")]), ("s", "S3"), ("u", ">U2")]),
+    np.dtype({"names": ["v"], "formats": ["<c8"], "offsets": [4], "itemsize": 12, "titles": ["The V"]}),
+)
+
+
+@st.composite
+def structured_dtypes(draw: st.DrawFn, depth: int = 2) -> np.dtype[Any]:
+    """Random structured dtypes: 1-3 fields, nested up to ``depth``, gaps, tail padding, subarrays."""
+    names = draw(st.lists(st.sampled_from("abcdé"), min_size=1, max_size=3, unique=True))
+    formats: list[np.dtype[Any]] = []
+    for _ in names:
+        branches = [st.sampled_from(SCALAR_DTYPES)]
+        if depth > 0:
+            branches.append(structured_dtypes(depth - 1))
+        base = draw(st.one_of(branches))
+        if draw(st.integers(0, 4)) == 0:
+            base = np.dtype((base, tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=2)))))
+        formats.append(base)
+    if draw(st.booleans()):
+        return np.dtype(list(zip(names, formats, strict=True)), align=draw(st.booleans()))
+    offsets, end = [], 0
+    for f in formats:
+        end += draw(st.integers(0, 3))  # padding before the field
+        offsets.append(end)
+        end += f.itemsize
+    itemsize = end + draw(st.integers(0, 5))  # tail padding
+    order = draw(st.permutations(range(len(names))))  # fields listed out of offset order too
+    return np.dtype(
+        {
+            "names": [names[i] for i in order],
+            "formats": [formats[i] for i in order],
+            "offsets": [offsets[i] for i in order],
+            "itemsize": itemsize,
+        }
+    )
+
+
+def container_dtypes() -> st.SearchStrategy[np.dtype[Any]]:
+    """Every dtype family ndckpt stores: plain, hand-picked structured, random structured."""
+    return st.one_of(st.sampled_from(SCALAR_DTYPES), st.sampled_from(STRUCTURED_DTYPES), structured_dtypes())
+
+
+#: Ways an input array can sit in memory.
+LAYOUTS = ("C", "F", "transpose", "step", "reverse", "unaligned")
+
+
+def void_view(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``a`` viewed as opaque items of its itemsize (compares every byte, padding included)."""
+    return a.view(np.dtype((np.void, a.dtype.itemsize))) if a.dtype.itemsize else a
+
+
+def logical_bytes(a: np.ndarray[Any, Any]) -> bytes:
+    """The bytes of ``a``'s items in C index order, padding included, whatever its memory layout."""
+    return np.ascontiguousarray(void_view(a)).tobytes()
+
+
+def make_layout(dtype: np.dtype[Any], shape: tuple[int, ...], layout: str, seed: int) -> np.ndarray[Any, Any]:
+    """A writable array of ``dtype`` and ``shape`` with random bytes, laid out as ``layout``.
+
+    ``layout`` is one of :data:`LAYOUTS`: C- or F-contiguous, a transposed view (axes rotated),
+    every second item of a larger array, a view with negative strides, or a C-contiguous array
+    starting one byte past an aligned address.
+    """
+    rng = np.random.default_rng(seed)
+    isz, nd = dtype.itemsize, len(shape)
+    n = math.prod(shape)
+    if layout in ("C", "F") or nd == 0 or (layout == "transpose" and nd < 2):
+        order = "F" if layout == "F" else "C"
+        return np.ndarray(shape, dtype, buffer=bytearray(rng.bytes(n * isz)), order=order)  # type: ignore[call-overload]
+    if layout == "transpose":
+        axes = (*range(1, nd), 0)
+        base_shape = [0] * nd
+        for i, ax in enumerate(axes):
+            base_shape[ax] = shape[i]
+        base = np.ndarray(tuple(base_shape), dtype, buffer=bytearray(rng.bytes(n * isz)))
+        return base.transpose(axes)
+    if layout == "step":
+        base = np.ndarray((shape[0] * 2, *shape[1:]), dtype, buffer=bytearray(rng.bytes(2 * n * isz)))
+        return base[::2]
+    if layout == "reverse":
+        base = np.ndarray(shape, dtype, buffer=bytearray(rng.bytes(n * isz)))
+        return base[..., ::-1]
+    if layout == "unaligned":
+        return np.ndarray(shape, dtype, buffer=bytearray(rng.bytes(n * isz + 1)), offset=1)
+    raise ValueError(f"unknown layout {layout!r}")
+
+
+@st.composite
+def layout_arrays(
+    draw: st.DrawFn,
+    dtype: st.SearchStrategy[np.dtype[Any]] | None = None,
+    shape: st.SearchStrategy[tuple[int, ...]] | None = None,
+    layouts: tuple[str, ...] = LAYOUTS,
+) -> np.ndarray[Any, Any]:
+    """Arrays of any stored dtype (default :func:`container_dtypes`), shape and memory layout."""
+    dt = draw(container_dtypes() if dtype is None else dtype)
+    shp = draw(shapes(max_dims=3, max_side=6) if shape is None else shape)
+    return make_layout(dt, shp, draw(st.sampled_from(layouts)), draw(st.integers(0, 2**32 - 1)))
+
+
+#: Characters for mapping keys: ASCII, punctuation, non-ASCII (never "/", the flat-name separator).
+KEY_ALPHABET = "abcxyz_0.-é€"
+
+
+def keys() -> st.SearchStrategy[str]:
+    return st.text(KEY_ALPHABET, min_size=1, max_size=4)
+
+
+def array_trees(
+    leaves: st.SearchStrategy[Any] | None = None, *, max_leaves: int = 6, max_depth: int = 2
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Nested str-keyed mappings of arrays, with empty groups (``{}``) among the values."""
+    leaf = layout_arrays() if leaves is None else leaves
+
+    def level(depth: int) -> st.SearchStrategy[dict[str, Any]]:
+        values = leaf if depth == 0 else st.one_of(leaf, st.just({}), level(depth - 1))
+        return st.dictionaries(keys(), values, max_size=max_leaves)
+
+    return level(max_depth)
+
+
+def flatten_tree(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """``{path: array or {} }`` for every array and every empty group of a nested mapping."""
+    out: dict[tuple[str, ...], Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten_tree(v, (*prefix, k)))
+        else:
+            out[(*prefix, k)] = v
+    return out
+
+
+def dtype_key(dt: np.dtype[Any]) -> Any:
+    """Everything that defines a dtype's layout: str, fields with offsets and titles, subarrays, alignment."""
+    if dt.subdtype is not None:
+        return ("sub", dtype_key(dt.subdtype[0]), dt.subdtype[1])
+    if dt.names is None:
+        return ("plain", dt.str)
+    fields = dt.fields
+    assert fields is not None
+    return (
+        "struct",
+        dt.itemsize,
+        dt.isalignedstruct,
+        tuple((n, dtype_key(fields[n][0]), fields[n][1], fields[n][2:]) for n in dt.names),
+    )
+
+
+def assert_same_array(got: Any, want: np.ndarray[Any, Any], what: str = "array") -> None:
+    """``got`` equals ``want`` exactly: type, dtype (byte order, fields, offsets), shape, bytes, memory order.
+
+    A C- (or F-) contiguous ``want`` must come back C- (or F-) contiguous; a non-contiguous one
+    comes back contiguous in some order.
+    """
+    assert isinstance(got, np.ndarray), f"{what}: got {type(got).__name__}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+    assert got.dtype.str == want.dtype.str, f"{what}: dtype str {got.dtype.str} != {want.dtype.str}"
+    assert dtype_key(got.dtype) == dtype_key(want.dtype), f"{what}: dtype layout {got.dtype!r} != {want.dtype!r}"
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    if want.flags.c_contiguous:
+        assert got.flags.c_contiguous, f"{what}: C order lost"
+    elif want.flags.f_contiguous:
+        assert got.flags.f_contiguous, f"{what}: Fortran order lost"
+    else:
+        assert got.flags.c_contiguous or got.flags.f_contiguous, f"{what}: came back non-contiguous"
+    assert logical_bytes(got) == logical_bytes(want), f"{what}: bytes differ"
+
+
+def assert_same_tree(got: Any, want: dict[str, Any]) -> None:
+    """Same nesting, same names, empty groups as ``{}``, every array equal by :func:`assert_same_array`."""
+    assert isinstance(got, dict), f"expected a dict, got {type(got).__name__}"
+    g, w = flatten_tree(got), flatten_tree(want)
+    assert set(g) == set(w), f"names differ: {sorted(set(g) ^ set(w))}"
+    for path, v in w.items():
+        name = "/".join(path)
+        if isinstance(v, dict):
+            assert g[path] == {}, f"{name}: empty group came back as {g[path]!r}"
+        else:
+            assert_same_array(g[path], np.asarray(v), name)
