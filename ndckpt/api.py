@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import mmap
 import os
 import secrets
@@ -39,7 +40,9 @@ from .container import (
     ArraySpec,
     FrameSpec,
     Head,
+    Part,
     align_up,
+    block_offsets,
     encode_dtype,
     lz4_decoded_max,
     stored_bound,
@@ -205,10 +208,26 @@ def _prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int) -> _Prepa
         specs.append(ArraySpec(path, a.dtype, tuple(int(s) for s in a.shape), order))
         srcs.append(src)
     styles = _resolve_styles(style, [s.name for s in specs])
-    meta = _check_metadata(metadata)
+    return prepare_specs(specs, srcs, styles, groups, _check_metadata(metadata), frame_bytes)
+
+
+def prepare_specs(
+    specs: list[ArraySpec],
+    sources: list[_Source],
+    styles: list[FrameStyle],
+    groups: list[tuple[str, ...]],
+    metadata: Any,
+    frame_bytes: int = DEFAULT_FRAME_BYTES,
+) -> _Prepared:
+    """Plan already-described arrays (``sources[i]`` holds the stored bytes of ``specs[i]``).
+
+    The building block for writers that describe arrays themselves, such as
+    global arrays stored as blocks (:mod:`ndckpt.mpi`).
+    """
     perm, frames = plan(specs, styles, frame_bytes)
-    head = Head([specs[i] for i in perm], frames, sorted(groups), meta)
-    return _Prepared(head, [srcs[i] for i in perm], head.to_json())
+    head = Head([specs[i] for i in perm], frames, sorted(groups), metadata)
+    head.check_tiling()
+    return _Prepared(head, [sources[i] for i in perm], head.to_json())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -565,7 +584,9 @@ def _parse_region(region: memoryview) -> _Layout:
             raise FormatError(f"frame {fi} at offset {offsets[fi]}: {stored[fi]} bytes run past the index")
     if pos != io:
         raise FormatError(f"{io - pos} unexplained bytes before the index at offset {io}")
-    return _Layout(head, offsets, stored, xxh)
+    layout = _Layout(head, offsets, stored, xxh)
+    layout.place()
+    return layout
 
 
 # ----------------------------------------------------------------------------------------------
@@ -696,7 +717,7 @@ class _Loader:
                 else:
                     if self.verify:
                         _verify_hash(self.region[off : off + lay.stored[fi]], lay.xxh[fi], where)
-                    for p, lo, hi, dst in todo:
+                    for p, lo, _hi, dst in todo:
                         self.src.read(dst, off + p.at + lo - p.start)
             else:
                 n = lay.stored[fi]
@@ -727,7 +748,9 @@ class _Loader:
         run_all(work, sorted(jobs), self.threads)
         return kept
 
-    def _jobs_for(self, ai: int, b0: int, b1: int, dst: np.ndarray[Any, np.dtype[np.uint8]], jobs: dict[int, list[Job]]) -> None:
+    def _jobs_for(
+        self, ai: int, b0: int, b1: int, dst: np.ndarray[Any, np.dtype[np.uint8]], jobs: dict[int, list[Job]]
+    ) -> None:
         """Add jobs that fill ``dst`` with stored bytes ``[b0, b1)`` of array ``ai``."""
         for fi, p in self.layout.locs[ai].parts:
             lo, hi = max(b0, p.start), min(b1, p.start + p.nbytes)
@@ -776,8 +799,11 @@ class _Loader:
                 result[ai] = np.empty(spec.shape, spec.dtype, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
             elif self._mapped(ai):
                 result[ai] = self._view(ai)
-            elif loc.style == FrameStyle.LZ4 and len(loc.parts) == 1 and (fi := loc.parts[0][0]) is not None and (
-                len(head.frames[fi].parts) > 1
+            elif (
+                loc.style == FrameStyle.LZ4
+                and len(loc.parts) == 1
+                and (fi := loc.parts[0][0]) is not None
+                and (len(head.frames[fi].parts) > 1)
             ):
                 keep.add(fi)  # packed: the array becomes a view of its decoded frame
                 jobs.setdefault(fi, [])
@@ -801,7 +827,7 @@ class _Loader:
 
     # -- regions ---------------------------------------------------------------------------
 
-    def region(self, ai: int, region: Any, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
+    def read_region(self, ai: int, region: Any, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
         """Read ``array[region]`` reading only the frames that hold it (see Reader.get)."""
         spec = self.layout.head.arrays[ai]
         box = _normalise_region(region, spec.shape, spec.name)
@@ -820,7 +846,9 @@ class _Loader:
         blocks = spec.blocks if spec.blocks is not None else (((0,) * len(spec.shape), spec.shape),)
         offs = block_offsets(spec) if spec.blocks is not None else [0, spec.nbytes]
         order = spec.order if spec.blocks is None else "C"
-        pieces: list[tuple[tuple[slice, ...], tuple[slice, ...], tuple[int, ...], np.ndarray[Any, np.dtype[np.uint8]]]] = []
+        pieces: list[
+            tuple[tuple[slice, ...], tuple[slice, ...], tuple[int, ...], np.ndarray[Any, np.dtype[np.uint8]]]
+        ] = []
         jobs: dict[int, list[Job]] = {}
         for bi, (bstart, bshape) in enumerate(blocks):
             inter = [(max(lo, s), min(hi, s + n)) for (lo, hi), s, n in zip(box, bstart, bshape, strict=True)]
@@ -846,8 +874,8 @@ class _Loader:
             dst_sel = tuple(slice(lo - blo, hi - blo) for (lo, hi), (blo, _) in zip(inter, box, strict=True))
             pieces.append((src_sel, dst_sel, tuple(sub_shape), stored))
         self._run(jobs, set())
-        for src_sel, dst_sel, sub_shape, stored in pieces:
-            sub = np.ndarray(sub_shape, spec.dtype, buffer=stored, order=order)  # type: ignore[call-overload,arg-type,unused-ignore]
+        for src_sel, dst_sel, piece_shape, stored in pieces:
+            sub = np.ndarray(piece_shape, spec.dtype, buffer=stored, order=order)  # type: ignore[call-overload,arg-type,unused-ignore]
             res[dst_sel] = sub[src_sel]
         return res
 
@@ -856,7 +884,9 @@ def _normalise_region(region: Any, shape: tuple[int, ...], name: str) -> list[tu
     if not isinstance(region, tuple):
         region = (region,)
     if len(region) > len(shape):
-        raise InvalidArgumentError(f"region for {name!r}: {len(region)} indices for an array of {len(shape)} dimensions")
+        raise InvalidArgumentError(
+            f"region for {name!r}: {len(region)} indices for an array of {len(shape)} dimensions"
+        )
     box = []
     for d, n in enumerate(shape):
         s = region[d] if d < len(region) else slice(None)
@@ -936,7 +966,7 @@ def _flatten_out(out: Any, layout: _Layout) -> dict[int, Any]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _map_path(path: PathLike) -> memoryview:
+def _map_path(path: PathLike) -> _Src:
     p = os.fspath(path)
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
@@ -954,20 +984,21 @@ def _map_path(path: PathLike) -> memoryview:
         if st.st_size == 0:
             raise FormatError(f"not an ndckpt file: {p!r} is empty")
         m = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-    finally:
+    except BaseException:
         os.close(fd)
-    return memoryview(m)
+        raise
+    return _Src(memoryview(m), fd)
 
 
-def _region_of(source: Any) -> memoryview | None:
-    """A read-only byte region for paths and in-memory buffers; None for streams."""
+def _region_of(source: Any) -> _Src | None:
+    """A read-only byte region (and fd) for paths and in-memory buffers; None for streams."""
     if _is_pathlike(source):
         return _map_path(source)
     if isinstance(source, bytes | bytearray | memoryview | mmap.mmap | np.ndarray):
         mv = _mv(source)
         if not mv.c_contiguous:
             raise InvalidArgumentError("source: in-memory buffer must be C-contiguous")
-        return mv.cast("B").toreadonly() if mv.format != "B" or mv.ndim != 1 else mv.toreadonly()
+        return _Src(mv.cast("B").toreadonly() if mv.format != "B" or mv.ndim != 1 else mv.toreadonly())
     if isinstance(source, bool) or not (
         isinstance(source, int) or hasattr(source, "read") or hasattr(source, "readinto")
     ):
@@ -1031,15 +1062,18 @@ def load(
         raise InvalidArgumentError(f"mmap must be a bool, got {mmap!r}")
     if verify not in (None, True, False):
         raise InvalidArgumentError(f"verify must be None, True or False, got {verify!r}")
-    region = _region_of(source)
-    if region is None:
+    src = _region_of(source)
+    if src is None:
         from ._stream import load_stream
 
         return load_stream(source, out=out, threads=th, verify=verify, progress=progress)
-    layout = _parse_region(region)
-    outs = _flatten_out(out, layout)
-    loader = _Loader(region, layout, mmap_views=mmap, verify=verify, threads=th, progress=progress)
-    arrays = loader.load(list(range(len(layout.head.arrays))), outs)
+    try:
+        layout = _parse_region(src.region)
+        outs = _flatten_out(out, layout)
+        loader = _Loader(src, layout, mmap_views=mmap, verify=verify, threads=th, progress=progress)
+        arrays = loader.load(list(range(len(layout.head.arrays))), outs)
+    finally:
+        src.close()
     return _nest(layout.head, arrays)
 
 
@@ -1056,12 +1090,14 @@ def verify(
     :func:`load`; returns None when the file is sound.
     """
     th = resolve_threads(threads)
-    region = _region_of(source)
-    if region is None:
+    src = _region_of(source)
+    if src is None:
         from ._stream import load_stream
 
         load_stream(source, out=None, threads=th, verify=True, progress=progress)
         return
+    src.close()  # verify reads through the mapping
+    region = src.region
     layout = _parse_region(region)
 
     def check(fi: int) -> None:
@@ -1107,21 +1143,25 @@ class Reader:
         verify: bool | None = None,
     ) -> None:
         self._threads = resolve_threads(threads)
-        region = _region_of(source)
-        if region is None:
+        src = _region_of(source)
+        if src is None:
             raise InvalidArgumentError(
                 "open: needs a path or an in-memory buffer (random access); use ndckpt.load for streams"
             )
-        self._region: memoryview | None = region
-        self._layout = _parse_region(region)
-        self._size = region.nbytes
+        self._src: _Src | None = src
+        try:
+            self._layout = _parse_region(src.region)
+        except BaseException:
+            src.close()
+            raise
+        self._size = src.region.nbytes
         self._mmap = mmap
         self._verify = verify
 
     def _loader(self) -> _Loader:
-        if self._region is None:
+        if self._src is None:
             raise InvalidArgumentError("Reader is closed")
-        return _Loader(self._region, self._layout, mmap_views=self._mmap, verify=self._verify, threads=self._threads)
+        return _Loader(self._src, self._layout, mmap_views=self._mmap, verify=self._verify, threads=self._threads)
 
     @property
     def metadata(self) -> Any:
@@ -1145,14 +1185,22 @@ class Reader:
     def __getitem__(self, name: str | tuple[str, ...]) -> np.ndarray[Any, Any]:
         return self.get(name)
 
-    def get(self, name: str | tuple[str, ...], out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
-        """Read one array: a zero-copy view (RAW), a new array, or into ``out``.
+    def get(
+        self, name: str | tuple[str, ...], out: np.ndarray[Any, Any] | None = None, *, region: Any = None
+    ) -> np.ndarray[Any, Any]:
+        """Read one array, or a region of it: a zero-copy view (RAW), a new array, or into ``out``.
 
-        Reads only the frames holding this array. Raises KeyError for an
-        unknown name, InvalidArgumentError for a mismatched ``out``, and the
-        errors of :func:`load` for a corrupt frame.
+        Reads only the frames holding this array (with ``region``, only those
+        holding the region). ``region`` is a tuple of slices with step 1 (fewer
+        than ``ndim`` means whole trailing axes); ``out`` must then have the
+        region's shape. For RAW arrays mapped zero-copy the result is a view.
+        Raises KeyError for an unknown name, InvalidArgumentError for a bad
+        region or a mismatched ``out``, and the errors of :func:`load` for a
+        corrupt frame.
         """
         ai = self._layout.index_of(name)
+        if region is not None:
+            return self._loader().read_region(ai, region, out)
         outs = {ai: out} if out is not None else {}
         return self._loader().load([ai], outs)[ai]
 
@@ -1173,10 +1221,9 @@ class Reader:
         for ai, spec in enumerate(lay.head.arrays):
             loc = lay.locs[ai]
             stored = 0
-            for fi in loc.frames:
+            for fi, p in loc.parts:
                 f = lay.head.frames[fi]
-                mine = sum(p.nbytes for p in f.parts if p.array == ai)
-                stored += lay.stored[fi] if mine == f.nbytes else round(lay.stored[fi] * mine / f.nbytes)
+                stored += lay.stored[fi] if p.nbytes == f.nbytes else round(lay.stored[fi] * p.nbytes / f.nbytes)
             rows.append(
                 {
                     "name": spec.name,
@@ -1186,7 +1233,8 @@ class Reader:
                     "style": "raw" if loc.style == FrameStyle.RAW else "lz4",
                     "nbytes": spec.nbytes,
                     "stored_nbytes": stored,
-                    "frames": list(loc.frames),
+                    "frames": loc.frames,
+                    "blocks": None if spec.blocks is None else [[list(a), list(b)] for a, b in spec.blocks],
                     "offsets": [lay.offsets[fi] for fi in loc.frames],
                 }
             )
@@ -1198,8 +1246,15 @@ class Reader:
         return self._size
 
     def close(self) -> None:
-        """Drop this reader's reference to the mapping (views already returned stay valid)."""
-        self._region = None
+        """Close the file and drop the mapping (views already returned stay valid). Idempotent."""
+        if self._src is not None:
+            self._src.close()
+            self._src = None
+
+    def __del__(self) -> None:
+        src = getattr(self, "_src", None)
+        if src is not None:
+            src.close()
 
     def __enter__(self) -> Reader:
         return self

@@ -44,6 +44,7 @@ Why this shape:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import struct
@@ -191,14 +192,24 @@ def decode_dtype(obj: Any, *, what: str = "array") -> np.dtype[Any]:
 # --------------------------------------------------------------------------------------------
 
 
+Block = tuple[tuple[int, ...], tuple[int, ...]]  # (start, shape) of one block of a global array
+
+
 @dataclass(frozen=True)
 class ArraySpec:
-    """One stored array: its path in the nested mapping, dtype, shape and memory order."""
+    """One stored array: its path in the nested mapping, dtype, shape and memory order.
+
+    ``blocks``, when set, makes this a *global array stored as blocks* (written
+    by several MPI ranks): its stored bytes are the C-order bytes of each block
+    ``array[start[0]:start[0]+shape[0], ...]`` one after the other, in list
+    order, and the blocks tile the array exactly.
+    """
 
     path: tuple[str, ...]
     dtype: np.dtype[Any]
     shape: tuple[int, ...]
     order: str  # "C" or "F": the order of the stored bytes
+    blocks: tuple[Block, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -241,10 +252,7 @@ class Head:
     def to_json(self) -> bytes:
         """Canonical JSON (sorted keys, no spaces, ASCII): the same Head always gives the same bytes."""
         doc = {
-            "arrays": [
-                {"path": list(a.path), "dtype": encode_dtype(a.dtype), "shape": list(a.shape), "order": a.order}
-                for a in self.arrays
-            ],
+            "arrays": [_array_json(a) for a in self.arrays],
             "frames": [
                 {
                     "style": int(f.style),
@@ -265,6 +273,8 @@ class Head:
             doc = json.loads(bytes(raw).decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             raise FormatError(f"head is not valid JSON: {e}") from None
+        except RecursionError:  # "[[[[..." deeper than the interpreter's recursion limit
+            raise FormatError("head: JSON nested too deeply") from None
         if not isinstance(doc, dict) or set(doc) != {"arrays", "frames", "groups", "metadata"}:
             raise FormatError("head: expected exactly the keys arrays, frames, groups, metadata")
         arrays = [_parse_array(i, a) for i, a in enumerate(_list(doc["arrays"], "head.arrays"))]
@@ -281,6 +291,14 @@ class Head:
             if a.name in names:
                 raise FormatError(f"head: array name {a.name!r} appears twice")
             names.add(a.name)
+        # Paths are leaves of one nested mapping: none may equal or contain another (an array
+        # "a" and an array "a/b", or a group at an array's path, cannot both be returned).
+        paths = sorted([a.path for a in self.arrays] + self.groups)
+        for outer, inner in itertools.pairwise(paths):
+            if inner == outer:
+                raise FormatError(f"head: path {'/'.join(outer)!r} appears twice (as arrays or groups)")
+            if inner[: len(outer)] == outer:
+                raise FormatError(f"head: path {'/'.join(inner)!r} is inside {'/'.join(outer)!r}, which is not a group")
         covered = [0] * len(self.arrays)
         styles: list[FrameStyle | None] = [None] * len(self.arrays)
         for fi, f in enumerate(self.frames):
@@ -323,17 +341,97 @@ def _parse_path(v: Any, what: str) -> tuple[str, ...]:
     return tuple(v)
 
 
+def _array_json(a: ArraySpec) -> dict[str, Any]:
+    d: dict[str, Any] = {"path": list(a.path), "dtype": encode_dtype(a.dtype), "shape": list(a.shape), "order": a.order}
+    if a.blocks is not None:
+        d["blocks"] = [[list(st), list(sh)] for st, sh in a.blocks]
+    return d
+
+
+def block_offsets(spec: ArraySpec) -> list[int]:
+    """Byte offset of each block within the array's stored bytes (plus the total at the end)."""
+    assert spec.blocks is not None
+    out, pos = [], 0
+    for _, sh in spec.blocks:
+        out.append(pos)
+        pos += math.prod(sh) * spec.dtype.itemsize
+    out.append(pos)
+    return out
+
+
+def check_blocks(
+    shape: tuple[int, ...], blocks: tuple[Block, ...], what: str, err: type[Exception] = FormatError
+) -> None:
+    """Blocks must lie inside ``shape``, be non-empty, not overlap, and cover it exactly."""
+    nd, n = len(shape), len(blocks)
+    for st, sh in blocks:
+        if len(st) != nd or len(sh) != nd:
+            raise err(f"{what}: block start {list(st)} / shape {list(sh)} do not have {nd} dimensions")
+    if n == 0:
+        if math.prod(shape) != 0:
+            raise err(f"{what}: no blocks for an array of shape {list(shape)}")
+        return
+    start = np.array([b[0] for b in blocks], dtype=np.int64).reshape(n, nd)
+    size = np.array([b[1] for b in blocks], dtype=np.int64).reshape(n, nd)
+    stop = start + size
+    lim = np.array(shape, dtype=np.int64).reshape(1, nd)
+    bad = np.nonzero((size <= 0).any(axis=1) | (start < 0).any(axis=1) | (stop > lim).any(axis=1))[0]
+    if bad.size:
+        b = int(bad[0])
+        raise err(
+            f"{what}: block {b} (start {list(blocks[b][0])}, shape {list(blocks[b][1])}) is empty or "
+            f"outside the array of shape {list(shape)}"
+        )
+    covered = sum(math.prod(sh) for _, sh in blocks)
+    if covered != math.prod(shape):
+        raise err(f"{what}: blocks cover {covered} elements, the array of shape {list(shape)} has {math.prod(shape)}")
+    for i0 in range(0, n, 256):
+        lo = np.maximum(start[i0 : i0 + 256, None, :], start[None, :, :])
+        hi = np.minimum(stop[i0 : i0 + 256, None, :], stop[None, :, :])
+        hit = (hi > lo).all(axis=2)
+        for k in range(hit.shape[0]):
+            hit[k, i0 + k] = False
+        if hit.any():
+            i, j = (int(v) for v in np.argwhere(hit)[0])
+            raise err(f"{what}: blocks {i0 + i} and {j} overlap")
+
+
+def _parse_blocks(v: Any, shape: tuple[int, ...], name: str) -> tuple[Block, ...]:
+    what = f"array {name!r} blocks"
+    out = []
+    for b in _list(v, what):
+        if not isinstance(b, list) or len(b) != 2:
+            raise FormatError(f"{what}: each block must be [start, shape]")
+        out.append((tuple(_int(x, what) for x in _list(b[0], what)), tuple(_int(x, what) for x in _list(b[1], what))))
+    blocks = tuple(out)
+    check_blocks(shape, blocks, what)
+    return blocks
+
+
 def _parse_array(i: int, a: Any) -> ArraySpec:
     what = f"head.arrays[{i}]"
-    if not isinstance(a, dict) or set(a) != {"path", "dtype", "shape", "order"}:
-        raise FormatError(f"{what}: expected exactly the keys path, dtype, shape, order")
+    if not isinstance(a, dict) or not {"path", "dtype", "shape", "order"} <= set(a) <= {
+        "path",
+        "dtype",
+        "shape",
+        "order",
+        "blocks",
+    }:
+        raise FormatError(f"{what}: expected the keys path, dtype, shape, order (and optionally blocks)")
     path = _parse_path(a["path"], what + ".path")
     name = "/".join(path)
     dtype = decode_dtype(a["dtype"], what=f"array {name!r}")
     shape = tuple(_int(s, f"array {name!r} shape") for s in _list(a["shape"], what + ".shape"))
     if a["order"] not in ("C", "F"):
         raise FormatError(f"array {name!r}: order must be 'C' or 'F', got {a['order']!r}")
-    spec = ArraySpec(path, dtype, shape, a["order"])
+    blocks = None
+    if "blocks" in a:
+        if a["order"] != "C":
+            raise FormatError(f"array {name!r}: a blocked array must have order 'C'")
+        if math.prod(shape) > 1 << 62:
+            raise FormatError(f"array {name!r}: claims {math.prod(shape)} elements")
+        blocks = _parse_blocks(a["blocks"], shape, name)
+    spec = ArraySpec(path, dtype, shape, a["order"], blocks)
     if spec.nbytes > 1 << 62:
         raise FormatError(f"array {name!r}: claims {spec.nbytes} bytes")
     return spec
@@ -360,6 +458,20 @@ def _parse_frame(i: int, f: Any, narrays: int) -> FrameSpec:
     if not parts:
         raise FormatError(f"{what}: has no parts")
     return FrameSpec(FrameStyle(style), nbytes, parts)
+
+
+def frame_offsets(head_end: int, frames: list[FrameSpec], stored: list[int]) -> tuple[list[int], int]:
+    """Offsets of the data frames, and of the index, for frames with these stored sizes (format §2).
+
+    ``head_end`` is the offset just past the head. LZ4 frames follow their
+    16-byte record; RAW frames follow a zero pad to the next multiple of 4096.
+    """
+    pos, offs = head_end, []
+    for f, n in zip(frames, stored, strict=True):
+        pos = pos + RECORD.size if f.style == FrameStyle.LZ4 else align_up(pos, RAW_ALIGN)
+        offs.append(pos)
+        pos += n
+    return offs, pos
 
 
 def stored_bound(f: FrameSpec) -> int:
