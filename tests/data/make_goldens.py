@@ -1,0 +1,94 @@
+"""Regenerate the golden ndckpt files of this directory (format version 1).
+
+Usage: ``python tests/data/make_goldens.py`` (from the repository root).
+
+The goldens pin the container format: ``tests/test_goldens.py`` checks that today's code
+writes these exact bytes and reads them back. Regenerate them only for a deliberate format
+change, and then update the SHA-256 values pinned in ``tests/test_goldens.py`` too, so the
+change shows in review.
+
+Every array is built from integers (no random generator, no platform-dependent math) and
+structured arrays start zeroed, so their padding bytes are defined.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def raw_arrays() -> dict[str, Any]:
+    return {
+        "a": np.arange(6, dtype="<i4").reshape(2, 3),
+        "b": np.array([1.5, -2.0, 0.25], dtype=">f8"),
+    }
+
+
+def lz4_arrays() -> dict[str, Any]:
+    return {
+        "x": np.repeat(np.arange(8, dtype="<u2"), 64),
+        "y": (np.arange(50, dtype="<f4") / 8).astype("<f4"),
+    }
+
+
+REC = np.dtype(
+    {
+        "names": ["id", "pos", "flag"],
+        "formats": ["<u4", np.dtype([("x", "<f4"), ("y", "<f4")]), "?"],
+        "offsets": [0, 8, 16],
+        "itemsize": 20,
+    }
+)
+
+
+def mixed_arrays() -> dict[str, Any]:
+    rec = np.zeros(3, REC)
+    rec["id"] = [7, 8, 9]
+    rec["pos"]["x"] = [0.5, 1.5, 2.5]
+    rec["pos"]["y"] = [-1.0, -2.0, -3.0]
+    rec["flag"] = [True, False, True]
+    return {
+        "model": {
+            "w": np.asfortranarray(np.arange(12, dtype="<f8").reshape(3, 4) / 4),
+            "b": np.zeros(4, dtype="<f2"),
+        },
+        "opt": {"step": np.int64(1234), "state": {}},
+        "rec": rec,
+        "when": np.array(["2024-01-02T03:04:05", "NaT"], dtype="M8[s]"),
+        "names": np.array([b"ab", b"cde"], dtype="S3"),
+        "labels": np.array(["\u03b1", "\u03b2\u03b3"], dtype="<U2"),
+        "empty": np.empty((0, 3), dtype="<i8"),
+    }
+
+
+#: name -> (arrays factory, save keyword arguments)
+GOLDENS: dict[str, tuple[Any, dict[str, Any]]] = {
+    "raw.ndckpt": (raw_arrays, {"style": "raw"}),
+    "lz4.ndckpt": (lz4_arrays, {"style": "lz4"}),
+    "mixed.ndckpt": (
+        mixed_arrays,
+        {
+            "style": {"model": {"w": "lz4"}, "rec": "lz4", "labels": "lz4"},
+            "metadata": {"format": "ndckpt golden", "version": 1, "notes": ["nested", "structured"]},
+        },
+    ),
+}
+
+
+def main() -> int:
+    import ndckpt
+
+    for name, (make, kw) in GOLDENS.items():
+        path = HERE / name
+        ndckpt.save(path, make(), **kw)
+        print(f"wrote {path} ({path.stat().st_size} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Golden files pin format version 1: today's writer reproduces them byte for byte, readers load them.
+
+The files in ``tests/data`` come from ``tests/data/make_goldens.py``. If one of these tests
+fails, either the writer changed the format by accident (fix the writer), or the change is
+deliberate: then bump the format version, regenerate the files and update :data:`SHA256`.
+LZ4 frames are the output of liblz4's block compressor (acceleration 1); their bytes were
+produced with liblz4 1.9.4.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+from strategies import assert_same_tree
+
+import ndckpt
+from ndckpt import _lz4
+
+DATA = Path(__file__).resolve().parent / "data"
+
+#: Pinned contents of the goldens: changing a golden must also change this table.
+SHA256 = {
+    "raw.ndckpt": "c784ae6357ca56dc8c99c99d4e5f5fe10ca62d773fd7f15a2fb9a16711ac17ad",
+    "lz4.ndckpt": "f9285da8b683d471e5a9a61cbe49e9e976f2d1cf8aa48dc3f3d06b8019fce907",
+    "mixed.ndckpt": "1ee8190c33f6b8cc4f9c8a39742405b8d1dde48df5fd3c07ade4286a80bd3fb0",
+}
+
+
+def _load_generator() -> Any:
+    spec = importlib.util.spec_from_file_location("make_goldens", DATA / "make_goldens.py")
+    assert spec is not None
+    assert spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+GEN = _load_generator()
+NAMES = sorted(GEN.GOLDENS)
+
+
+def test_every_golden_is_pinned() -> None:
+    assert sorted(SHA256) == NAMES
+    assert sorted(p.name for p in DATA.glob("*.ndckpt")) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_golden_bytes_are_pinned(name: str) -> None:
+    data = (DATA / name).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == SHA256[name], f"{name} changed: see this module's docstring"
+    assert data[:8] == b"\x93NDCKPT\n"
+    assert struct.unpack_from("<II", data, 8) == (1, 0), "superblock version 1, flags 0"
+    assert data[-8:] == b"NDCKEND\n"
+    assert struct.unpack_from("<II", data, len(data) - 16) == (1, 0), "trailer version 1, flags 0"
+    assert struct.unpack_from("<Q", data, len(data) - 24)[0] == len(data)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_todays_writer_reproduces_the_golden(name: str) -> None:
+    make, kw = GEN.GOLDENS[name]
+    f = io.BytesIO()
+    ndckpt.save(f, make(), threads=2, **kw)
+    want = (DATA / name).read_bytes()
+    assert f.getvalue() == want, f"writer output differs from {name} (liblz4 {_lz4.library_version()})"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_goldens_load_and_verify(name: str) -> None:
+    make, kw = GEN.GOLDENS[name]
+    path = DATA / name
+    want = make()
+    assert_same_tree(ndckpt.load(path), want)
+    assert_same_tree(ndckpt.load(path, mmap=False, verify=True), want)
+    with open(path, "rb") as f:
+        assert_same_tree(ndckpt.load(f), want)
+    ndckpt.verify(path)
+    with ndckpt.open(path) as r:
+        assert r.metadata == kw.get("metadata")
+        styles = {row["name"]: row["style"] for row in r.info() if row["nbytes"]}
+    if name == "lz4.ndckpt":
+        assert set(styles.values()) == {"lz4"}
+    if name == "raw.ndckpt":
+        assert set(styles.values()) == {"raw"}
+    if name == "mixed.ndckpt":
+        assert styles["rec"] == styles["model/w"] == "lz4"
+        assert styles["model/b"] == "raw"
+
+
+def test_mixed_golden_details() -> None:
+    got = ndckpt.load(DATA / "mixed.ndckpt")
+    assert got["opt"]["state"] == {}
+    assert got["model"]["w"].flags.f_contiguous
+    assert not got["model"]["w"].flags.c_contiguous
+    assert got["rec"].dtype.itemsize == 20
+    assert got["rec"]["pos"]["y"].tolist() == [-1.0, -2.0, -3.0]
+    assert got["labels"].tolist() == ["\u03b1", "\u03b2\u03b3"]
+    assert str(got["when"][1]) == "NaT"
+    assert int(got["opt"]["step"]) == 1234
