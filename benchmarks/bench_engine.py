@@ -327,7 +327,6 @@ def bench_many_small(repeat: int) -> list[Pair]:
     n = sum(sizes)
     offs = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
     outs = [D.prefault(np.empty_like(a)) for a in arrays]
-    out_b = [memoryview(o).cast("B") for o in outs]
     compress, decompress = lz4.block.compress, lz4.block.decompress
     pairs: list[Pair] = []
 
@@ -357,7 +356,8 @@ def bench_many_small(repeat: int) -> list[Pair]:
         r.fini()
 
     def base_rs_raw() -> None:
-        for b, o in zip(out_b, offs, strict=True):
+        for a, o in zip(outs, offs, strict=True):
+            b = memoryview(a).cast("B")
             b[:] = rmv[o : o + b.nbytes]
 
     pairs.append(measure(Pair("many_small", ds, "Checkpt.mmio RAW", "memoryview slice loop", n, None), ck_raw, base_ck_raw, repeat))
@@ -399,7 +399,8 @@ def bench_many_small(repeat: int) -> list[Pair]:
         r.fini()
 
     def base_rs_lz4() -> None:
-        for blk, b in zip(blocks, out_b, strict=True):
+        for blk, a in zip(blocks, outs, strict=True):
+            b = memoryview(a).cast("B")
             b[:] = decompress(blk, uncompressed_size=b.nbytes)
 
     pairs.append(measure(Pair("many_small", ds, "Restore.mmio LZ4", "lz4.block.decompress + copy loop", n, 1.0), rs_lz4, base_rs_lz4, repeat))
@@ -411,6 +412,169 @@ def bench_many_small(repeat: int) -> list[Pair]:
         q.extra.update(buffers=len(arrays), ours_us_per_buffer_best=min(q.ours_s) / len(arrays) * 1e6,
                        base_us_per_buffer_best=min(q.base_s) / len(arrays) * 1e6)
     return pairs
+
+
+# --------------------------------------------------------------------------------------
+# --explain: where the LZ4 time goes (the engine against hand-written ctypes loops)
+
+
+def explain_lz4(ds: str, data: np.ndarray[Any, Any], repeat: int) -> dict[str, list[float]]:
+    """Time the LZ4 paths layer by layer, round-robin, on the same bytes.
+
+    Compress: the engine; the same liblz4 streaming calls from a bare Python loop (ring copy
+    + ``LZ4_compress_fast_continue``, i.e. the engine minus its Python overhead); that loop
+    without the ring copy (NOT fd_checkpt's bytes: shows what the copy costs); a full
+    ``LZ4_resetStream`` before every chunk, which is what ``lz4.block.compress`` does (no
+    history: every chunk compressed alone, different bytes); python-lz4 itself. Decompress: the engine; a bare loop of
+    ``LZ4_decompress_safe_usingDict`` into the destination; python-lz4 with and without
+    the copy into numpy.
+    """
+    import ctypes
+
+    src = _u8(data)
+    n = src.nbytes
+    smv = memoryview(src)
+    sa = int(src.ctypes.data)
+    region = _aligned(lz4_frame_bound([n]))  # the engine writes here
+    scratch = _aligned(lz4_frame_bound([n]))  # the bare loops write here
+    ra = int(scratch.ctypes.data)
+    ring = _aligned(196608)
+    ring_a = int(ring.ctypes.data)
+    dst = _aligned(n)
+    da = int(dst.ctypes.data)
+    dmv = memoryview(dst)
+    stream = _lz4.LZ4Stream()
+    dec = _lz4.Decoder()
+    lib = ctypes.CDLL(_lz4.library_path())
+    reset_full = lib["LZ4_resetStream"]
+    reset = lib["LZ4_resetStream_fast"]
+    memmove = ctypes.memmove
+    compress, decompress = lz4.block.compress, lz4.block.decompress
+    cap = 1 << 17  # >= LZ4_compressBound(65536): output never limited
+
+    def engine_ck() -> None:
+        c = Checkpt.mmio(region)
+        c.frame_open(LZ4)
+        c.buf(data)
+        c.frame_close()
+        c.fini()
+
+    def loop_ring() -> None:
+        reset(stream.handle)
+        fn, h, a_s, a_d = stream.compress_fn, stream.handle, stream.src, stream.dst
+        cur, o = 0, ra
+        for i in range(0, n, CHUNK):
+            if 196608 - cur < CHUNK:
+                cur = 0
+            memmove(ring_a + cur, sa + i, CHUNK)
+            a_s.value, a_d.value = ring_a + cur, o + 3
+            o += fn(h, a_s, a_d, CHUNK, cap, 1) + 3
+            cur += CHUNK
+
+    def loop_nocopy() -> None:
+        reset(stream.handle)
+        fn, h, a_s, a_d = stream.compress_fn, stream.handle, stream.src, stream.dst
+        o = ra
+        for i in range(0, n, CHUNK):
+            a_s.value, a_d.value = sa + i, o + 3
+            o += fn(h, a_s, a_d, CHUNK, cap, 1) + 3
+
+    def loop_fresh() -> None:
+        fn, h, a_s, a_d = stream.compress_fn, stream.handle, stream.src, stream.dst
+        o = ra
+        for i in range(0, n, CHUNK):
+            reset_full(h)
+            a_s.value, a_d.value = sa + i, o + 3
+            o += fn(h, a_s, a_d, CHUNK, cap, 1) + 3
+
+    def pylz4_ck() -> None:
+        for i in range(0, n, CHUNK):
+            compress(smv[i : i + CHUNK], mode="default", acceleration=1, store_size=False)
+
+    assert n % CHUNK == 0, "--explain needs a size that is a multiple of 64 KiB"
+    c = Checkpt.mmio(region)
+    c.frame_open(LZ4)
+    c.buf(data)
+    fsz = c.frame_close()
+    c.fini()
+    stored = _aligned(fsz)
+    stored[:] = region[:fsz]
+    chunks = _frame_chunks(memoryview(stored), n)
+    base = int(stored.ctypes.data)
+    addrs, off = [], 0
+    for b, _ in chunks:
+        addrs.append((base + off + 3, len(b)))
+        off += 3 + len(b)
+
+    def engine_rs() -> None:
+        r = Restore.mmio(stored)
+        r.frame_open(LZ4)
+        r.buf(dst)
+        r.frame_close()
+        r.fini()
+
+    def loop_dec() -> None:
+        fn, a_s, a_d, a_h = dec.decompress_fn, dec.src, dec.dst, dec.dict
+        pos = 0
+        for ba, csz in addrs:
+            a_s.value, a_d.value, a_h.value = ba, da + pos, da + pos - CHUNK if pos else None
+            fn(a_s, a_d, csz, CHUNK, a_h, CHUNK if pos else 0)
+            pos += CHUNK
+
+    def pylz4_rs_copy() -> None:
+        pos = 0
+        for blk, usz in chunks:
+            dmv[pos : pos + usz] = decompress(blk, uncompressed_size=usz, dict=dmv[pos - CHUNK : pos] if pos else None)
+            pos += usz
+
+    def pylz4_rs_only() -> None:
+        pos = 0
+        for blk, usz in chunks:
+            decompress(blk, uncompressed_size=usz, dict=smv[pos - CHUNK : pos] if pos else None)
+            pos += usz
+
+    fns = [engine_ck, loop_ring, loop_nocopy, loop_fresh, pylz4_ck, engine_rs, loop_dec, pylz4_rs_copy, pylz4_rs_only]
+    times: dict[str, list[float]] = {f.__name__: [] for f in fns}
+    for f in fns:
+        f()
+    gc.disable()
+    try:
+        for r in range(repeat):
+            for f in fns if r % 2 == 0 else fns[::-1]:
+                times[f.__name__].append(_timed(f))
+    finally:
+        gc.enable()
+    dst.fill(0)
+    loop_dec()
+    assert np.array_equal(dst, src), "explain: the bare decompress loop decoded wrong bytes"
+    stream.free()
+    return times
+
+
+EXPLAIN_LABELS = {
+    "engine_ck": "Checkpt.mmio LZ4 (engine)",
+    "loop_ring": "bare loop: ring memmove + LZ4_compress_fast_continue",
+    "loop_nocopy": "bare loop: LZ4_compress_fast_continue in place (not fd_checkpt bytes)",
+    "loop_fresh": "bare loop: LZ4_resetStream + LZ4_compress_fast_continue per chunk (python-lz4's calls: no history, other bytes)",
+    "pylz4_ck": "lz4.block.compress per chunk",
+    "engine_rs": "Restore.mmio LZ4 (engine)",
+    "loop_dec": "bare loop: LZ4_decompress_safe_usingDict into the destination",
+    "pylz4_rs_copy": "lz4.block.decompress + copy into numpy",
+    "pylz4_rs_only": "lz4.block.decompress, output dropped",
+}
+
+
+def explain_table(results: dict[str, dict[str, list[float]]], nbytes: int) -> str:
+    names = list(results)
+    lines = ["### Where the LZ4 time goes (GB/s best / median; engine vs bare ctypes loops)", "",
+             "| path | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key, label in EXPLAIN_LABELS.items():
+        cells = []
+        for ds in names:
+            t = results[ds][key]
+            cells.append(f"{nbytes / min(t) / 1e9:.2f} / {nbytes / statistics.median(t) / 1e9:.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------
@@ -445,11 +609,22 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated subset of smooth,ints,random,many-small")
     ap.add_argument("--shm", type=Path, default=Path("/dev/shm"), help="directory for stream-mode files")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "engine.json")
+    ap.add_argument("--explain", action="store_true",
+                    help="only time the LZ4 paths layer by layer (engine vs bare ctypes loops); no JSON")
     args = ap.parse_args(argv)
     nbytes = args.size_mib << 20
     names = [s.strip() for s in args.datasets.split(",") if s.strip()]
     started = time.time()
     load0 = os.getloadavg()
+
+    if args.explain:
+        res = {}
+        for ds in [d for d in names if d != "many-small"]:
+            res[ds] = explain_lz4(ds, D.generate(ds, nbytes), args.repeat)
+            gc.collect()
+        print(f"## LZ4 layers, {args.size_mib} MiB, best of {args.repeat}\n")
+        print(explain_table(res, nbytes))
+        return 0
 
     all_pairs: list[Pair] = []
     for ds in names:
