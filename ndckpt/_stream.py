@@ -4,10 +4,18 @@ The head says how every frame decodes; LZ4 records give each frame's stored
 size and checksum before its bytes; pads follow from the offset. The index
 and trailer at the end are checked against what was read, and arrays are
 returned only after every check has passed.
+
+A stream cannot be measured before it is read, so memory follows the bytes
+that arrived, never the sizes the head claims: buffers grow a step at a time
+(at most doubling what has arrived), and arrays are anonymous mappings grown
+in place (``mremap``, no copy) as their frames arrive. A stream that claims a
+terabyte and sends a kilobyte costs about a kilobyte.
 """
 
 from __future__ import annotations
 
+import errno
+import mmap
 from typing import Any
 
 import numpy as np
@@ -21,7 +29,6 @@ from .api import (
     _Layout,
     _mv,
     _nest,
-    _new_array,
     _parse_superblock,
     _verify_hash,
 )
@@ -35,14 +42,17 @@ from .container import (
     VERSION,
     Head,
     align_up,
-    stored_bound,
 )
 from .engine import DEFAULT_RBUF_SIZE, Restore
-from .errors import CheckptError, FormatError
+from .errors import CheckptError, CheckptIOError, FormatError
 from .format import FrameStyle
 from .parallel import Progress, ProgressCallback, aligned_empty
 
 __all__ = ["load_stream"]
+
+#: Largest read made before the bytes before it have arrived: buffers grow by at most this
+#: much (or by doubling) beyond what was received.
+_STEP = 64 << 20
 
 
 def _read(rs: Restore, buf: Any, what: str) -> None:
@@ -54,6 +64,74 @@ def _read(rs: Restore, buf: Any, what: str) -> None:
         raise type(e)(f"{what}: {e}") from e
 
 
+class _Scratch:
+    """A reusable read buffer that grows only with bytes that actually arrived."""
+
+    def __init__(self) -> None:
+        self.buf = aligned_empty(RAW_ALIGN)
+
+    def read(self, rs: Restore, n: int, what: str, *, fresh: bool = False) -> np.ndarray[Any, np.dtype[np.uint8]]:
+        """The next ``n`` bytes, in this buffer (or, with ``fresh``, in a new one kept by the caller)."""
+        buf = aligned_empty(min(n, _STEP)) if fresh else self.buf
+        got = 0
+        while got < n:
+            if got == buf.nbytes or (got == 0 and buf.nbytes < min(n, _STEP)):
+                grown = aligned_empty(min(n, max(2 * got, got + _STEP)))
+                grown[:got] = buf[:got]
+                buf = grown
+            m = min(n, buf.nbytes) - got
+            _read(rs, buf[got : got + m], what)
+            got += m
+        if not fresh:
+            self.buf = buf
+        return buf[:n]
+
+
+class _Dest:
+    """Where one array's bytes go: the caller's ``out`` array, or an anonymous mapping that is
+    grown in place (no copy) as the array's frames arrive, so that its size never runs more
+    than one step ahead of, or twice, the bytes received."""
+
+    def __init__(self, nbytes: int, out: np.ndarray[Any, np.dtype[np.uint8]] | None = None) -> None:
+        self.nbytes, self.out = nbytes, out
+        self.map: mmap.mmap | None = None
+        self.cap = nbytes if out is not None else 0
+
+    def view(self, start: int, n: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
+        """Bytes ``[start, start + n)``; drop the view before asking for a later one."""
+        if self.out is not None:
+            return self.out[start : start + n]
+        end = start + n
+        if end > self.cap:
+            self._grow(min(self.nbytes, max(end, 2 * self.cap)))
+        assert self.map is not None
+        return np.frombuffer(self.map, np.uint8, n, start)
+
+    def _grow(self, cap: int) -> None:
+        try:
+            if self.map is None:
+                self.map = mmap.mmap(-1, cap, flags=mmap.MAP_PRIVATE)
+            else:
+                try:
+                    self.map.resize(cap)  # mremap: pages move, bytes are not copied
+                except (SystemError, OSError):  # no mremap on this platform: copy
+                    new = mmap.mmap(-1, cap, flags=mmap.MAP_PRIVATE)
+                    new[: self.cap] = self.map[: self.cap]
+                    self.map.close()
+                    self.map = new
+        except (OSError, MemoryError) as e:
+            raise CheckptIOError(errno.ENOMEM, f"cannot allocate {cap} bytes for an array: {e}") from e
+        if cap >= 1 << 22 and hasattr(mmap, "MADV_HUGEPAGE"):
+            self.map.madvise(mmap.MADV_HUGEPAGE)  # fresh 4 KiB pages cost ~10x here
+        self.cap = cap
+
+    def array(self, spec: Any) -> np.ndarray[Any, Any]:
+        """The finished array (all of its bytes have arrived)."""
+        assert self.map is not None
+        assert self.cap == self.nbytes
+        return np.ndarray(spec.shape, spec.dtype, buffer=self.map, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
+
+
 def load_stream(
     f: Any, *, out: Any, threads: int, verify: bool | None, progress: ProgressCallback | None = None
 ) -> dict[str, Any]:
@@ -63,23 +141,21 @@ def load_stream(
     sb = bytearray(SUPERBLOCK.size)
     _read(rs, sb, "superblock")
     hn, hx = _parse_superblock(sb)
-    head_raw = bytearray(hn)
-    _read(rs, head_raw, f"head at offset {SUPERBLOCK.size}")
+    scratch = _Scratch()
+    head_raw = scratch.read(rs, hn, f"head at offset {SUPERBLOCK.size}")
     if _lz4.xxh64(head_raw) != hx:
         raise FormatError(f"head at offset {SUPERBLOCK.size}: checksum mismatch")
-    head = Head.from_json(head_raw)
+    head = Head.from_json(_mv(head_raw))
     nfr = len(head.frames)
     layout = _Layout(head, [0] * nfr, [0] * nfr, [0] * nfr)
     outs = _flatten_out(out, layout)
     arrays: dict[int, np.ndarray[Any, Any]] = {}
-    dest: dict[int, np.ndarray[Any, np.dtype[np.uint8]]] = {}
+    dest: dict[int, _Dest] = {}
     for ai, spec in enumerate(head.arrays):
         if ai in outs:
-            dest[ai], arrays[ai] = _check_out(spec, outs[ai]), outs[ai]
+            dest[ai], arrays[ai] = _Dest(spec.nbytes, _check_out(spec, outs[ai])), outs[ai]
         elif spec.nbytes == 0:
             arrays[ai] = np.empty(spec.shape, spec.dtype, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
-    # Holds one LZ4 frame's stored bytes, or a RAW frame's padding (up to RAW_ALIGN - 1 bytes).
-    scratch = aligned_empty(max([RAW_ALIGN, *(stored_bound(fr) for fr in head.frames)]))
     hashes: list[int | None] = []
     prog = Progress(progress, sum(fr.nbytes for fr in head.frames))
     for fi, fr in enumerate(head.frames):
@@ -92,8 +168,7 @@ def load_stream(
             _check_frame_sizes(head, fi, stored)
             layout.offsets[fi], layout.stored[fi], layout.xxh[fi] = pos + RECORD.size, stored, x
             where = layout.where(fi)  # now with the data offset and the arrays' names
-            data = scratch[:stored]
-            _read(rs, data, where)
+            data = scratch.read(rs, stored, where)
             if verify is not False:
                 _verify_hash(_mv(data), x, where)
             hashes.append(x)
@@ -101,20 +176,19 @@ def load_stream(
         else:
             pad = align_up(pos, RAW_ALIGN) - pos
             if pad:
-                _read(rs, scratch[:pad], f"{where}: padding")
+                scratch.read(rs, pad, f"{where}: padding")
             layout.offsets[fi], layout.stored[fi] = pos + pad, fr.nbytes
             where = layout.where(fi)  # now with the data offset and the arrays' names
             p0 = fr.parts[0]
             if len(fr.parts) == 1 and p0.at == 0 and p0.nbytes == fr.nbytes:
-                if p0.array not in dest:
-                    arrays[p0.array], dest[p0.array] = _new_array(head.arrays[p0.array])
-                data = dest[p0.array][p0.start : p0.start + p0.nbytes]
-                _read(rs, data, where)
+                d = dest.setdefault(p0.array, _Dest(head.arrays[p0.array].nbytes))
+                for s in range(0, p0.nbytes, _STEP):  # a step at a time: memory follows the data
+                    _read(rs, d.view(p0.start + s, min(_STEP, p0.nbytes - s)), where)
+                hashes.append(_lz4.xxh64(d.view(p0.start, p0.nbytes)) if verify else None)
             else:
-                data = aligned_empty(fr.nbytes)
-                _read(rs, data, where)
+                data = scratch.read(rs, fr.nbytes, where, fresh=True)
                 _place(head, fi, fr, data, dest, arrays, where, lz4=False)
-            hashes.append(_lz4.xxh64(data) if verify else None)
+                hashes.append(_lz4.xxh64(data) if verify else None)
         prog.advance(fr.nbytes)
     pos = rs.offset - base
     ib = bytearray(nfr * INDEX_DTYPE.itemsize)
@@ -142,6 +216,9 @@ def load_stream(
         if h is not None and h != x:
             raise FormatError(f"{layout.where(fi)}: checksum mismatch (the stream is corrupt)")
     rs.fini()
+    for ai, d in dest.items():
+        if d.out is None:
+            arrays[ai] = d.array(head.arrays[ai])
     return _nest(head, arrays)
 
 
@@ -150,7 +227,7 @@ def _place(
     fi: int,
     fr: Any,
     data: np.ndarray[Any, np.dtype[np.uint8]],
-    dest: dict[int, np.ndarray[Any, np.dtype[np.uint8]]],
+    dest: dict[int, _Dest],
     arrays: dict[int, np.ndarray[Any, Any]],
     where: str,
     *,
@@ -159,9 +236,9 @@ def _place(
     """Put a frame's bytes (stored bytes for LZ4, plain bytes for RAW) into its arrays."""
     p0 = fr.parts[0]
     if lz4 and len(fr.parts) == 1 and p0.at == 0 and p0.nbytes == fr.nbytes:
-        if p0.array not in dest:
-            arrays[p0.array], dest[p0.array] = _new_array(head.arrays[p0.array])
-        _decode_lz4(_mv(data), dest[p0.array][p0.start : p0.start + p0.nbytes], where)
+        # The frame's size was checked against its stored bytes, which have arrived.
+        d = dest.setdefault(p0.array, _Dest(head.arrays[p0.array].nbytes))
+        _decode_lz4(_mv(data), d.view(p0.start, p0.nbytes), where)
         return
     if lz4:
         plain = aligned_empty(fr.nbytes)
@@ -170,10 +247,8 @@ def _place(
         plain = data
     for p in fr.parts:
         spec = head.arrays[p.array]
-        if p.array in dest:
-            dest[p.array][p.start : p.start + p.nbytes] = plain[p.at : p.at + p.nbytes]
-        elif p.start == 0 and p.nbytes == spec.nbytes:
+        if p.array not in dest and p.start == 0 and p.nbytes == spec.nbytes:
             arrays[p.array] = np.ndarray(spec.shape, spec.dtype, buffer=plain, offset=p.at, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
         else:
-            arrays[p.array], dest[p.array] = _new_array(spec)
-            dest[p.array][p.start : p.start + p.nbytes] = plain[p.at : p.at + p.nbytes]
+            d = dest.setdefault(p.array, _Dest(spec.nbytes))
+            d.view(p.start, p.nbytes)[:] = plain[p.at : p.at + p.nbytes]

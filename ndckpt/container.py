@@ -47,6 +47,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -145,11 +146,15 @@ def encode_dtype(dt: np.dtype[Any], *, what: str = "array") -> Any:
     return dt.str
 
 
+#: The form of ``dtype.str`` for plain dtypes: byte order, kind (no "O"), size, datetime unit.
+_DTYPE_STR: Final = re.compile(r"[<>|][biufcmMSUV][0-9]+(\[[0-9]*[a-zA-Z]+\])?")
+
+
 def decode_dtype(obj: Any, *, what: str = "array") -> np.dtype[Any]:
     """Inverse of :func:`encode_dtype`; raises FormatError for anything it did not produce."""
     try:
         if isinstance(obj, str):
-            if not obj or obj[0] not in "<>|" or "O" in obj:
+            if not _DTYPE_STR.fullmatch(obj):  # numpy's own parser raises SyntaxError and warns
                 raise ValueError(f"bad dtype string {obj!r}")
             dt = np.dtype(obj)
         elif isinstance(obj, dict) and set(obj) == {"base", "shape"}:
@@ -180,7 +185,7 @@ def decode_dtype(obj: Any, *, what: str = "array") -> np.dtype[Any]:
             dt = np.dtype(spec, align=bool(obj.get("aligned", False)))  # type: ignore[call-overload]
         else:
             raise ValueError(f"unrecognised dtype description {obj!r}")
-    except (TypeError, ValueError, KeyError) as e:
+    except (TypeError, ValueError, KeyError, OverflowError) as e:  # numpy: itemsize >= 2**63
         raise FormatError(f"{what}: bad dtype: {e}") from None
     if dt.hasobject:
         raise FormatError(f"{what}: dtype {dt} holds Python objects")

@@ -152,19 +152,6 @@ def test_stream_equals_mmio_and_round_trips(
     rs.fini()
 
 
-@settings(max_examples=40)
-@given(frames=checkpoint_specs(styles=(2,), max_frames=3))
-def test_lz4_chunks_decode_with_independent_decoder(frames: list[FrameSpec]) -> None:
-    """Each LZ4 frame the engine writes is chunked as the spec says and python-lz4 decodes it."""
-    data, rec = checkpt_mmio(frames)
-    for fr, start, end in zip(frames, rec.opens, rec.closes, strict=True):
-        bufs, chunks, stop = decode_lz4_frame(data, start, fr.sizes)
-        assert bufs == [b.data for b in fr.bufs]
-        assert [[u for u, _ in c] for c in chunks] == [chunk_sizes(n) for n in fr.sizes]
-        assert all(3 < stored <= chunk_csz_max(u) for c in chunks for u, stored in c)
-        assert stop == end
-
-
 def _int32(d: bytes) -> Any:
     return np.frombuffer(d, dtype="<i4")
 
@@ -611,6 +598,24 @@ def test_corrupt_chunk_header(mode: str, which: str) -> None:
         assert f"frame at offset {rec.opens[fi]}, buffer {bi}, chunk {ci} at offset {off}" in msg
         assert f"compressed size {csz} for a {usz}-byte chunk" in msg
         assert ei.value.code == ERR_COMP
+
+
+@pytest.mark.parametrize("mode", ["stream", "mmio"])
+def test_error_names_buffer_index_in_call_order(mode: str) -> None:
+    """Zero-size buffers count: the failing buffer is named by its call index in the frame."""
+    payload = Content("runs", 70_000, 9).data
+    frames = [
+        FrameSpec(1, (literal(b"head"),)),
+        FrameSpec(2, (literal(b""), literal(b"abc"), literal(b"", meta=True), literal(payload))),
+    ]
+    blob, rec = checkpt_mmio(frames)
+    chunks = _lz4_chunk_positions(frames, blob, rec)
+    assert [(fi, bi, ci) for fi, bi, ci, *_ in chunks] == [(1, 1, 0), (1, 3, 0), (1, 3, 1)]
+    _, _, _, off, _, _ = chunks[2]
+    bad = bytearray(blob)
+    bad[off : off + 3] = b"\0\0\0"
+    with pytest.raises(CompressionError, match=rf"frame at offset 4, buffer 3, chunk 1 at offset {off}:"):
+        _restore_all(bad, frames, mode)
 
 
 def _replace_chunk(blob: bytes, off: int, stored: int, block: bytes) -> bytes:
