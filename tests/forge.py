@@ -1,0 +1,200 @@
+"""Build ndckpt files byte by byte, including hostile ones, for the corruption and fuzz tests.
+
+:func:`parse` splits a valid file into its structures (superblock, head, per frame: record or
+pad and the stored data, index, trailer) with their byte ranges; :func:`build` writes a file
+from a head document and stored frame bytes with every checksum, offset and size recomputed, so
+a test can change one field (a shape, a frame size, a version) and still get past every check
+that does not concern that field.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ndckpt import _lz4
+from ndckpt.container import (
+    END_MAGIC,
+    INDEX_DTYPE,
+    MAGIC,
+    RAW_ALIGN,
+    RECORD,
+    SUPERBLOCK,
+    TRAILER,
+    VERSION,
+    align_up,
+)
+
+__all__ = ["Layout", "Region", "Unseekable", "build", "canonical", "flat", "parse", "save_bytes", "stored_order_bytes"]
+
+
+def canonical(doc: Any) -> bytes:
+    """The head's canonical JSON encoding (as the writer makes it)."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+@dataclass(frozen=True)
+class Region:
+    """Bytes ``[start, end)`` of a file: what they are and, for data, which frame."""
+
+    kind: str  # superblock, head, record, pad, data, index, trailer
+    start: int
+    end: int
+    frame: int = -1
+
+
+@dataclass
+class Layout:
+    """A parsed valid file."""
+
+    head: dict[str, Any]
+    stored: list[bytes]  # each data frame's stored bytes
+    regions: list[Region] = field(default_factory=list)
+
+    def region_at(self, off: int) -> Region:
+        for r in self.regions:
+            if r.start <= off < r.end:
+                return r
+        raise ValueError(f"offset {off} is outside the file")
+
+    def frame_bounds(self) -> list[int]:
+        """Every offset where one structure ends and the next begins (0 and the size included)."""
+        return sorted({0} | {r.end for r in self.regions})
+
+
+def parse(data: bytes) -> Layout:
+    """Split a *valid* file into its structures (no validation: the reader is what is tested)."""
+    magic, version, flags, hn, _hx = SUPERBLOCK.unpack_from(data, 0)
+    assert magic == MAGIC
+    assert version == VERSION
+    assert not flags
+    head = json.loads(data[SUPERBLOCK.size : SUPERBLOCK.size + hn])
+    regions = [Region("superblock", 0, SUPERBLOCK.size), Region("head", SUPERBLOCK.size, SUPERBLOCK.size + hn)]
+    io, nframes, *_ = TRAILER.unpack_from(data, len(data) - TRAILER.size)
+    idx = np.frombuffer(data, INDEX_DTYPE, nframes, io)
+    pos = SUPERBLOCK.size + hn
+    stored = []
+    for fi, fr in enumerate(head["frames"]):
+        off, n = int(idx[fi]["offset"]), int(idx[fi]["stored"])
+        if fr["style"] == 2:
+            regions.append(Region("record", pos, pos + RECORD.size, fi))
+        elif off > pos:
+            regions.append(Region("pad", pos, off, fi))
+        regions.append(Region("data", off, off + n, fi))
+        stored.append(bytes(data[off : off + n]))
+        pos = off + n
+    regions.append(Region("index", io, io + INDEX_DTYPE.itemsize * nframes))
+    regions.append(Region("trailer", len(data) - TRAILER.size, len(data)))
+    return Layout(head, stored, regions)
+
+
+def build(
+    head: dict[str, Any] | bytes,
+    stored: list[bytes],
+    *,
+    styles: list[int] | None = None,
+    version: int = VERSION,
+    trailer_version: int | None = None,
+) -> bytes:
+    """A file with ``head`` (a document, or raw head bytes) and these stored data frames.
+
+    Every checksum, record, pad, index entry and trailer field is computed from what is
+    written, so the result is self-consistent except for what ``head`` itself says. ``styles``
+    gives each frame's style (default: from the head's frames).
+    """
+    hb = head if isinstance(head, bytes) else canonical(head)
+    if styles is None:
+        assert isinstance(head, dict)
+        styles = [f["style"] for f in head["frames"]]
+    out = bytearray(SUPERBLOCK.pack(MAGIC, version, 0, len(hb), _lz4.xxh64(hb)))
+    out += hb
+    index = np.zeros(len(stored), INDEX_DTYPE)
+    for fi, (s, data) in enumerate(zip(styles, stored, strict=True)):
+        if s == 2:
+            out += RECORD.pack(len(data), _lz4.xxh64(data))
+        else:
+            out += bytes(align_up(len(out), RAW_ALIGN) - len(out))
+        index[fi] = (len(out), len(data), _lz4.xxh64(data))
+        out += data
+    io = len(out)
+    ib = index.tobytes()
+    out += ib
+    tv = version if trailer_version is None else trailer_version
+    out += TRAILER.pack(io, len(stored), _lz4.xxh64(ib), len(out) + TRAILER.size, tv, 0, END_MAGIC)
+    return bytes(out)
+
+
+def save_bytes(arrays: Any, *, style: Any = "raw", frame_bytes: int = 1 << 16, metadata: Any = None) -> bytes:
+    """``ndckpt.save`` into memory with small frames (``frame_bytes``), so that small states
+    still span several frames. The planner's frame size is a writer choice, not part of the
+    format: readers take frame sizes from the head."""
+    import io
+
+    from ndckpt._backend import StreamSink
+    from ndckpt.api import _prepare, _write_checkpoint
+
+    buf = io.BytesIO()
+    _write_checkpoint(StreamSink(buf, 1 << 20), _prepare(arrays, style, metadata, frame_bytes), 1, None)
+    return buf.getvalue()
+
+
+class Unseekable(io.RawIOBase):
+    """A readable stream that cannot seek or tell its size (as a pipe), over bytes in memory.
+
+    ``chunk`` caps every read, so readers see short reads as from a real pipe.
+    """
+
+    def __init__(self, data: bytes, *, chunk: int = 1 << 30) -> None:
+        self._data, self._pos, self._chunk = data, 0, chunk
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, b: Any) -> int:
+        mv = memoryview(b).cast("B")
+        n = min(mv.nbytes, len(self._data) - self._pos, self._chunk)
+        mv[:n] = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
+def stored_order_bytes(a: Any, order: str) -> bytes:
+    """The bytes of array ``a`` in the order the file stores them ("C" or "F")."""
+    arr = np.asarray(a)
+    return np.ascontiguousarray(arr.T if order == "F" else arr).tobytes()
+
+
+def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested result -> {"a/b": array}; empty groups are left out."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def harness() -> Any:
+    """The fuzz target's checks (``fuzz/harness.py``), loaded without atheris."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    mod = sys.modules.get("ndckpt_fuzz_harness")
+    if mod is None:
+        path = Path(__file__).resolve().parent.parent / "fuzz" / "harness.py"
+        spec = importlib.util.spec_from_file_location("ndckpt_fuzz_harness", path)
+        assert spec is not None
+        assert spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["ndckpt_fuzz_harness"] = mod
+        spec.loader.exec_module(mod)
+    return mod
