@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import math
 import mmap
 import os
 import secrets
 import stat
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Union
@@ -26,7 +29,7 @@ import numpy as np
 
 from . import _lz4
 from ._backend import StreamSink
-from ._plan import DEFAULT_FRAME_BYTES, plan
+from ._plan import DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES, plan
 from .container import (
     END_MAGIC,
     HEAD_MAX,
@@ -56,7 +59,7 @@ from .errors import (
     UnsupportedError,
 )
 from .format import FrameStyle, parse_style
-from .parallel import Progress, ProgressCallback, Staging, aligned_empty, resolve_threads, run_all, run_ordered
+from .parallel import Progress, ProgressCallback, Staging, aligned_empty, resolve_threads, run_all
 
 __all__ = ["Reader", "load", "open", "save", "verify"]
 
@@ -199,7 +202,7 @@ class _Prepared:
     head_json: bytes
 
 
-def _prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int) -> _Prepared:
+def _prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int, raw_frame_bytes: int | None = None) -> _Prepared:
     items, groups = _flatten(arrays)
     specs, srcs = [], []
     for path, v in items:
@@ -208,7 +211,7 @@ def _prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int) -> _Prepa
         specs.append(ArraySpec(path, a.dtype, tuple(int(s) for s in a.shape), order))
         srcs.append(src)
     styles = _resolve_styles(style, [s.name for s in specs])
-    return prepare_specs(specs, srcs, styles, groups, _check_metadata(metadata), frame_bytes)
+    return prepare_specs(specs, srcs, styles, groups, _check_metadata(metadata), frame_bytes, raw_frame_bytes)
 
 
 def prepare_specs(
@@ -218,13 +221,14 @@ def prepare_specs(
     groups: list[tuple[str, ...]],
     metadata: Any,
     frame_bytes: int = DEFAULT_FRAME_BYTES,
+    raw_frame_bytes: int | None = DEFAULT_RAW_FRAME_BYTES,
 ) -> _Prepared:
     """Plan already-described arrays (``sources[i]`` holds the stored bytes of ``specs[i]``).
 
     The building block for writers that describe arrays themselves, such as
     global arrays stored as blocks (:mod:`ndckpt.mpi`).
     """
-    perm, frames = plan(specs, styles, frame_bytes)
+    perm, frames = plan(specs, styles, frame_bytes, raw_frame_bytes)
     head = Head([specs[i] for i in perm], frames, sorted(groups), metadata)
     head.check_tiling()
     return _Prepared(head, [sources[i] for i in perm], head.to_json())
@@ -287,31 +291,64 @@ def _encode(f: FrameSpec, fi: int, sources: list[_Source]) -> _Encoded:
 
 
 def _write_checkpoint(sink: StreamSink, prep: _Prepared, threads: int, progress: ProgressCallback | None) -> None:
+    """Emit a planned checkpoint through ``sink`` in file order, never seeking.
+
+    With ``threads > 1`` a pool encodes LZ4 frames up to ``threads + 1`` frames
+    ahead of the writer, and hashes each RAW frame while the calling thread
+    writes it (a RAW frame's checksum is only needed for the index at the end).
+    """
     head = prep.head
     sink.write(memoryview(SUPERBLOCK.pack(MAGIC, VERSION, 0, len(prep.head_json), _lz4.xxh64(prep.head_json))))
     sink.write(memoryview(prep.head_json))
-    index = np.zeros(len(head.frames), INDEX_DTYPE)
-    frames = head.frames
+    frames, sources = head.frames, prep.sources
+    index = np.zeros(len(frames), INDEX_DTYPE)
     prog = Progress(progress, sum(f.nbytes for f in frames))
-    jobs = run_ordered(
-        lambda fi: _encode(frames[fi], fi, prep.sources), range(len(frames)), threads, window=threads + 1
-    )
-    with contextlib.closing(jobs):  # type: ignore[type-var]
-        for fi, enc in enumerate(jobs):
-            try:
-                stored = enc.data.nbytes
-                if frames[fi].style == FrameStyle.LZ4:
-                    sink.write(memoryview(RECORD.pack(stored, enc.xxh)))
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ndckpt") if threads > 1 else None
+    ahead: deque[Future[_Encoded]] = deque()
+    lz4_frames = iter([fi for fi, f in enumerate(frames) if f.style == FrameStyle.LZ4])
+    raw_hashes: list[tuple[int, Future[int] | int, np.ndarray[Any, np.dtype[np.uint8]] | None]] = []
+
+    def encode(fi: int) -> _Encoded:
+        return _encode(frames[fi], fi, sources)
+
+    try:
+        for fi, f in enumerate(frames):
+            if f.style == FrameStyle.LZ4:
+                if pool is None:
+                    enc = encode(fi)
                 else:
-                    pad = align_up(sink.offset, RAW_ALIGN) - sink.offset
-                    if pad:
-                        sink.write(memoryview(_ZEROS)[:pad])
-                index[fi] = (sink.offset, stored, enc.xxh)
-                sink.write(_mv(enc.data))
-                prog.advance(frames[fi].nbytes)
-            finally:
-                for b in enc.hold:
-                    Staging.put(b)
+                    for nxt in lz4_frames:
+                        ahead.append(pool.submit(encode, nxt))
+                        if len(ahead) > threads:
+                            break
+                    enc = ahead.popleft().result()
+                try:
+                    sink.write(memoryview(RECORD.pack(enc.data.nbytes, enc.xxh)))
+                    index[fi] = (sink.offset, enc.data.nbytes, enc.xxh)
+                    sink.write(_mv(enc.data))
+                finally:
+                    for buf in enc.hold:
+                        Staging.put(buf)
+            else:
+                src, gathered = _frame_input(f, sources)
+                h: Future[int] | int = _lz4.xxh64(src) if pool is None else pool.submit(_lz4.xxh64, src)
+                raw_hashes.append((fi, h, gathered))
+                pad = align_up(sink.offset, RAW_ALIGN) - sink.offset
+                if pad:
+                    sink.write(memoryview(_ZEROS)[:pad])
+                index[fi] = (sink.offset, f.nbytes, 0)
+                sink.write(_mv(src))
+            prog.advance(f.nbytes)
+        for fi, h, gathered in raw_hashes:
+            index[fi]["xxh64"] = h if isinstance(h, int) else h.result()
+            if gathered is not None:
+                Staging.put(gathered)
+        raw_hashes.clear()
+    finally:
+        for fut in ahead:
+            fut.cancel()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     index_off = sink.offset
     ib = index.tobytes()
     sink.write(memoryview(ib))
@@ -384,7 +421,7 @@ def save(
     options give identical bytes.
     """
     th = resolve_threads(threads)
-    prep = _prepare(arrays, style, metadata, DEFAULT_FRAME_BYTES)
+    prep = _prepare(arrays, style, metadata, DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES)
     if _is_pathlike(target):
         _save_path(Path(os.fspath(target)), prep, th, progress)  # type: ignore[arg-type]
         return
@@ -674,6 +711,12 @@ class _Src:
 
 
 Job = tuple[Part, int, int, np.ndarray[Any, np.dtype[np.uint8]]]  # part, lo, hi (stored bytes), destination
+#: Large RAW frames are copied in pieces of this size, so that one big array uses every thread.
+_SPLIT = 64 << 20
+
+
+def _call(task: Callable[[], None]) -> None:
+    task()
 
 
 class _Loader:
@@ -745,8 +788,31 @@ class _Loader:
                         Staging.put(stored_buf)
             prog.advance(f.nbytes)
 
-        run_all(work, sorted(jobs), self.threads)
+        # A whole large RAW frame is read in pieces by several threads, then checked if asked.
+        tasks: list[Callable[[], None]] = []
+        checks: list[tuple[int, np.ndarray[Any, np.dtype[np.uint8]]]] = []
+        for fi in sorted(jobs):
+            f, todo = head.frames[fi], jobs[fi]
+            if (
+                f.style == FrameStyle.RAW
+                and f.nbytes > _SPLIT
+                and len(todo) == 1
+                and todo[0][2] - todo[0][1] == f.nbytes
+            ):
+                dst, off = todo[0][3], lay.offsets[fi]
+                pieces = range(0, f.nbytes, _SPLIT)
+                tasks.extend(functools.partial(self._piece, dst[a : a + _SPLIT], off + a, prog) for a in pieces)
+                if self.verify:
+                    checks.append((fi, dst))
+            else:
+                tasks.append(functools.partial(work, fi))
+        run_all(_call, tasks, self.threads)
+        run_all(lambda c: _verify_hash(c[1], lay.xxh[c[0]], lay.where(c[0])), checks, self.threads)
         return kept
+
+    def _piece(self, dst: np.ndarray[Any, np.dtype[np.uint8]], off: int, prog: Progress) -> None:
+        self.src.read(dst, off)
+        prog.advance(dst.nbytes)
 
     def _jobs_for(
         self, ai: int, b0: int, b1: int, dst: np.ndarray[Any, np.dtype[np.uint8]], jobs: dict[int, list[Job]]

@@ -50,7 +50,7 @@ import math
 import re
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 
@@ -226,8 +226,7 @@ class ArraySpec:
         return math.prod(self.shape) * self.dtype.itemsize
 
 
-@dataclass(frozen=True)
-class Part:
+class Part(NamedTuple):
     """Bytes ``[start, start+nbytes)`` of array ``array`` sit at byte ``at`` of a frame's buffer."""
 
     array: int
@@ -413,20 +412,37 @@ def _parse_blocks(v: Any, shape: tuple[int, ...], name: str) -> tuple[Block, ...
     return blocks
 
 
+_ARRAY_KEYS: Final = frozenset({"path", "dtype", "shape", "order"})
+_ARRAY_KEYS_BLOCKS: Final = _ARRAY_KEYS | {"blocks"}
+_FRAME_KEYS: Final = frozenset({"style", "nbytes", "parts"})
+_LIM: Final = 1 << 62
+_DTYPES: dict[str, np.dtype[Any]] = {}  # decoded dtype strings (a head often repeats one dtype)
+
+
 def _parse_array(i: int, a: Any) -> ArraySpec:
+    # Hot for heads of many small arrays: fast checks first, precise messages from the slow helpers.
     what = f"head.arrays[{i}]"
-    if not isinstance(a, dict) or not {"path", "dtype", "shape", "order"} <= set(a) <= {
-        "path",
-        "dtype",
-        "shape",
-        "order",
-        "blocks",
-    }:
+    if type(a) is not dict or (a.keys() != _ARRAY_KEYS and a.keys() != _ARRAY_KEYS_BLOCKS):
         raise FormatError(f"{what}: expected the keys path, dtype, shape, order (and optionally blocks)")
-    path = _parse_path(a["path"], what + ".path")
+    path = a["path"]
+    if type(path) is list and path and all(type(c) is str and c for c in path):
+        path = tuple(path)
+    else:
+        path = _parse_path(path, what + ".path")
+    dt = a["dtype"]
+    dtype = _DTYPES.get(dt) if type(dt) is str else None
+    if dtype is None:
+        name = "/".join(path)
+        dtype = decode_dtype(dt, what=f"array {name!r}")
+        if type(dt) is str and len(_DTYPES) < 4096:
+            _DTYPES[dt] = dtype
+    shape = a["shape"]
+    if type(shape) is list and all(type(n) is int and 0 <= n <= _LIM for n in shape):
+        shape = tuple(shape)
+    else:
+        name = "/".join(path)
+        shape = tuple(_int(n, f"array {name!r} shape") for n in _list(shape, what + ".shape"))
     name = "/".join(path)
-    dtype = decode_dtype(a["dtype"], what=f"array {name!r}")
-    shape = tuple(_int(s, f"array {name!r} shape") for s in _list(a["shape"], what + ".shape"))
     if a["order"] not in ("C", "F"):
         raise FormatError(f"array {name!r}: order must be 'C' or 'F', got {a['order']!r}")
     blocks = None
@@ -443,26 +459,42 @@ def _parse_array(i: int, a: Any) -> ArraySpec:
 
 
 def _parse_frame(i: int, f: Any, narrays: int) -> FrameSpec:
-    what = f"frame {i}"
-    if not isinstance(f, dict) or set(f) != {"style", "nbytes", "parts"}:
+    if type(f) is not dict or f.keys() != _FRAME_KEYS:
         raise FormatError(f"head.frames[{i}]: expected exactly the keys style, nbytes, parts")
-    style = _int(f["style"], what + " style", 1, 2)
-    nbytes = _int(f["nbytes"], what + " nbytes", 1, FRAME_MAX)
+    style, nbytes, raw_parts = f["style"], f["nbytes"], f["parts"]
+    if type(style) is not int or style not in (1, 2):
+        _int(style, f"frame {i} style", 1, 2)
+    if type(nbytes) is not int or not 1 <= nbytes <= FRAME_MAX:
+        _int(nbytes, f"frame {i} nbytes", 1, FRAME_MAX)
+    if type(raw_parts) is not list or not raw_parts:
+        raise FormatError(f"frame {i}: parts must be a non-empty list")
     parts = []
-    for p in _list(f["parts"], what + " parts"):
-        if not isinstance(p, list) or len(p) != 4:
-            raise FormatError(f"{what}: each part must be [array, start, nbytes, at]")
-        parts.append(
-            Part(
-                _int(p[0], what + " part array", 0, narrays - 1),
-                _int(p[1], what + " part start"),
-                _int(p[2], what + " part nbytes"),
-                _int(p[3], what + " part at"),
-            )
-        )
-    if not parts:
-        raise FormatError(f"{what}: has no parts")
-    return FrameSpec(FrameStyle(style), nbytes, parts)
+    for p in raw_parts:
+        if type(p) is list and len(p) == 4:
+            ai, start, n, at = p
+            if (
+                type(ai) is int
+                and type(start) is int
+                and type(n) is int
+                and type(at) is int
+                and 0 <= ai < narrays
+                and 0 <= start <= _LIM
+                and 0 <= n <= _LIM
+                and 0 <= at <= _LIM
+            ):
+                parts.append(Part(ai, start, n, at))
+                continue
+        _bad_part(i, p, narrays)
+    return FrameSpec(FrameStyle.RAW if style == 1 else FrameStyle.LZ4, nbytes, parts)
+
+
+def _bad_part(i: int, p: Any, narrays: int) -> None:
+    what = f"frame {i}"
+    if not isinstance(p, list) or len(p) != 4:
+        raise FormatError(f"{what}: each part must be [array, start, nbytes, at]")
+    _int(p[0], what + " part array", 0, narrays - 1)
+    for v, field_name in zip(p[1:], ("start", "nbytes", "at"), strict=True):
+        _int(v, f"{what} part {field_name}")
 
 
 def frame_offsets(head_end: int, frames: list[FrameSpec], stored: list[int]) -> tuple[list[int], int]:

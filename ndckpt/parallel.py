@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import numpy as np
 
 from .errors import InvalidArgumentError
 
-__all__ = ["Staging", "aligned_empty", "resolve_threads", "run_all", "run_ordered"]
+__all__ = ["Staging", "aligned_empty", "resolve_threads", "run_all"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -83,37 +82,6 @@ class Staging:
 
 
 os.register_at_fork(after_in_child=Staging._after_fork)
-
-
-def run_ordered(fn: Callable[[T], R], items: Iterable[T], threads: int, window: int) -> Iterator[R]:
-    """Yield ``fn(item)`` in item order, computing up to ``window`` items ahead on ``threads`` threads.
-
-    With ``threads == 1`` everything runs in the calling thread. The first
-    exception is raised to the consumer; pending work is cancelled and running
-    work is waited for before it propagates (also when the consumer stops early).
-    """
-    if threads <= 1:
-        for item in items:
-            yield fn(item)
-        return
-    it = iter(items)
-    ex = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ndckpt")
-    pending: deque[Future[R]] = deque()
-    try:
-        for item in it:
-            pending.append(ex.submit(fn, item))
-            if len(pending) >= window:
-                break
-        while pending:
-            result = pending.popleft().result()
-            for item in it:
-                pending.append(ex.submit(fn, item))
-                break
-            yield result
-    finally:
-        for fut in pending:
-            fut.cancel()
-        ex.shutdown(wait=True, cancel_futures=True)
 
 
 def run_all(fn: Callable[[T], None], items: list[T], threads: int) -> None:
