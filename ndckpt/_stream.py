@@ -155,7 +155,8 @@ def load_stream(
         if ai in outs:
             dest[ai], arrays[ai] = _Dest(spec.nbytes, _check_out(spec, outs[ai])), outs[ai]
         elif spec.nbytes == 0:
-            arrays[ai] = np.empty(spec.shape, spec.dtype, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
+            # not np.empty: it turns a big-endian generic timedelta (">m8") native
+            arrays[ai] = np.ndarray(spec.shape, spec.dtype, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
     hashes: list[int | None] = []
     prog = Progress(progress, sum(fr.nbytes for fr in head.frames))
     for fi, fr in enumerate(head.frames):

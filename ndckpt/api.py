@@ -862,7 +862,8 @@ class _Loader:
                 self._jobs_for(ai, 0, spec.nbytes, _check_out(spec, out), jobs)
                 result[ai] = out
             elif spec.nbytes == 0:
-                result[ai] = np.empty(spec.shape, spec.dtype, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
+                # not np.empty: it turns a big-endian generic timedelta (">m8") native
+                result[ai] = np.ndarray(spec.shape, spec.dtype, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
             elif self._mapped(ai):
                 result[ai] = self._view(ai)
             elif (

@@ -145,6 +145,7 @@ def test_zero_d_empty_and_scalars(style: str) -> None:
         "py_bool": True,
         "py_complex": 1 - 2j,
         "dt_scalar": np.datetime64("2020-02-29", "D"),
+        "empty_generic_td": np.ndarray((0, 2), np.dtype(">m8")),  # np.empty would make it "<m8"
     }
     got = ndckpt.load(save_bytes(arrays, style=style))
     for k, v in arrays.items():
