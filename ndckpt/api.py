@@ -104,8 +104,10 @@ def _flatten(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[tuple
 
 def _as_array(path: tuple[str, ...], v: Any) -> np.ndarray[Any, Any]:
     name = "/".join(path)
+    if isinstance(v, np.ma.MaskedArray):
+        raise InvalidArgumentError(f"array {'/'.join(path)!r}: masked arrays are not stored (the mask would be lost)")
     if isinstance(v, np.ndarray):
-        a = v
+        a = np.asarray(v)  # subclasses (np.memmap, np.matrix) as plain ndarray views, no copy
     elif isinstance(v, np.generic | bool | int | float | complex):
         a = np.asarray(v)
     else:

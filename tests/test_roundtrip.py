@@ -334,6 +334,7 @@ UNSUPPORTED = [
     pytest.param({"": np.ones(3)}, "''", id="empty-key"),
     pytest.param({"a/b": np.ones(1), "a": {"b": np.ones(1)}}, "a/b", id="names-collide"),
     pytest.param({"v": np.zeros(3, "V0")}, "'v'", id="zero-size-void"),
+    pytest.param({"g": {"m": np.ma.masked_array([1, 2], mask=[0, 1])}}, "'g/m'.*mask", id="masked-array"),
 ]
 
 
@@ -347,6 +348,18 @@ def test_unsupported_input_rejected_and_nothing_written(arrays: Any, match: str,
     with pytest.raises(InvalidArgumentError, match=match):
         ndckpt.save(f, arrays)
     assert f.getvalue() == b"", "nothing may be written to a file object"
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_ndarray_subclasses_are_stored_as_plain_arrays(tmp_path: Path) -> None:
+    mm = np.memmap(tmp_path / "mm.bin", dtype=">i2", mode="w+", shape=(3, 5), order="F")
+    mm[:] = np.arange(15, dtype=">i2").reshape(3, 5)
+    mat = np.matrix([[1.0, 2.0], [3.0, 4.0]])
+    got = ndckpt.load(save_bytes({"mm": mm, "mat": mat}))
+    assert type(got["mm"]) is np.ndarray
+    assert type(got["mat"]) is np.ndarray
+    assert_same_array(got["mm"], np.asarray(mm))
+    assert_same_array(got["mat"], np.asarray(mat))
 
 
 @pytest.mark.parametrize("arrays", [[np.ones(2)], np.ones(2), "x", None])
