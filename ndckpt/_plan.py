@@ -22,6 +22,8 @@ Rules (``docs/format.md`` section "Plan"):
 
 from __future__ import annotations
 
+import math
+
 from .container import PART_ALIGN, RAW_ALIGN, ArraySpec, FrameSpec, Part, align_up
 from .format import FrameStyle
 
@@ -59,7 +61,8 @@ def plan(
     frames: list[FrameSpec] = []
     pack: FrameSpec | None = None
     for pos, i in enumerate(order):
-        n, style = arrays[i].nbytes, styles[i]
+        a = arrays[i]
+        n, style = math.prod(a.shape) * a.dtype.itemsize, styles[i]
         if n == 0:
             continue
         if pack is not None and pack.style != style:

@@ -102,8 +102,8 @@ def _flatten(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[tuple
     return items, groups
 
 
-def _as_array(path: tuple[str, ...], v: Any) -> np.ndarray[Any, Any]:
-    name = "/".join(path)
+def _as_array(path: tuple[str, ...], v: Any, checked: set[np.dtype[Any]] | None = None) -> np.ndarray[Any, Any]:
+    """``v`` as an ndarray, or InvalidArgumentError naming the array. ``checked``: dtypes known good."""
     if isinstance(v, np.ma.MaskedArray):
         raise InvalidArgumentError(f"array {'/'.join(path)!r}: masked arrays are not stored (the mask would be lost)")
     if isinstance(v, np.ndarray):
@@ -111,10 +111,18 @@ def _as_array(path: tuple[str, ...], v: Any) -> np.ndarray[Any, Any]:
     elif isinstance(v, np.generic | bool | int | float | complex):
         a = np.asarray(v)
     else:
-        raise InvalidArgumentError(f"array {name!r}: expected a numpy array or scalar, got {type(v).__name__}")
-    if a.dtype.hasobject:
-        raise InvalidArgumentError(f"array {name!r}: dtype {a.dtype} holds Python objects, which ndckpt does not store")
-    encode_dtype(a.dtype, what=f"array {name!r}")
+        raise InvalidArgumentError(
+            f"array {'/'.join(path)!r}: expected a numpy array or scalar, got {type(v).__name__}"
+        )
+    if checked is None or a.dtype not in checked:
+        name = "/".join(path)
+        if a.dtype.hasobject:
+            raise InvalidArgumentError(
+                f"array {name!r}: dtype {a.dtype} holds Python objects, which ndckpt does not store"
+            )
+        encode_dtype(a.dtype, what=f"array {name!r}")
+        if checked is not None:
+            checked.add(a.dtype)
     return a
 
 
@@ -207,13 +215,15 @@ class _Prepared:
 def _prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int, raw_frame_bytes: int | None = None) -> _Prepared:
     items, groups = _flatten(arrays)
     specs, srcs = [], []
+    checked: set[np.dtype[Any]] = set()
     for path, v in items:
-        a = _as_array(path, v)
+        a = _as_array(path, v, checked)
         src, order = _source(a)
-        specs.append(ArraySpec(path, a.dtype, tuple(int(s) for s in a.shape), order))
+        specs.append(ArraySpec(path, a.dtype, a.shape, order))
         srcs.append(src)
-    styles = _resolve_styles(style, [s.name for s in specs])
-    return prepare_specs(specs, srcs, styles, groups, _check_metadata(metadata), frame_bytes, raw_frame_bytes)
+    styles = _resolve_styles(style, ["/".join(p) for p, _ in items])
+    meta = _check_metadata(metadata)
+    return prepare_specs(specs, srcs, styles, groups, meta, frame_bytes, raw_frame_bytes, check=False)
 
 
 def prepare_specs(
@@ -224,15 +234,20 @@ def prepare_specs(
     metadata: Any,
     frame_bytes: int = DEFAULT_FRAME_BYTES,
     raw_frame_bytes: int | None = DEFAULT_RAW_FRAME_BYTES,
+    *,
+    check: bool = True,
 ) -> _Prepared:
     """Plan already-described arrays (``sources[i]`` holds the stored bytes of ``specs[i]``).
 
     The building block for writers that describe arrays themselves, such as
-    global arrays stored as blocks (:mod:`ndckpt.mpi`).
+    global arrays stored as blocks (:mod:`ndckpt.mpi`). With ``check`` the
+    head is validated as a reader would (names, paths, blocks, tiling), which
+    :func:`save` skips: its inputs were validated on the way in.
     """
     perm, frames = plan(specs, styles, frame_bytes, raw_frame_bytes)
     head = Head([specs[i] for i in perm], frames, sorted(groups), metadata)
-    head.check_tiling()
+    if check:
+        head.check_tiling()
     return _Prepared(head, [sources[i] for i in perm], head.to_json())
 
 

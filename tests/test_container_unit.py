@@ -1,0 +1,168 @@
+"""Unit and property tests of the container's pure parts: canonical head JSON, blocks, regions, plan."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ndckpt
+from ndckpt import api
+from ndckpt._plan import plan
+from ndckpt.container import ArraySpec, FrameSpec, Head, Part, check_blocks, frame_offsets
+from ndckpt.errors import FormatError, InvalidArgumentError
+from ndckpt.format import FrameStyle
+
+names = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=6)
+dtypes = st.sampled_from(["<f8", ">i4", "|u1", "<M8[ms]", "<U3", "|S2", "|b1", "<c16"]).map(np.dtype)
+shapes = st.lists(st.integers(0, 5), min_size=0, max_size=3).map(tuple)
+
+
+@st.composite
+def heads(draw: Any) -> Head:
+    paths = draw(st.lists(st.lists(names, min_size=1, max_size=3).map(tuple), min_size=0, max_size=6, unique=True))
+    # Drop paths that are prefixes of others (a group cannot also be an array).
+    paths = [p for p in paths if not any(q != p and q[: len(p)] == p for q in paths)]
+    specs = [ArraySpec(p, draw(dtypes), draw(shapes), draw(st.sampled_from("CF"))) for p in paths]
+    styles = [draw(st.sampled_from([FrameStyle.RAW, FrameStyle.LZ4])) for _ in specs]
+    perm, frames = plan(specs, styles, 65536)
+    meta = draw(st.none() | st.dictionaries(names, st.integers() | st.floats(allow_nan=False) | names, max_size=3))
+    return Head([specs[i] for i in perm], frames, [], meta)
+
+
+@settings(max_examples=150, deadline=None)
+@given(heads())
+def test_fast_head_json_equals_the_canonical_definition(head: Head) -> None:
+    raw = head.to_json()
+    assert raw == head._to_json_reference()
+    back = Head.from_json(raw)
+    assert back.to_json() == raw
+    assert [a.name for a in back.arrays] == [a.name for a in head.arrays]
+
+
+def test_head_json_with_blocks_equals_the_canonical_definition() -> None:
+    spec = ArraySpec(("g",), np.dtype("<f4"), (4, 6), "C", (((0, 0), (4, 3)), ((0, 3), (4, 3))))
+    _perm, frames = plan([spec], [FrameStyle.RAW], 65536)
+    head = Head([spec], frames, [("e",)], {"k": [1, 2]})
+    assert head.to_json() == head._to_json_reference()
+    assert Head.from_json(head.to_json()).arrays[0].blocks == spec.blocks
+
+
+@pytest.mark.parametrize(
+    ("blocks", "message"),
+    [
+        ((((0, 0), (2, 4)),), "cover 8 elements"),
+        ((((0, 0), (4, 4)), ((2, 0), (2, 4))), "cover 24"),
+        ((((0, 0), (3, 4)), ((2, 0), (1, 4))), "overlap"),
+        ((((0, 0), (5, 4)),), "outside"),
+        ((((0, 0), (0, 4)), ((0, 0), (4, 4))), "empty"),
+        ((((0,), (4,)),), "dimensions"),
+    ],
+)
+def test_check_blocks_rejects_bad_tilings(blocks: Any, message: str) -> None:
+    with pytest.raises(FormatError, match=message):
+        check_blocks((4, 4), blocks, "t")
+    with pytest.raises(InvalidArgumentError, match=message):
+        check_blocks((4, 4), blocks, "t", InvalidArgumentError)
+
+
+def test_frame_offsets_follow_the_record_and_pad_rules() -> None:
+    frames = [FrameSpec(FrameStyle.LZ4, 10, [Part(0, 0, 10, 0)]), FrameSpec(FrameStyle.RAW, 5, [Part(1, 0, 5, 0)])]
+    offs, end = frame_offsets(100, frames, [7, 5])
+    assert offs == [116, 4096]
+    assert end == 4101
+
+
+def _blocked_file(g: np.ndarray[Any, Any], cuts: list[int], style: FrameStyle, frame_bytes: int) -> bytes:
+    """A checkpoint holding ``g`` as row blocks cut at ``cuts`` (as MPI ranks would write it)."""
+    edges = [0, *cuts, g.shape[0]]
+    blocks = tuple(
+        ((lo,) + (0,) * (g.ndim - 1), (hi - lo, *g.shape[1:]))
+        for lo, hi in itertools.pairwise(edges)
+        if hi > lo
+    )
+    stored = np.concatenate(
+        [np.ascontiguousarray(g[s[0] : s[0] + n[0]]).reshape(-1).view(np.uint8) for s, n in blocks]
+        or [np.empty(0, np.uint8)]
+    )
+    spec = ArraySpec(("g",), g.dtype, g.shape, "C", blocks)
+    prep = api.prepare_specs([spec], [stored], [style], [], None, frame_bytes, frame_bytes)
+    f = io.BytesIO()
+    api._write_checkpoint(api.StreamSink(f, 1 << 20), prep, 2, None)
+    return f.getvalue()
+
+
+@st.composite
+def region_cases(draw: Any) -> tuple[np.ndarray[Any, Any], tuple[slice, ...]]:
+    shape = tuple(draw(st.lists(st.integers(1, 40), min_size=1, max_size=3)))
+    g = np.arange(math.prod(shape), dtype=np.int32).reshape(shape) * 7 % 1000
+    region = []
+    for n in shape[: draw(st.integers(0, len(shape)))]:
+        a = draw(st.integers(-n, n))
+        b = draw(st.integers(-n, n) | st.none())
+        region.append(slice(a, b))
+    return g, tuple(region)
+
+
+@settings(max_examples=60, deadline=None)
+@given(region_cases(), st.sampled_from([FrameStyle.RAW, FrameStyle.LZ4]), st.data())
+def test_region_reads_equal_numpy_slicing(case: Any, style: FrameStyle, data: Any) -> None:
+    g, region = case
+    fortran = data.draw(st.booleans())
+    plain = np.asfortranarray(g) if fortran else g
+    for frame_bytes in (65536, 1 << 20):
+        f = io.BytesIO()
+        api._write_checkpoint(api.StreamSink(f, 1 << 20), api._prepare({"g": plain}, style, None, frame_bytes), 1, None)
+        with ndckpt.open(f.getvalue()) as r:
+            got = r.get("g", region=region)
+            np.testing.assert_array_equal(got, g[region])
+            out = np.full(g[region].shape, -1, g.dtype)
+            assert r.get("g", out, region=region) is out
+            np.testing.assert_array_equal(out, g[region])
+    cuts = sorted(data.draw(st.lists(st.integers(0, g.shape[0]), max_size=3)))
+    blob = _blocked_file(g, cuts, style, 65536)
+    with ndckpt.open(blob) as r:
+        np.testing.assert_array_equal(r.get("g", region=region), g[region])
+        np.testing.assert_array_equal(r["g"], g)
+    for src in (blob, io.BytesIO(blob)):
+        np.testing.assert_array_equal(ndckpt.load(src)["g"], g)
+
+
+def test_region_reads_only_the_frames_that_hold_it() -> None:
+    g = np.arange(64 * 4096, dtype=np.int64).reshape(64, 4096)  # 2 MiB: 32 LZ4 frames of 64 KiB
+    blob = bytearray(_blocked_file(g, [16, 40], FrameStyle.LZ4, 65536))
+    with ndckpt.open(bytes(blob)) as r:
+        info = r.info()[0]
+        assert len(info["frames"]) == 32
+        last = info["offsets"][-1]
+    blob[last + 10] ^= 0xFF  # corrupt the last frame: reads that do not need it still work
+    with ndckpt.open(bytes(blob)) as r:
+        np.testing.assert_array_equal(r.get("g", region=(slice(0, 8),)), g[:8])
+        with pytest.raises(FormatError, match="checksum"):
+            r.get("g", region=(slice(60, 64),))
+
+
+def test_bad_regions_are_rejected() -> None:
+    with ndckpt.open(_blocked_file(np.zeros((4, 4)), [2], FrameStyle.RAW, 65536)) as r:
+        with pytest.raises(InvalidArgumentError, match="steps"):
+            r.get("g", region=(slice(0, 4, 2),))
+        with pytest.raises(InvalidArgumentError, match="3 indices"):
+            r.get("g", region=(slice(None),) * 3)
+        with pytest.raises(InvalidArgumentError, match="expected slices"):
+            r.get("g", region=(1,))
+        with pytest.raises(InvalidArgumentError, match="shape"):
+            r.get("g", np.empty((3, 3)), region=(slice(0, 2),))
+
+
+def test_raw_frames_of_large_arrays_are_one_gib_and_lz4_frames_four_mib() -> None:
+    big = ArraySpec(("a",), np.dtype("u1"), (3 << 30,), "C")
+    _, frames = plan([big], [FrameStyle.RAW], 4 << 20, 1 << 30)
+    assert [f.nbytes for f in frames] == [1 << 30] * 3
+    _, frames = plan([big], [FrameStyle.LZ4], 4 << 20, 1 << 30)
+    assert len(frames) == 768
