@@ -398,6 +398,8 @@ class Checkpt(_Object):
         if self._lz4 is not None:
             self._lz4.free()
             self._lz4 = None
+        if isinstance(self._sink, MmioSink):
+            self._sink._mv.release()  # let the caller close or resize its region (an mmap, say)
 
     def __enter__(self) -> Checkpt:
         return self
@@ -431,6 +433,11 @@ class Restore(_Object):
         self._hist_len = 0  # bytes of this frame's output at the start of _hist
         self._dec: _lz4.Decoder | None = None
         self._buf_index = 0
+
+    def _release(self) -> None:
+        if isinstance(self._src, MmioSource):
+            # Views returned by view() keep the region alive on their own; this object no longer does.
+            self._src.mv.release()
 
     @classmethod
     def stream(cls, f: Any, *, rbuf_size: int = DEFAULT_RBUF_SIZE) -> Restore:
