@@ -29,6 +29,7 @@ from hypothesis import assume, event, example, given, settings
 from hypothesis import strategies as st
 from strategies import (
     STRUCT_DTYPE,
+    BufSpec,
     Content,
     FrameSpec,
     Offsets,
@@ -40,6 +41,9 @@ from strategies import (
     frame_specs,
     literal,
     read_frames,
+)
+from strategies import (
+    arrays as np_arrays,
 )
 
 import ndckpt
@@ -187,7 +191,9 @@ OUT_REPRS: dict[str, tuple[int, Any]] = {
     frames=checkpoint_specs(max_frames=3, max_bufs=5, sizes=buffer_sizes(200_000)),
     data=st.data(),
 )
-def test_buffer_types_encode_as_their_raw_bytes(frames: list[FrameSpec], data: st.DataObject) -> None:
+def test_buffer_types_encode_as_their_raw_bytes(
+    frames: list[FrameSpec], data: st.DataObject
+) -> None:
     """bytes, bytearray, memoryviews and numpy arrays (int32, float64, structured, ...) write
     the same bytes as their raw contents, and restore into arrays of other dtypes."""
     ins: list[list[Any]] = []
@@ -232,6 +238,32 @@ def test_buffer_types_encode_as_their_raw_bytes(frames: list[FrameSpec], data: s
         assert rs.offset == len(ref)
         rs.fini()
     check_layout(trimmed, ref_rec, len(ref))
+
+
+@settings(max_examples=60)
+@given(arrs=st.lists(np_arrays(), max_size=6), style=st.sampled_from([1, 2]))
+def test_numpy_arrays_round_trip(arrs: list[np.ndarray[Any, Any]], style: int) -> None:
+    """Arrays of any fixed-size dtype and shape (0-d, empty, structured, NaN payloads) write their
+    raw bytes and restore bit for bit into ``np.empty_like``."""
+    region = bytearray(lz4_frame_bound([a.nbytes for a in arrs]))
+    ck = Checkpt.mmio(region)
+    with ck.frame(style):
+        for a in arrs:
+            ck.buf(a)
+    end = ck.offset
+    ck.fini()
+    if style == FrameStyle.RAW:
+        assert bytes(region[:end]) == b"".join(a.tobytes() for a in arrs)
+    rs = Restore.stream(io.BytesIO(bytes(region[:end])))
+    with rs.frame(style):
+        for a in arrs:
+            out = np.empty_like(a)
+            rs.buf(out)
+            assert out.tobytes() == a.tobytes()
+            assert out.dtype == a.dtype
+            assert out.shape == a.shape
+    assert rs.offset == end
+    rs.fini()
 
 
 @settings(max_examples=30)
@@ -367,7 +399,8 @@ def test_raw_region_too_small_fails_at_the_overflowing_call(
         ck.frame_open(fr.style)
         for b in fr.bufs:
             if b is victim:
-                with pytest.raises(CheckptIOError, match=f"at offset {pos} do not fit in {size}$") as ei:
+                msg = f"at offset {pos} do not fit in {size}$"
+                with pytest.raises(CheckptIOError, match=msg) as ei:
                     ck.buf(b.data, meta=b.meta)
                 assert ei.value.code == ERR_IO
                 raised = True
@@ -506,8 +539,6 @@ def _mixed_frames() -> list[FrameSpec]:
         ("text", 70_000, 1), ("splitmix64", 300, 2), ("runs", 140_000, 3), ("words", 1, 4),
         ("fill", 65_536, 5), ("mul32", 5000, 6),
     )]
-    from strategies import BufSpec
-
     return [
         FrameSpec(1, (BufSpec(c[1]), BufSpec(c[3]))),
         FrameSpec(2, (BufSpec(c[0]), BufSpec(c[1], True), BufSpec(c[2]), BufSpec(c[3]))),
@@ -614,7 +645,8 @@ def test_error_names_buffer_index_in_call_order(mode: str) -> None:
     _, _, _, off, _, _ = chunks[2]
     bad = bytearray(blob)
     bad[off : off + 3] = b"\0\0\0"
-    with pytest.raises(CompressionError, match=rf"frame at offset 4, buffer 3, chunk 1 at offset {off}:"):
+    msg = rf"frame at offset 4, buffer 3, chunk 1 at offset {off}:"
+    with pytest.raises(CompressionError, match=msg):
         _restore_all(bad, frames, mode)
 
 
@@ -644,7 +676,8 @@ def test_block_of_wrong_decoded_size_is_rejected(mode: str, delta: int) -> None:
     if delta < 0:
         assert f"decoded to {usz - 1} bytes, expected {usz}" in msg
     # The same block decodes fine when the size matches: the replacement itself is valid.
-    good = lz4.block.compress(text.data[CHUNK_USZ_MAX : 2 * CHUNK_USZ_MAX], store_size=False, dict=hist)
+    right = text.data[CHUNK_USZ_MAX : 2 * CHUNK_USZ_MAX]
+    good = lz4.block.compress(right, store_size=False, dict=hist)
     assert _restore_all(_replace_chunk(blob, off, stored, good), frames, mode) == [text.data]
 
 
@@ -892,7 +925,8 @@ def test_meta_limit(which: str, style: FrameStyle) -> None:
 @pytest.mark.parametrize("which", ["checkpt", "restore"])
 def test_zero_size_buffers_need_a_frame(which: str) -> None:
     for empty in (b"", bytearray(), np.empty(0), np.empty((0, 3), np.int64), memoryview(b"")):
-        obj: Checkpt | Restore = Checkpt.mmio(bytearray(8)) if which == "checkpt" else Restore.mmio(b"")
+        obj: Checkpt | Restore
+        obj = Checkpt.mmio(bytearray(8)) if which == "checkpt" else Restore.mmio(b"")
         if which == "restore" and isinstance(empty, bytes | memoryview):
             empty = bytearray()
         with pytest.raises(InvalidArgumentError, match="not in a frame"):
@@ -913,7 +947,8 @@ def test_zero_size_buffers_need_a_frame(which: str) -> None:
 
 
 def test_view_requires_mmio_and_raw() -> None:
-    blob, _ = checkpt_mmio([FrameSpec(2, (literal(b"abc" * 10),)), FrameSpec(1, (literal(b"xyz"),))])
+    frames = [FrameSpec(2, (literal(b"abc" * 10),)), FrameSpec(1, (literal(b"xyz"),))]
+    blob, _ = checkpt_mmio(frames)
     rs = Restore.mmio(blob)
     rs.frame_open(FrameStyle.LZ4)
     with pytest.raises(InvalidArgumentError, match="RAW"):

@@ -210,7 +210,8 @@ class CheckptMachine(_Machine):
 
     ACTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
         IDLE: ("open_raw", "open_lz4", "open_raw", "open_lz4", "end"),
-        FRAME: ("buf_small", "buf_small", "buf_any", "buf_zero", "frame_close", "frame_close", "end"),
+        FRAME: ("buf_small", "buf_small", "buf_any", "buf_zero", "frame_close", "frame_close",
+                "end"),
         "dead": ("sticky", "restart", "restart"),
     }
 
@@ -260,7 +261,8 @@ class CheckptMachine(_Machine):
         self.cur_afters.append(got)
 
     def do_buf_small(self, data: st.DataObject) -> None:
-        self._buf(data.draw(SMALL_CONTENTS, label="content"), data.draw(st.booleans(), label="meta"))
+        content = data.draw(SMALL_CONTENTS, label="content")
+        self._buf(content, data.draw(st.booleans(), label="meta"))
 
     def do_buf_any(self, data: st.DataObject) -> None:
         self._buf(data.draw(ANY_CONTENTS, label="content"), data.draw(st.booleans(), label="meta"))
@@ -314,7 +316,8 @@ class RestoreMachine(_Machine):
 
     ACTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
         IDLE: ("frame_open", "frame_open", "frame_open", "seek", "end"),
-        FRAME: ("buf_next", "buf_next", "buf_next", "buf_zero", "frame_close", "frame_close", "end"),
+        FRAME: ("buf_next", "buf_next", "buf_next", "buf_zero", "frame_close", "frame_close",
+                "end"),
         "dead": ("sticky", "restart", "restart"),
     }
 
@@ -430,7 +433,8 @@ class RestoreMachine(_Machine):
             self._expect_inval(self.obj.fini)
         self.obj.fini()
         # A fresh reader of the other mode restores the whole checkpoint with the same offsets.
-        rs = Restore.stream(io.BytesIO(self.data)) if self.mode == "mmio" else Restore.mmio(self.data)
+        blob = self.data
+        rs = Restore.stream(io.BytesIO(blob)) if self.mode == "mmio" else Restore.mmio(blob)
         assert read_frames(rs, self.frames) == self.rec
         rs.fini()
 

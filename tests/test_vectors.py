@@ -14,7 +14,7 @@ import functools
 import hashlib
 import io
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -311,13 +311,15 @@ def test_rbuf_size_restores_the_same(name: str, rbuf_size: int, tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
-    ("wmode", "rmode"), [("stream", "mmio"), ("mmio", "stream"), ("stream", "stream"), ("mmio", "mmio")]
+    ("wmode", "rmode"),
+    [("stream", "mmio"), ("mmio", "stream"), ("stream", "stream"), ("mmio", "mmio")],
 )
 @pytest.mark.parametrize("name", CASES)
 def test_restore_in_other_mode_than_written(
     name: str, wmode: str, rmode: str, tmp_path: Path
 ) -> None:
-    """What one mode wrote, the other mode restores (the writer's own output, not the golden file)."""
+    """What one mode wrote, the other mode restores (the writer's own output, not the golden
+    file)."""
     _, data, frames, offs = golden(name)
     path = tmp_path / "x.ckpt"
     if wmode == "stream":
@@ -350,9 +352,6 @@ def _restore_one(rs: Restore, fr: FrameSpec, start: int, end: int) -> None:
         rs.buf(out, meta=b.meta)
         assert out.tobytes() == b.data
     assert rs.frame_close() == end
-
-
-Opener = Callable[[bytes], Any]
 
 
 @pytest.mark.parametrize("mode", ["stream", "mmio"])
