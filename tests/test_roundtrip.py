@@ -103,7 +103,7 @@ def test_dtype_details_survive() -> None:
     assert np.array_equal(got["ld"], ld)
 
 
-@settings(max_examples=120)
+@settings(max_examples=200)
 @given(a=layout_arrays(), style=st.sampled_from(STYLES))
 def test_any_array_in_any_layout_round_trips(a: np.ndarray[Any, Any], style: str, scratch: Path) -> None:
     data = save_bytes({"a": a}, style=style)
@@ -179,7 +179,7 @@ def trees_with_styles(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, str]]:
     return tree, styles
 
 
-@settings(max_examples=60)
+@settings(max_examples=80)
 @given(ts=trees_with_styles(), meta=st.none() | st.dictionaries(st.text(max_size=5), st.integers() | st.text()))
 def test_nested_trees_round_trip(ts: tuple[dict[str, Any], dict[str, str]], meta: Any, scratch: Path) -> None:
     tree, styles = ts
