@@ -29,7 +29,9 @@ from .api import (
     _Layout,
     _mv,
     _nest,
+    _new_array,
     _parse_superblock,
+    _scatter_blocks,
     _verify_hash,
 )
 from .container import (
@@ -220,6 +222,17 @@ def load_stream(
     for ai, d in dest.items():
         if d.out is None:
             arrays[ai] = d.array(head.arrays[ai])
+    for ai, spec in enumerate(head.arrays):
+        if spec.blocks is not None and spec.nbytes:
+            # Global arrays stored as blocks arrived as their stored bytes: put each block in place.
+            stored = np.ascontiguousarray(arrays[ai]).reshape(-1).view(np.uint8)
+            if ai in outs:
+                stored = stored.copy()  # the blocks' bytes were read into the caller's array itself
+                glob = outs[ai]
+            else:
+                glob = _new_array(spec)[0]  # exact dtype (np.empty turns '>m8' into '<m8')
+            _scatter_blocks(spec, stored, glob)
+            arrays[ai] = glob
     return _nest(head, arrays)
 
 

@@ -164,24 +164,40 @@ def _source(a: np.ndarray[Any, Any]) -> tuple[_Source, str]:
 
 
 def _resolve_styles(style: Any, names: list[str]) -> list[FrameStyle]:
-    if isinstance(style, Mapping):
-        flat: dict[str, FrameStyle] = {}
+    """One style per array. A mapping's keys name arrays or groups ("a/b", or nested mappings);
+    a group's style applies to every array below it, the most specific key wins, unnamed arrays
+    are RAW, and a key naming nothing that is being saved is an error (a typo would otherwise
+    silently leave data uncompressed)."""
+    if not isinstance(style, Mapping):
+        s = _parse_style_arg(style, "style")
+        return [s] * len(names)
+    flat: dict[str, FrameStyle] = {}
 
-        def walk(m: Mapping[Any, Any], prefix: str) -> None:
-            for k, v in m.items():
-                key = f"{prefix}/{k}" if prefix else str(k)
-                if isinstance(v, Mapping):
-                    walk(v, key)
-                else:
-                    flat[key] = _parse_style_arg(v, f"style[{key!r}]")
+    def walk(m: Mapping[Any, Any], prefix: str) -> None:
+        for k, v in m.items():
+            key = f"{prefix}/{k}" if prefix else str(k)
+            if isinstance(v, Mapping):
+                walk(v, key)
+            else:
+                flat[key] = _parse_style_arg(v, f"style[{key!r}]")
 
-        walk(style, "")
-        unknown = sorted(set(flat) - set(names))
-        if unknown:
-            raise InvalidArgumentError(f"style: names {unknown} are not in arrays")
-        return [flat.get(n, FrameStyle.RAW) for n in names]
-    s = _parse_style_arg(style, "style")
-    return [s] * len(names)
+    walk(style, "")
+    used: set[str] = set()
+    out = []
+    for n in names:
+        parts = n.split("/")
+        for k in range(len(parts), 0, -1):
+            key = "/".join(parts[:k])
+            if key in flat:
+                out.append(flat[key])
+                used.add(key)
+                break
+        else:
+            out.append(FrameStyle.RAW)
+    unknown = sorted(set(flat) - used - {g for g in flat if any(n.startswith(g + "/") for n in names)})
+    if unknown:
+        raise InvalidArgumentError(f"style: {unknown} name no array or group being saved")
+    return out
 
 
 def _parse_style_arg(v: Any, what: str) -> FrameStyle:

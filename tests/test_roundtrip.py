@@ -253,6 +253,11 @@ def test_style_mapping_flat_and_nested_keys() -> None:
     assert _styles_of(save_bytes(tree, style="lz4")) == dict.fromkeys(["a", "d", "g/b", "g/c"], "lz4")
     assert _styles_of(save_bytes(tree, style=ndckpt.FrameStyle.RAW)) == dict.fromkeys(["a", "d", "g/b", "g/c"], "raw")
     assert _styles_of(save_bytes(tree, style=0)) == dict.fromkeys(["a", "d", "g/b", "g/c"], "raw")
+    # A group's style applies below it; the most specific key wins.
+    assert _styles_of(save_bytes(tree, style={"g": "lz4"})) == {"a": "raw", "g/b": "lz4", "g/c": "lz4", "d": "raw"}
+    grouped = save_bytes(tree, style={"g": "lz4", "g/c": "raw", "a": "lz4"})
+    assert _styles_of(grouped) == {"a": "lz4", "g/b": "lz4", "g/c": "raw", "d": "raw"}
+    assert grouped == flat
 
 
 @pytest.mark.parametrize(
