@@ -179,7 +179,9 @@ def load_stream(
         else:
             pad = align_up(pos, RAW_ALIGN) - pos
             if pad:
-                scratch.read(rs, pad, f"{where}: padding")
+                zeros = scratch.read(rs, pad, f"{where}: padding")
+                if verify and zeros.any():
+                    raise FormatError(f"{where}: non-zero padding before the frame (the stream is corrupt)")
             layout.offsets[fi], layout.stored[fi] = pos + pad, fr.nbytes
             where = layout.where(fi)  # now with the data offset and the arrays' names
             p0 = fr.parts[0]

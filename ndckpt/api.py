@@ -1186,8 +1186,9 @@ def verify(
     """Check a checkpoint's structure and every frame's checksum; raise on the first problem.
 
     LZ4 frames are also decoded (into scratch memory) so that a frame whose
-    blocks are malformed fails even if its checksum was forged. Raises as
-    :func:`load`; returns None when the file is sound.
+    blocks are malformed fails even if its checksum was forged, and the zero
+    pads before RAW frames (covered by no checksum; loads never read them) must
+    be zero. Raises as :func:`load`; returns None when the file is sound.
     """
     th = resolve_threads(threads)
     src = _region_of(source)
@@ -1200,9 +1201,16 @@ def verify(
     region = src.region
     layout = _parse_region(region)
 
+    head_end = SUPERBLOCK.size + _parse_superblock(region[: SUPERBLOCK.size])[0]
+
     def check(fi: int) -> None:
         f, where = layout.head.frames[fi], layout.where(fi)
         off = layout.offsets[fi]
+        if f.style == FrameStyle.RAW:
+            prev = layout.offsets[fi - 1] + layout.stored[fi - 1] if fi else head_end
+            if any(region[prev:off]):
+                bad = prev + next(i for i, v in enumerate(region[prev:off]) if v)
+                raise FormatError(f"{where}: non-zero padding byte at offset {bad} (the file is corrupt)")
         stored = region[off : off + layout.stored[fi]]
         _verify_hash(stored, layout.xxh[fi], where)
         if f.style == FrameStyle.LZ4:

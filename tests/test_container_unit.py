@@ -166,3 +166,19 @@ def test_raw_frames_of_large_arrays_are_one_gib_and_lz4_frames_four_mib() -> Non
     assert [f.nbytes for f in frames] == [1 << 30] * 3
     _, frames = plan([big], [FrameStyle.LZ4], 4 << 20, 1 << 30)
     assert len(frames) == 768
+
+
+def test_verify_checks_the_zero_pads_that_no_checksum_covers() -> None:
+    b = io.BytesIO()
+    ndckpt.save(b, {"a": np.arange(1000.0), "z": np.ones(5000)}, style={"z": "lz4"})
+    blob = bytearray(b.getvalue())
+    ndckpt.verify(bytes(blob))
+    with ndckpt.open(bytes(blob)) as r:
+        off = r.info()[0]["offsets"][0]
+    assert blob[off - 1] == 0
+    blob[off - 1] = 7
+    for src in (bytes(blob), io.BytesIO(bytes(blob))):
+        with pytest.raises(FormatError, match="padding"):
+            ndckpt.verify(src)
+    # Loads never read pads (the format says readers ignore them): the data is intact.
+    np.testing.assert_array_equal(ndckpt.load(bytes(blob))["a"], np.arange(1000.0))
