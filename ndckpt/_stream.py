@@ -63,6 +63,8 @@ def _read(rs: Restore, buf: Any, what: str) -> None:
         rs.buf(buf)
         rs.frame_close()
     except CheckptError as e:
+        if isinstance(e, OSError) and e.errno is not None:  # keep the errno (ENOSPC, EIO, ...)
+            raise type(e)(e.errno, f"{what}: {e.strerror}") from e
         raise type(e)(f"{what}: {e}") from e
 
 

@@ -309,14 +309,17 @@ def test_flip_in_every_data_frame(base: tuple[bytes, Layout, dict[str, bytes]]) 
                 check_flip(data, lay, want, off, 0x01)
 
 
-def test_pad_flip_goes_unnoticed() -> None:
-    """Pins the known gap of version 1: no checksum covers the zero pad before a RAW frame, so
-    a flipped pad byte passes even ``ndckpt.verify``; the arrays are unaffected."""
+def test_pad_flip_is_reported_by_verify_and_ignored_by_load() -> None:
+    """No checksum covers the zero pad before a RAW frame: ``ndckpt.verify`` requires it to be
+    zero (so a flipped pad byte is reported), while loads ignore pads (format §4) and the
+    arrays are unaffected."""
     data, lay, want = _base({"x": np.arange(10)}, "raw")
     pad = next(r for r in lay.regions if r.kind == "pad")
     bad = bytearray(data)
     bad[pad.start] ^= 0xFF
-    ndckpt.verify(bytes(bad))
+    for src in (bytes(bad), io.BytesIO(bytes(bad))):
+        with pytest.raises(ndckpt.FormatError, match="padding"):
+            ndckpt.verify(src)
     assert _stored(ndckpt.load(bytes(bad), verify=True), lay) == want
 
 
