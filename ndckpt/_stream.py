@@ -137,9 +137,19 @@ class _Dest:
 
 
 def load_stream(
-    f: Any, *, out: Any, threads: int, verify: bool | None, progress: ProgressCallback | None = None
+    f: Any,
+    *,
+    out: Any,
+    threads: int,
+    verify: bool | None,
+    progress: ProgressCallback | None = None,
+    check_pads: bool = False,
 ) -> dict[str, Any]:
-    """Read a whole checkpoint from ``f`` sequentially (see :func:`ndckpt.load`)."""
+    """Read a whole checkpoint from ``f`` sequentially (see :func:`ndckpt.load`).
+
+    ``check_pads`` (for :func:`ndckpt.verify`) also requires the zero pads before RAW frames
+    to be zero; loads ignore them, as the format says.
+    """
     rs = Restore.stream(f, rbuf_size=DEFAULT_RBUF_SIZE)
     base = rs.offset
     sb = bytearray(SUPERBLOCK.size)
@@ -182,7 +192,7 @@ def load_stream(
             pad = align_up(pos, RAW_ALIGN) - pos
             if pad:
                 zeros = scratch.read(rs, pad, f"{where}: padding")
-                if verify and zeros.any():
+                if check_pads and zeros.any():
                     raise FormatError(f"{where}: non-zero padding before the frame (the stream is corrupt)")
             layout.offsets[fi], layout.stored[fi] = pos + pad, fr.nbytes
             where = layout.where(fi)  # now with the data offset and the arrays' names

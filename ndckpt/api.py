@@ -1195,7 +1195,7 @@ def verify(
     if src is None:
         from ._stream import load_stream
 
-        load_stream(source, out=None, threads=th, verify=True, progress=progress)
+        load_stream(source, out=None, threads=th, verify=True, progress=progress, check_pads=True)
         return
     src.close()  # verify reads through the mapping
     region = src.region

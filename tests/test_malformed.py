@@ -236,8 +236,12 @@ class Case:
     stream_exc: type[Exception] | None = None  # defaults to exc / match
     stream_match: str | None = None
     load_kw: dict[str, Any] = field(default_factory=dict)
+    verify_exc: type[Exception] | None = None  # when only verify() must notice (pads)
+    verify_match: str = ""
 
-    def expected(self, stream: bool) -> tuple[type[Exception] | None, str]:
+    def expected(self, stream: bool, entry: str = "") -> tuple[type[Exception] | None, str]:
+        if entry.startswith("verify") and self.verify_exc is not None:
+            return self.verify_exc, self.verify_match
         if stream and self.stream_match is not None:
             return self.stream_exc, self.stream_match
         return self.exc, self.match
@@ -318,7 +322,16 @@ CASES = [
     Case("LZ4 frame byte flipped", flip(LZ4_DATA + 100), FE, r"frame \d+ at offset \d+ \(array 'z/big'\): checksum"),
     Case("LZ4 blocks corrupt, checksums forged", forged_lz4, CE, "'z/big'.*LZ4 block is malformed"),
     Case("RAW frame byte flipped, verify=True", flip(RAW_DATA + 7), FE, "raw/big.*checksum", load_kw={"verify": True}),
-    Case("RAW pad byte flipped, verify=True", flip(RAW_DATA - 1), None, "", load_kw={"verify": True}),
+    # Pads carry no data and no checksum: loads ignore them (format §4); verify() reports them.
+    Case(
+        "RAW pad byte flipped, verify=True",
+        flip(RAW_DATA - 1),
+        None,
+        "",
+        load_kw={"verify": True},
+        verify_exc=FE,
+        verify_match="padding",
+    ),
     Case("extra bytes appended", lambda b: b + b"\x00" * 7, FE, "end magic", None, ""),
     Case("a page appended", lambda b: b + b"x" * 4096, FE, "end magic", None, ""),
     Case("two files back to back", lambda b: b + b, FE, "end magic|should be", None, ""),
@@ -353,7 +366,7 @@ def test_malformed(case: Case, tmp_path: Path) -> None:
     path = tmp_path / "bad.ndckpt"
     path.write_bytes(data)
     for name, (stream, fn) in ENTRY_POINTS.items():
-        exc, match = case.expected(stream)
+        exc, match = case.expected(stream, name)
         if exc is None:
             got = fn(data, path, case.load_kw)
             if name.startswith("load"):
