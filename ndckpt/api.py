@@ -102,6 +102,22 @@ def _flatten(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[tuple
     return items, groups
 
 
+def flat_names(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """A nested mapping flattened to ``{"group/name": leaf}`` (the names :class:`Reader` uses)."""
+    out: dict[str, Any] = {}
+
+    def walk(m: Mapping[str, Any], prefix: str) -> None:
+        for k, v in m.items():
+            name = f"{prefix}/{k}" if prefix else k
+            if isinstance(v, Mapping):
+                walk(v, name)
+            else:
+                out[name] = v
+
+    walk(tree, "")
+    return out
+
+
 def _as_array(path: tuple[str, ...], v: Any, checked: set[np.dtype[Any]] | None = None) -> np.ndarray[Any, Any]:
     """``v`` as an ndarray, or InvalidArgumentError naming the array. ``checked``: dtypes known good."""
     if isinstance(v, np.ma.MaskedArray):

@@ -35,6 +35,7 @@ import numpy as np
 from . import __version__
 from . import api as _api
 from ._progress import ProgressBar, format_bytes, progress_bar
+from .api import flat_names
 from .container import MAGIC, SUPERBLOCK
 from .errors import CheckptError
 
@@ -157,15 +158,6 @@ class _Counter:
             self.bar(min(self.done, self.total), self.total)
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, np.ndarray[Any, Any]]:
-    out: dict[str, np.ndarray[Any, Any]] = {}
-    for k, v in tree.items():
-        name = f"{prefix}/{k}" if prefix else k
-        if isinstance(v, dict):
-            out.update(_flat(v, name))
-        else:
-            out[name] = v
-    return out
 
 
 @contextlib.contextmanager
@@ -368,7 +360,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         label = "stdin" if src == "-" else src
         with _bar(f"read {label}") as bar:
             tree = _api.load(_stdin() if src == "-" else src, threads=args.threads, verify=True, progress=bar)
-        arrays = _flat(tree)
+        arrays = flat_names(tree)
         if src != "-":
             with _api.open(src, verify=False) as r:
                 metadata = r.metadata

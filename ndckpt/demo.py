@@ -47,6 +47,7 @@ import numpy as np
 from . import api as _api
 from ._progress import format_bytes
 from ._sim import GrayScott, StateTree
+from .api import flat_names
 from .errors import CheckptError
 from .manager import CheckpointManager
 
@@ -205,20 +206,11 @@ def _best(fn: Callable[[], Any], repeat: int = 3) -> float:
     return best
 
 
-def _flat(tree: StateTree, prefix: str = "") -> dict[str, np.ndarray[Any, Any]]:
-    out: dict[str, np.ndarray[Any, Any]] = {}
-    for k, v in tree.items():
-        name = f"{prefix}/{k}" if prefix else k
-        if isinstance(v, dict):
-            out.update(_flat(v, name))
-        else:
-            out[name] = v
-    return out
 
 
 def _compare_formats(state: StateTree, directory: Path, threads: int | None) -> dict[str, _Timing]:
     """Save ``state`` to a file (no fsync) and load it back, with ndckpt and numpy's npz writers; best of 3."""
-    flat = _flat(state)
+    flat = flat_names(state)
     results: dict[str, _Timing] = {}
 
     def nd_save(path: Path, style: Any) -> None:
@@ -298,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, directory: Path, kill_step: int) -> int:
     n, steps, every, seed = args.size, args.steps, args.every, args.seed
     say = print
-    probe = _flat(GrayScott(n, seed).state())
+    probe = flat_names(GrayScott(n, seed).state())
     state_bytes = sum(a.nbytes for a in probe.values())
     dtypes = sorted({str(a.dtype) for a in probe.values()})
     say(f"ndckpt demo: Gray-Scott on a {n}x{n} grid, {steps} steps, a checkpoint every {every} steps (seed {seed})")
