@@ -26,10 +26,9 @@ load/open, ``ndckpt.verify`` counts as ``verify=True``):
    - two swapped frames with only RAW frames from one to the other and ``verify`` not True
      change at most the arrays in those frames (pads absorb a size difference).
 
-5. **Pads are not checked** (version 1 covers no pad byte by any checksum and readers skip
-   them): a flipped pad byte before a RAW frame returns the original arrays unchanged. It
-   loses nothing, but it is damage that goes unnoticed even by ``ndckpt.verify``; the tests
-   pin this so that a change to the rule is a decision, not an accident.
+5. **Pads**: no checksum covers the zero pad before a RAW frame. ``ndckpt.verify`` requires
+   pads to be zero and reports a flipped pad byte; loads ignore pads (format section 4), so
+   they return the original arrays unchanged.
 
 The low-level ``Restore`` has no checksums: replaying the writer's call sequence over
 damaged bytes raises CheckptIOError/CompressionError (and leaves the object failed) or
@@ -248,7 +247,8 @@ def check_flip(data: bytes, lay: Layout, want: dict[str, bytes], off: int, mask:
         if isinstance(res, CheckptError):
             continue
         if r.kind == "pad":
-            assert res == (want if reader != "verify" else {}), what
+            assert reader != "verify", what
+            assert res == want, what
         elif r.kind == "data" and style == FrameStyle.RAW and v is not True:
             expect = dict(want)
             tgt = _flip_target(lay, r, off)
