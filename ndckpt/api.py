@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import io
 import json
 import math
 import mmap
@@ -474,7 +475,7 @@ def save(
     if _is_pathlike(target):
         _save_path(Path(os.fspath(target)), prep, th, progress)  # type: ignore[arg-type]
         return
-    if isinstance(target, bool) or not (isinstance(target, int) or hasattr(target, "write")):
+    if isinstance(target, bool | io.TextIOBase) or not (isinstance(target, int) or hasattr(target, "write")):
         raise InvalidArgumentError(
             f"target: expected a path, a binary file object or an fd, got {type(target).__name__}"
         )
@@ -1115,13 +1116,22 @@ def _region_of(source: Any) -> _Src | None:
         if not mv.c_contiguous:
             raise InvalidArgumentError("source: in-memory buffer must be C-contiguous")
         return _Src(mv.cast("B").toreadonly() if mv.format != "B" or mv.ndim != 1 else mv.toreadonly())
-    if isinstance(source, bool) or not (
+    if isinstance(source, bool | io.TextIOBase) or not (
         isinstance(source, int) or hasattr(source, "read") or hasattr(source, "readinto")
     ):
         raise InvalidArgumentError(
             f"source: expected a path, a binary file object, an fd or a bytes-like buffer, got {type(source).__name__}"
         )
+    if isinstance(source, int) and source < 0:
+        raise InvalidArgumentError(f"source: bad file descriptor {source}")
     return None
+
+
+def _check_read_options(mmap: Any, verify: Any) -> None:
+    if not isinstance(mmap, bool):
+        raise InvalidArgumentError(f"mmap must be a bool, got {mmap!r}")
+    if verify is not None and not isinstance(verify, bool):  # 1 and 0 too: a typo, not a choice
+        raise InvalidArgumentError(f"verify must be None, True or False, got {verify!r}")
 
 
 def load(
@@ -1174,10 +1184,7 @@ def load(
         Bad arguments, or an ``out`` array that does not match.
     """
     th = resolve_threads(threads)
-    if not isinstance(mmap, bool):
-        raise InvalidArgumentError(f"mmap must be a bool, got {mmap!r}")
-    if verify not in (None, True, False):
-        raise InvalidArgumentError(f"verify must be None, True or False, got {verify!r}")
+    _check_read_options(mmap, verify)
     src = _region_of(source)
     if src is None:
         from ._stream import load_stream
@@ -1267,6 +1274,7 @@ class Reader:
         verify: bool | None = None,
     ) -> None:
         self._threads = resolve_threads(threads)
+        _check_read_options(mmap, verify)
         src = _region_of(source)
         if src is None:
             raise InvalidArgumentError(
