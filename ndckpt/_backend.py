@@ -94,10 +94,8 @@ class Sink(Protocol):
 
     def write(self, mv: memoryview) -> None: ...
     def window(self, need: int) -> tuple[int, int]: ...
-    def commit(self, n: int) -> None: ...
     def commit_chunk(self, csz: int) -> None: ...
     def flush(self) -> None: ...
-    def header(self, pos: int) -> memoryview: ...
 
 
 class Source(Protocol):
@@ -109,7 +107,6 @@ class Source(Protocol):
     def readinto(self, mv: memoryview, addr: int | None = None) -> None: ...
     def window(self, need: int) -> tuple[int, int]: ...
     def consume(self, n: int) -> None: ...
-    def byte_at(self, i: int) -> int: ...
     def header3(self) -> int: ...
     def block(self, max_stored: int) -> tuple[int, int]: ...
     def seek(self, off: int) -> None: ...
@@ -171,14 +168,6 @@ class StreamSink:
             self.flush()
         return self._base + self._used, self._cap - self._used
 
-    def header(self, pos: int) -> memoryview:
-        """Writable bytes of the window at ``pos`` bytes past the current position."""
-        return self._mv[self._used + pos :]
-
-    def commit(self, n: int) -> None:
-        self._used += n
-        self.offset += n
-
     def commit_chunk(self, csz: int) -> None:
         """Store ``csz`` as the 3-byte little-endian header at the window start, then
         commit the header and the ``csz`` block bytes written after it."""
@@ -213,12 +202,6 @@ class MmioSink:
 
     def window(self, need: int) -> tuple[int, int]:
         return self._base + self.offset, self.size - self.offset
-
-    def header(self, pos: int) -> memoryview:
-        return self._mv[self.offset + pos :]
-
-    def commit(self, n: int) -> None:
-        self.offset += n
 
     def commit_chunk(self, csz: int) -> None:
         """As :meth:`StreamSink.commit_chunk`."""
@@ -303,9 +286,6 @@ class StreamSource:
                     break
                 self._hi += r
         return self._base + self._lo, min(self._hi - self._lo, need)
-
-    def byte_at(self, i: int) -> int:
-        return self._mv[self._lo + i]
 
     def header3(self) -> int:
         """The 3-byte little-endian value at the current position, without consuming it.
@@ -397,9 +377,6 @@ class MmioSource:
 
     def window(self, need: int) -> tuple[int, int]:
         return self._base + self.offset, min(need, self.mv.nbytes - self.offset)
-
-    def byte_at(self, i: int) -> int:
-        return self.mv[self.offset + i]
 
     def header3(self) -> int:
         """As :meth:`StreamSource.header3`."""

@@ -39,8 +39,6 @@ __all__ = [
     "Decoder",
     "LZ4Stream",
     "available",
-    "compress_continue",
-    "decompress_using_dict",
     "library_path",
     "library_version",
     "xxh64",
@@ -60,13 +58,12 @@ _lib: ctypes.CDLL | None = None
 _lib_path: str | None = None
 _loaded = False
 
-_c_compress: Callable[..., int]
-_c_decompress: Callable[..., int]
-# The same two functions without argtypes, for the per-chunk hot loops. ctypes
-# converts preallocated c_void_p arguments about twice as fast as it converts
-# Python ints through argtypes (measured: 0.36 vs 0.6-0.7 us per call), so the
-# hot loops set ``.value`` on per-object c_void_p slots (LZ4Stream, Decoder) and
-# pass those. Integer arguments (sizes, all < 2**31) go as C int, as declared.
+# LZ4_compress_fast_continue and LZ4_decompress_safe_usingDict are bound without
+# argtypes, for the per-chunk hot loops: ctypes converts preallocated c_void_p
+# arguments about twice as fast as it converts Python ints through argtypes
+# (measured: 0.36 vs 0.6-0.7 us per call), so callers set ``.value`` on the
+# per-object c_void_p slots of LZ4Stream / Decoder and pass those. The integer
+# arguments (sizes, all < 2**31) go as C int, as the C functions declare them.
 _c_compress_fast: Callable[..., int]
 _c_decompress_fast: Callable[..., int]
 _c_reset_fast: Callable[[int], None]
@@ -91,17 +88,10 @@ def _candidates() -> list[str]:
 
 
 def _bind(lib: ctypes.CDLL) -> None:
-    global _c_compress, _c_decompress, _c_reset_fast, _c_create, _c_free
-    global _c_compress_fast, _c_decompress_fast
+    global _c_reset_fast, _c_create, _c_free, _c_compress_fast, _c_decompress_fast
     vp, ci = ctypes.c_void_p, ctypes.c_int
-    f = lib.LZ4_compress_fast_continue
-    f.argtypes, f.restype = [vp, vp, vp, ci, ci, ci], ci
-    _c_compress = f
-    f = lib.LZ4_decompress_safe_usingDict
-    f.argtypes, f.restype = [vp, vp, ci, ci, vp, ci], ci
-    _c_decompress = f
-    # lib["name"] makes a new function object (attribute access caches one), so
-    # these stay free of the argtypes set above.
+    # lib["name"] makes a new function object each time (attribute access caches
+    # one that other users of the library may give argtypes to).
     f = lib["LZ4_compress_fast_continue"]
     f.restype = ci
     _c_compress_fast = f
@@ -238,27 +228,6 @@ class Decoder:
         self.dst.value = dst
         self.dict.value = dict_addr or None
         return self.decompress_fn(self.src, self.dst, csz, usz, self.dict, dict_sz)
-
-
-def compress_continue(stream: LZ4Stream, src: int, dst: int, usz: int, cap: int) -> int:
-    """``LZ4_compress_fast_continue(stream, src, dst, usz, cap, 1)``; returns csz, 0 on failure.
-
-    ``src`` and ``dst`` are addresses; ``src`` must stay in place (it becomes
-    history). Releases the GIL.
-    """
-    return int(_c_compress(stream.ptr, src, dst, usz, cap, 1))
-
-
-def decompress_using_dict(
-    src: int, dst: int, csz: int, usz: int, dict_addr: int, dict_sz: int
-) -> int:
-    """``LZ4_decompress_safe_usingDict``: decode csz bytes at src into usz bytes at dst.
-
-    Returns the decoded size (negative on malformed input). Reads at most
-    ``csz`` bytes from ``src`` and writes at most ``usz`` bytes to ``dst``.
-    Releases the GIL.
-    """
-    return int(_c_decompress(src, dst, csz, usz, dict_addr or None, dict_sz))
 
 
 def _load_xxh64() -> Callable[[Any, int], int] | None:
