@@ -35,6 +35,9 @@ def main() -> None:
     # Hostile inputs may claim frames of up to 4 GiB: libFuzzer's default -rss_limit_mb=2048
     # would stop at the first virtual reservation it sees as RSS, so allow more unless told.
     argv = list(sys.argv)
+    # libFuzzer re-runs argv[0] through the shell for -merge, -fork and -jobs: make it this
+    # interpreter running this file (the script itself need not be executable).
+    argv[0] = f"{sys.executable} {os.path.abspath(__file__)}"
     if not any(a.startswith("-rss_limit_mb=") for a in argv):
         argv.append("-rss_limit_mb=4096")
     if not any(a.startswith("-max_len=") for a in argv):
