@@ -233,7 +233,8 @@ def _check_metadata(metadata: Any) -> Any:
     if not isinstance(metadata, Mapping):
         raise InvalidArgumentError(f"metadata: expected a JSON-compatible dict, got {type(metadata).__name__}")
     try:
-        return json.loads(json.dumps(metadata, sort_keys=True))
+        # allow_nan=False: NaN and Infinity are not JSON (the head must be canonical JSON)
+        return json.loads(json.dumps(metadata, sort_keys=True, allow_nan=False))
     except (TypeError, ValueError) as e:
         raise InvalidArgumentError(f"metadata: not JSON-compatible: {e}") from None
 

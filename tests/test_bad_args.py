@@ -86,6 +86,8 @@ SAVE_CASES: list[tuple[str, Any, dict[str, Any], type[Exception], str]] = [
     ("metadata-set", GOOD, {"metadata": {"s": {1, 2}}}, InvalidArgumentError, r"metadata: not JSON-compatible"),
     ("metadata-array", GOOD, {"metadata": {"a": A}}, InvalidArgumentError, r"metadata: not JSON-compatible"),
     ("metadata-bytes", GOOD, {"metadata": {"b": b"x"}}, InvalidArgumentError, r"metadata: not JSON-compatible"),
+    ("metadata-nan", GOOD, {"metadata": {"x": float("nan")}}, InvalidArgumentError, r"metadata: not JSON-compatible"),
+    ("metadata-inf", GOOD, {"metadata": {"x": [float("inf")]}}, InvalidArgumentError, r"metadata: not JSON-compatible"),
     ("progress-int", GOOD, {"progress": 5}, InvalidArgumentError, r"progress must be callable"),
 ]
 
