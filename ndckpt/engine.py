@@ -90,6 +90,16 @@ _HIST_SZ: Final = 4 * CHUNK_USZ_MAX
 _memmove = ctypes.memmove
 
 
+def _check_stream_args(call: str, f: Any, methods: tuple[str, ...], size_name: str, size: Any, size_min: int) -> None:
+    """``f`` must be a non-negative int fd or a binary (not text) file object with one of ``methods``."""
+    if isinstance(f, bool | io.TextIOBase) or not (isinstance(f, int) or any(hasattr(f, m) for m in methods)):
+        raise InvalidArgumentError(f"{call}: expected an int fd or a binary file object, got {type(f).__name__}")
+    if isinstance(f, int) and f < 0:
+        raise InvalidArgumentError(f"{call}: bad file descriptor {f}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < size_min:
+        raise InvalidArgumentError(f"{call}: {size_name} must be an int >= {size_min}, got {size!r}")
+
+
 def _check_limit(n: int, meta: bool, call: str) -> None:
     if meta and n > META_MAX:
         raise InvalidArgumentError(f"{call}: meta buffer of {n} bytes exceeds META_MAX ({META_MAX})")
@@ -213,14 +223,7 @@ class Checkpt(_Object):
         Raises InvalidArgumentError for a negative fd, an object without
         ``write``, or a too-small ``wbuf_size``.
         """
-        if isinstance(f, bool | io.TextIOBase) or not (isinstance(f, int) or hasattr(f, "write")):
-            raise InvalidArgumentError(
-                f"Checkpt.stream: expected an int fd or a binary file object, got {type(f).__name__}"
-            )
-        if isinstance(f, int) and f < 0:
-            raise InvalidArgumentError(f"Checkpt.stream: bad file descriptor {f}")
-        if not isinstance(wbuf_size, int) or wbuf_size < WBUF_MIN:
-            raise InvalidArgumentError(f"Checkpt.stream: wbuf_size must be an int >= {WBUF_MIN}, got {wbuf_size!r}")
+        _check_stream_args("Checkpt.stream", f, ("write",), "wbuf_size", wbuf_size, WBUF_MIN)
         return cls(StreamSink(f, wbuf_size), "stream")
 
     @classmethod
@@ -450,16 +453,7 @@ class Restore(_Object):
 
         Raises InvalidArgumentError for a bad fd, object or ``rbuf_size``.
         """
-        if isinstance(f, bool | io.TextIOBase) or not (
-            isinstance(f, int) or hasattr(f, "read") or hasattr(f, "readinto")
-        ):
-            raise InvalidArgumentError(
-                f"Restore.stream: expected an int fd or a binary file object, got {type(f).__name__}"
-            )
-        if isinstance(f, int) and f < 0:
-            raise InvalidArgumentError(f"Restore.stream: bad file descriptor {f}")
-        if not isinstance(rbuf_size, int) or rbuf_size < RBUF_MIN:
-            raise InvalidArgumentError(f"Restore.stream: rbuf_size must be an int >= {RBUF_MIN}, got {rbuf_size!r}")
+        _check_stream_args("Restore.stream", f, ("read", "readinto"), "rbuf_size", rbuf_size, RBUF_MIN)
         return cls(StreamSource(f, rbuf_size), "stream")
 
     @classmethod
