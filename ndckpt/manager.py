@@ -76,7 +76,7 @@ import numpy as np
 from .api import _as_array, _bytes_of, _check_metadata, _flatten, _parse_style_arg, _resolve_styles, load, save
 from .api import open as open_checkpoint
 from .container import END_MAGIC, MAGIC, SUPERBLOCK, TRAILER
-from .errors import CheckptIOError, CompressionError, FormatError, InvalidArgumentError
+from .errors import CheckptIOError, CompressionError, FormatError, InvalidArgumentError, UnsupportedError
 from .parallel import aligned_empty, resolve_threads
 
 __all__ = ["CheckpointManager", "CorruptCheckpointWarning"]
@@ -362,6 +362,15 @@ class CheckpointManager:
         the state with ``min(2, threads)`` threads.
     async_save
         Write in the background; see :meth:`save`.
+    comm
+        An mpi4py communicator (``pip install 'ndckpt[mpi]'``): every rank of
+        it makes the same calls, ``state`` may hold :class:`ndckpt.mpi.Block`
+        and each checkpoint is one file written by all ranks with
+        :func:`ndckpt.mpi.save`. :meth:`save`, :meth:`steps`, :meth:`latest`,
+        :meth:`restore` (through :func:`ndckpt.mpi.load`) and rotation are then
+        collective and agree on all ranks (rank 0 lists and deletes); a
+        preemption signal on any rank makes every rank save the same step.
+        Not combinable with ``async_save`` (UnsupportedError).
 
     Raises
     ------
@@ -394,6 +403,7 @@ class CheckpointManager:
         style: Any = "raw",
         threads: int | None = None,
         async_save: bool = False,
+        comm: Any = None,
     ) -> None:
         self._every = _check_positive(every, "every")
         self._keep = _check_optional_positive(keep, "keep")
@@ -405,6 +415,12 @@ class CheckpointManager:
         if not isinstance(async_save, bool):
             raise InvalidArgumentError(f"async_save must be a bool, got {async_save!r}")
         self._async = async_save
+        self._comm = comm
+        if comm is not None:
+            from . import mpi  # noqa: F401  (ImportError naming ndckpt[mpi] when mpi4py is missing)
+
+            if async_save:
+                raise UnsupportedError("async_save=True cannot be combined with comm (MPI saves are synchronous)")
         try:
             directory = os.fspath(directory)
         except TypeError:
@@ -426,7 +442,8 @@ class CheckpointManager:
         self._preempted = False
         self._saved_handlers: dict[int, _SignalHandler] = {}
         self._restored_step: int | None = None
-        self.remove_stale_temporaries()
+        if comm is None or comm.Get_rank() == 0:  # temporary names carry rank 0's pid
+            self.remove_stale_temporaries()
         _MANAGERS.add(self)
 
     # ------------------------------------------------------------------------------------------
@@ -483,11 +500,21 @@ class CheckpointManager:
         listed. Does not wait for a save in flight. Frame contents are not
         checked here (see :meth:`restore`).
 
+        With ``comm``: collective; rank 0 lists and every rank gets its answer.
+
         Raises
         ------
         CheckptIOError
             The directory cannot be listed.
         """
+        if self._comm is not None:
+            from .mpi import root_call
+
+            return root_call(self._comm, self._scan, "CheckpointManager.steps")
+        return self._scan()
+
+    def _scan(self) -> list[int]:
+        """This process's listing of the complete checkpoints (what :meth:`steps` returns)."""
         found: list[int] = []
         seen: set[str] = set()
         try:
@@ -591,11 +618,20 @@ class CheckpointManager:
         self._raise_finished()
         signals = self._signals_seen
         preempt = signals > self._signals_saved
+        if self._comm is not None:  # collective: a signal on any rank makes every rank save this step
+            from .mpi import agree_save
+
+            preempt, force = agree_save(self._comm, s, preempt, force)
         if not (force or preempt or s % self._every == 0):
             return False
         if not self._async or preempt:
             self.wait()
-            save(self.path(s), state, style=self._style, threads=self._threads, metadata=metadata)
+            if self._comm is not None:
+                from .mpi import save as mpi_save
+
+                mpi_save(self._comm, self.path(s), state, style=self._style, metadata=metadata, threads=self._threads)
+            else:
+                save(self.path(s), state, style=self._style, threads=self._threads, metadata=metadata)
             if preempt:
                 self._signals_saved = signals
                 self._preempted = True
@@ -644,7 +680,15 @@ class CheckpointManager:
     def _rotate(self, just_written: int) -> None:
         if self._keep is None:
             return
-        have = self.steps()
+        if self._comm is not None:  # rank 0 deletes; every rank learns how it went
+            from .mpi import root_call
+
+            root_call(self._comm, lambda: self._rotate_listed(just_written, self._scan()), "CheckpointManager rotation")
+            return
+        self._rotate_listed(just_written, self.steps())
+
+    def _rotate_listed(self, just_written: int, have: list[int]) -> None:
+        assert self._keep is not None
         keep = set(have[-self._keep :])
         if self._keep_every is not None:
             keep.update(s for s in have if s % self._keep_every == 0)
@@ -721,6 +765,7 @@ class CheckpointManager:
         out: Mapping[str, Any] | None = None,
         mmap: bool = True,
         verify: bool | None = None,
+        select: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Load checkpoint ``step`` (None: the latest readable one) as :func:`ndckpt.load` does.
 
@@ -736,6 +781,9 @@ class CheckpointManager:
             read-only zero-copy views of the file (they stay valid after the
             file is rotated away); which frame checksums to check (``True``
             also checks RAW frames, so the fallback catches flipped data bits).
+        select
+            With ``comm`` only: what this rank reads, as in :func:`ndckpt.mpi.load`
+            (which is used instead of :func:`ndckpt.load`; ``mmap`` and ``verify`` are then ignored).
 
         Returns
         -------
@@ -765,7 +813,7 @@ class CheckpointManager:
                 raise CheckptIOError(
                     errno.ENOENT, f"no complete checkpoint for step {s} in {str(self._dir)!r} (have {have})"
                 )
-            d = load(self.path(s), out=out, mmap=mmap, threads=self._threads, verify=verify)
+            d = self._load(s, out, mmap, verify, select)
             self._restored_step = s
             return d
         candidates = self.steps()
@@ -774,7 +822,7 @@ class CheckpointManager:
         errors: list[tuple[int, Exception]] = []
         for s in reversed(candidates):
             try:
-                d = load(self.path(s), out=out, mmap=mmap, threads=self._threads, verify=verify)
+                d = self._load(s, out, mmap, verify, select)
             except (FormatError, CompressionError, CheckptIOError) as e:
                 errors.append((s, e))
                 warnings.warn(
@@ -789,6 +837,15 @@ class CheckpointManager:
         for s, err in errors[1:]:
             first.add_note(f"step {s} failed too: {err}")
         raise first
+
+    def _load(self, s: int, out: Any, mmap: bool, verify: bool | None, select: Any) -> dict[str, Any]:
+        if self._comm is not None:
+            from .mpi import load as mpi_load
+
+            return mpi_load(self._comm, self.path(s), select=select, out=out)
+        if select is not None:
+            raise InvalidArgumentError("select is only for managers with comm (see ndckpt.mpi.load)")
+        return load(self.path(s), out=out, mmap=mmap, threads=self._threads, verify=verify)
 
     def metadata(self, step: int | None = None) -> Any:
         """The metadata dict saved with checkpoint ``step`` (None: the latest); None if none was given.
