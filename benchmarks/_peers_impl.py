@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -137,6 +138,14 @@ def _plain_save(path: str, arrays: Arrays) -> None:
     with open(path, "wb", buffering=0) as f:
         for arr in arrays.values():
             _write_all(f, _bytes_of(arr))
+
+
+def _plain_fsync_save(path: str, arrays: Arrays) -> None:
+    """What a durable save costs at least: the same writes, then fsync (ndckpt.save also renames)."""
+    with open(path, "wb", buffering=0) as f:
+        for arr in arrays.values():
+            _write_all(f, _bytes_of(arr))
+        os.fsync(f.fileno())
 
 
 def _plain_load(path: str, layout: Layout) -> Arrays:
@@ -311,6 +320,8 @@ def make_peers(threads: int) -> dict[str, Peer]:
     peers = [
         Peer("plain_write", "f.write of the bytes / readinto page-aligned / np.memmap",
              "numpy", ".bin", "plain", None, _plain_save, _plain_load, _plain_mmap),
+        Peer("plain_fsync", "f.write of the bytes + os.fsync (the floor of a durable save)",
+             "numpy", ".bin", "plain", None, _plain_fsync_save, _plain_load),
     ]
     peers.extend(
         Peer(f"ndckpt_raw_t{t}", f"ndckpt.save(style='raw', threads={t}) / load(mmap=False|True)",

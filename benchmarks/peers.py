@@ -49,7 +49,7 @@ ALL_DATASETS = (*BIG, "small")
 OPS = ("save", "load", "mmap")
 MiB = 1 << 20
 SLOW_LIMIT = 256 * MiB  # slow peers (npz_compressed) run up to this size unless named
-REFERENCES = ("plain_write", "ndckpt_*")  # always run: every ratio is relative to them
+REFERENCES = ("plain_write", "plain_fsync", "ndckpt_*")  # always run: every ratio is relative to them
 
 
 # --- arguments -----------------------------------------------------------------------
@@ -466,6 +466,8 @@ def check_targets(rows: list[dict[str, Any]], threads: int, probe_label: str | N
         if size == probe_label:
             continue
         add(f"raw save t{T}: x plain_write throughput", ctx, ratio("save", ctx, "plain_write", raw), 0.9)
+        # Informational: ndckpt.save fsyncs (atomic, durable); plain_fsync is the same floor.
+        add(f"raw save t{T}: x plain_fsync throughput (info)", ctx, ratio("save", ctx, "plain_fsync", raw), 0.9)
         for peer in ("npy", "safetensors"):
             add(f"raw save t{T}: ahead of {peer}", ctx, ratio("save", ctx, peer, raw), 1.0, True)
         for op in ("save", "load"):
