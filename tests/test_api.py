@@ -261,7 +261,9 @@ def test_child_loads_from_its_stdin_pipe(source: str) -> None:
     assert proc.stdin is not None
     try:
         ndckpt.save(proc.stdin, make_arrays(), style=STYLE, metadata=META, threads=2)
-        out, err = proc.communicate(timeout=120)  # flushes and closes stdin: the child sees EOF
+        proc.stdin.close()  # the child sees EOF
+        proc.stdin = None  # communicate() would flush it again (ValueError on a closed file)
+        out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
