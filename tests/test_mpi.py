@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -348,3 +349,29 @@ def test_manager_agrees_on_steps_and_preemption(tmp_path: Path) -> None:
         assert r["files"] == ["ckpt-000000000005.ndckpt", "ckpt-000000000007.ndckpt"]
     again = ok(mpirun(2, "manager.py", tmp_path, "restore")).by_rank()
     assert again == {r: {"rank": r, "step": 7, "whole": True, "part": True, "metadata": {"step": 7}} for r in (0, 1)}
+
+
+# ----------------------------------------------------------------------------------------------
+# docs/mpi.md: its examples run as written
+# ----------------------------------------------------------------------------------------------
+
+
+def _doc_blocks(kind: str) -> list[str]:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "mpi.md").read_text(encoding="utf-8")
+    return [m.group(1) for m in re.finditer(rf"^```{kind}\n(.*?)^```$", text, re.DOTALL | re.MULTILINE)]
+
+
+@needs_mpi
+def test_docs_examples_run_under_mpiexec(tmp_path: Path) -> None:
+    first, manager = _doc_blocks("python")
+    (tmp_path / "example.py").write_text(first)
+    assert MPIEXEC is not None
+    cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "mpi4py", "example.py"]
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=90, check=True).stdout
+    assert out == _doc_blocks("text")[0]  # what the page says rank 0 prints
+    (tmp_path / "loop.py").write_text(manager)
+    cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "mpi4py", "loop.py"]
+    subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=90, check=True)
+    mgr = CheckpointManager(tmp_path / "run")
+    assert mgr.steps() == [800, 900, 1000]
+    assert common.same(mgr.restore()["u"], np.full((64, 64), 1000.0))
