@@ -640,16 +640,17 @@ def _write_file(
         run_all(enc, lz4_local, threads)
     except Exception as e:
         err = e
-    sizes = {fp.local_ids[k]: e.data.nbytes for k, e in encoded.items()}
-    got = _allgather(comm, (None if err is None else _to_err(err), sizes), timeout, f"{what}: frame sizes")
     wr = world or list(range(comm.Get_size()))  # ranks as the caller numbers them
-    errs = [(wr[r], e) for r, (e, _) in enumerate(got) if e is not None]
-    if errs:
-        _release(encoded)
-        _raise_agreed(errs, err, "save")
     all_sizes: dict[int, int] = {}
-    for _, s in got:
-        all_sizes.update(s)
+    if any(f.style == FrameStyle.LZ4 for f in frames):  # (all RAW: every size is known already)
+        sizes = {fp.local_ids[k]: e.data.nbytes for k, e in encoded.items()}
+        got = _allgather(comm, (None if err is None else _to_err(err), sizes), timeout, f"{what}: frame sizes")
+        errs = [(wr[r], e) for r, (e, _) in enumerate(got) if e is not None]
+        if errs:
+            _release(encoded)
+            _raise_agreed(errs, err, "save")
+        for _, s in got:
+            all_sizes.update(s)
     stored = [all_sizes.get(fi, f.nbytes) for fi, f in enumerate(frames)]
     offsets, index_off = frame_offsets(SUPERBLOCK.size + len(fp.head_json), frames, stored)
 
@@ -660,8 +661,14 @@ def _write_file(
         err = CheckptIOError(errno.EIO, f"cannot create {str(tmp)!r}: {_to_err(e)[1]}")
     got_open = _allgather(comm, None if err is None else _to_err(err), timeout, f"{what}: open")
     errs = [(wr[r], e) for r, e in enumerate(got_open) if e is not None]
-    if errs:  # MPI-IO reports open errors on every rank, so no rank holds the file here
+    if errs:  # MPI-IO reports open errors on every rank: either all ranks hold the file or none does
         _release(encoded)
+        if fh is not None:
+            with contextlib.suppress(Exception):
+                fh.Close()
+            if me == 0:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
         _raise_agreed(errs, err, "save")
     assert fh is not None
 
