@@ -463,16 +463,18 @@ def _check_agreement(infos: list[_RankInfo]) -> None:
     _global_arrays(infos)  # validates dtypes, global shapes and tiling
 
 
-def _global_arrays(infos: list[_RankInfo]) -> list[ArraySpec]:
-    """The global arrays (blocks in rank order, empty blocks left out), validated."""
+def _global_arrays(infos: list[_RankInfo]) -> list[tuple[ArraySpec, list[int]]]:
+    """The global arrays (blocks in rank order, empty blocks left out), validated, each with the
+    ranks whose blocks it lists."""
     out = []
+    by_path = [{i.path: i for i in info.items} for info in infos]
     for it0 in infos[0].items:
         if it0.start is None:
             continue
         name = "/".join(it0.path)
         blocks, owners = [], []
-        for r, info in enumerate(infos):
-            it = next(i for i in info.items if i.path == it0.path)
+        for r, items in enumerate(by_path):
+            it = items[it0.path]
             if it.dtype != it0.dtype or it.global_shape != it0.global_shape:
                 raise InvalidArgumentError(
                     f"global array {name!r}: rank 0 gives dtype {it0.dtype} and global shape "
@@ -487,7 +489,7 @@ def _global_arrays(infos: list[_RankInfo]) -> list[ArraySpec]:
             check_blocks(it0.global_shape, tuple(blocks), f"global array {name!r}", err=InvalidArgumentError)
         except InvalidArgumentError as e:
             raise InvalidArgumentError(f"{e} (the blocks in order are those of ranks {owners})") from None
-        out.append(ArraySpec(it0.path, it0.dtype, it0.global_shape, "C", tuple(blocks)))
+        out.append((ArraySpec(it0.path, it0.dtype, it0.global_shape, "C", tuple(blocks)), owners))
     return out
 
 
@@ -527,11 +529,9 @@ def _plan_file(
     arrays: list[ArraySpec] = []
     base: dict[tuple[tuple[str, ...], int], tuple[tuple[str, ...], int]] = {}  # (item path, rank) -> (array, byte)
     if blocked:
-        for g in _global_arrays(infos):
+        for g, holders in _global_arrays(infos):
             arrays.append(g)
-            assert g.blocks is not None
             offs = block_offsets(g)
-            holders = [r for r in range(len(infos)) if _holds(infos[r], g.path)]
             for r, off in zip(holders, offs, strict=False):
                 base[(g.path, r)] = (g.path, off)
     per_rank: list[tuple[list[ArraySpec], list[tuple[tuple[str, ...], int]], list[FrameStyle]]] = []
@@ -587,11 +587,6 @@ def _plan_file(
             "(too many arrays or blocks; use subfiles)"
         )
     return _FilePlan(head, head_json, owner, local, local_ids, sources)
-
-
-def _holds(info: _RankInfo, path: tuple[str, ...]) -> bool:
-    """Whether this rank's block of global array ``path`` is non-empty (it is listed in ``blocks``)."""
-    return not next(i for i in info.items if i.path == path).empty
 
 
 # ----------------------------------------------------------------------------------------------
@@ -868,14 +863,9 @@ def _save_subfiled(
                 "path": list(g.path),
                 "dtype": encode_dtype(g.dtype),
                 "shape": list(g.shape),
-                "blocks": [
-                    [list(st), list(sh), r]
-                    for (st, sh), r in zip(
-                        g.blocks or (), [r for r in range(size) if _holds(infos[r], g.path)], strict=True
-                    )
-                ],
+                "blocks": [[list(st), list(sh), r] for (st, sh), r in zip(g.blocks or (), holders, strict=True)],
             }
-            for g in _global_arrays(infos)
+            for g, holders in _global_arrays(infos)
         ]
         desc = {
             "version": 1,
