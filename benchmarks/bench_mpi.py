@@ -37,7 +37,7 @@ Peers:
   parameters. PyPI's adios2 wheel is built without MPI and Debian 12 has no
   ADIOS2, so it needs an ADIOS2 built with MPI against the mpich wheel, in
   its own venv, given with ``--adios-python`` (default: ``$NDCKPT_BENCH_ADIOS_PYTHON``).
-  Recipe (about 40 minutes of one core here)::
+  Recipe (about 15 minutes of one core here)::
 
       python3 -m venv /tmp/adios-venv
       /tmp/adios-venv/bin/pip install numpy mpi4py mpich scikit-build-core setuptools_scm
