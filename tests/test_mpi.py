@@ -93,6 +93,18 @@ def mpirun(n: int, script: str, *args: Any, timeout: float = 90) -> Run:
     return Run(proc.returncode, results, out, time.monotonic() - t0)
 
 
+def mpirun_aborting(n: int, script: str, *args: Any, timeout: float = 60) -> Run:
+    """``mpirun`` for jobs that end by a kill or MPI_Abort, then remove the shared-memory segments
+    MPICH leaves in /dev/shm when its processes cannot finalize (those that appeared meanwhile)."""
+    shm = Path("/dev/shm")
+    before = set(shm.glob("mpich_shm_*")) if shm.is_dir() else set()
+    try:
+        return mpirun(n, script, *args, timeout=timeout)
+    finally:
+        for p in (set(shm.glob("mpich_shm_*")) - before) if shm.is_dir() else ():
+            p.unlink(missing_ok=True)
+
+
 def ok(run: Run) -> Run:
     assert run.rc == 0, run.output[-4000:]
     return run
@@ -304,7 +316,7 @@ def test_collective_errors_reach_every_rank_and_commit_nothing(tmp_path: Path) -
 @needs_mpi
 @pytest.mark.parametrize(("victim", "where"), [(1, "write"), (0, "write"), (0, "rename")])
 def test_rank_killed_mid_save_leaves_the_previous_checkpoint(tmp_path: Path, victim: int, where: str) -> None:
-    run = mpirun(3, "crash.py", tmp_path, victim, where, timeout=60)
+    run = mpirun_aborting(3, "crash.py", tmp_path, victim, where)
     assert run.rc != 0
     assert run.seconds < 60
     assert [r for r in run.results if r.get("what") == "dying"] == [{"what": "dying", "rank": victim, "where": where}]
@@ -323,7 +335,7 @@ def test_rank_killed_mid_save_leaves_the_previous_checkpoint(tmp_path: Path, vic
 @needs_mpi
 @pytest.mark.parametrize("op", ["save", "load", "manager"])
 def test_a_rank_that_never_joins_aborts_the_job_after_the_timeout(tmp_path: Path, op: str) -> None:
-    run = mpirun(3, "hang.py", tmp_path, op, timeout=60)
+    run = mpirun_aborting(3, "hang.py", tmp_path, op)
     assert run.rc != 0, run.output[-2000:]
     assert run.seconds < 45, run.output[-2000:]
     assert "not every rank answered within 2 s" in run.output
