@@ -357,6 +357,7 @@ def test_manager_agrees_on_steps_and_preemption(tmp_path: Path) -> None:
     for r in rows.values():  # SIGUSR1 reached rank 1 only; every rank saved step 7 and stopped
         assert (r["exit_step"], r["steps"], r["latest"], r["preempted"]) == (7, [5, 7], 7, True), r
         assert "different steps (100 to 102)" in r["mismatch"], r
+        assert "async_save=True cannot be combined with comm" in r["unsupported"]
         assert r["after"] == [5, 7]
         assert r["files"] == ["ckpt-000000000005.ndckpt", "ckpt-000000000007.ndckpt"]
     again = ok(mpirun(2, "manager.py", tmp_path, "restore")).by_rank()
@@ -387,3 +388,11 @@ def test_docs_examples_run_under_mpiexec(tmp_path: Path) -> None:
     mgr = CheckpointManager(tmp_path / "run")
     assert mgr.steps() == [800, 900, 1000]
     assert common.same(mgr.restore()["u"], np.full((64, 64), 1000.0))
+
+
+def test_manager_select_needs_comm(tmp_path: Path) -> None:
+    mgr = CheckpointManager(tmp_path)
+    mgr.save(1, {"u": np.arange(4.0)})
+    with pytest.raises(ndckpt.InvalidArgumentError, match="select is only for managers with comm"):
+        mgr.restore(select={"u": (slice(0, 2),)})
+    assert common.same(mgr.restore()["u"], np.arange(4.0))

@@ -17,7 +17,7 @@ import numpy as np
 from _common import report, same
 from mpi4py import MPI
 
-from ndckpt import CheckpointManager, InvalidArgumentError
+from ndckpt import CheckpointManager, InvalidArgumentError, UnsupportedError
 from ndckpt import mpi as nm
 
 comm = MPI.COMM_WORLD
@@ -47,8 +47,14 @@ def run(directory: str) -> None:
             mismatch = "saved"
         except InvalidArgumentError as e:
             mismatch = str(e)
+        try:
+            CheckpointManager(directory, comm=comm, async_save=True)
+            unsupported = ""
+        except UnsupportedError as e:
+            unsupported = str(e)
         report(
             rank=rank,
+            unsupported=unsupported,
             exit_step=step,
             steps=steps,
             latest=latest,
