@@ -19,6 +19,7 @@ import mmap
 import os
 import secrets
 import stat
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -121,7 +122,8 @@ def flat_names(tree: Mapping[str, Any]) -> dict[str, Any]:
 
 def _as_array(path: tuple[str, ...], v: Any, checked: set[np.dtype[Any]] | None = None) -> np.ndarray[Any, Any]:
     """``v`` as an ndarray, or InvalidArgumentError naming the array. ``checked``: dtypes known good."""
-    if isinstance(v, np.ma.MaskedArray):
+    ma = sys.modules.get("numpy.ma")  # not imported: nothing can be a masked array (importing costs 14 ms)
+    if ma is not None and isinstance(v, ma.MaskedArray):
         raise InvalidArgumentError(f"array {'/'.join(path)!r}: masked arrays are not stored (the mask would be lost)")
     if isinstance(v, np.ndarray):
         a = np.asarray(v)  # subclasses (np.memmap, np.matrix) as plain ndarray views, no copy
@@ -956,7 +958,7 @@ class _Loader:
             view = self._view(ai)[tuple(slice(lo, hi) for lo, hi in box)]
             if out is None:
                 return view
-            np.copyto(out, view)
+            _bitwise(out)[...] = _bitwise(view)
             return out
         res = out if out is not None else _new_array(ArraySpec(spec.path, spec.dtype, shape, spec.order))[0]
         if 0 in shape:
@@ -994,7 +996,7 @@ class _Loader:
         self._run(jobs, set())
         for src_sel, dst_sel, piece_shape, stored in pieces:
             sub = np.ndarray(piece_shape, spec.dtype, buffer=stored, order=order)  # type: ignore[call-overload,arg-type,unused-ignore]
-            res[dst_sel] = sub[src_sel]
+            _bitwise(res)[dst_sel] = _bitwise(sub)[src_sel]
         return res
 
 
@@ -1035,13 +1037,19 @@ def _check_global_out(spec: ArraySpec, out: Any) -> np.ndarray[Any, Any]:
     return out
 
 
+def _bitwise(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``a`` viewed as opaque items of the same size: assignment then copies every byte, padding
+    of structured dtypes included (numpy's field-wise assignment leaves padding undefined)."""
+    return a.view(np.dtype((np.void, a.dtype.itemsize))) if a.dtype.itemsize else a
+
+
 def _scatter_blocks(spec: ArraySpec, stored: np.ndarray[Any, np.dtype[np.uint8]], dst: np.ndarray[Any, Any]) -> None:
     """Copy each block's C-order stored bytes to its place in the global array ``dst``."""
     assert spec.blocks is not None
     offs = block_offsets(spec)
     for (start, shape), off, end in zip(spec.blocks, offs, offs[1:], strict=False):
         block = np.ndarray(shape, spec.dtype, buffer=stored[off:end])  # type: ignore[call-overload,arg-type,unused-ignore]
-        dst[tuple(slice(s, s + n) for s, n in zip(start, shape, strict=True))] = block
+        _bitwise(dst)[tuple(slice(s, s + n) for s, n in zip(start, shape, strict=True))] = _bitwise(block)
 
 
 def _nest(head: Head, arrays: dict[int, np.ndarray[Any, Any]], *, groups: bool = True) -> dict[str, Any]:

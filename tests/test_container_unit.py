@@ -182,3 +182,25 @@ def test_verify_checks_the_zero_pads_that_no_checksum_covers() -> None:
             ndckpt.verify(src)
     # Loads never read pads (the format says readers ignore them): the data is intact.
     np.testing.assert_array_equal(ndckpt.load(bytes(blob))["a"], np.arange(1000.0))
+
+
+def test_region_reads_and_blocks_keep_the_padding_bytes_of_structured_dtypes() -> None:
+    """numpy's field-wise assignment skips padding; ndckpt must return every stored byte."""
+    dt = np.dtype([("a", "u1"), ("b", "<f8")], align=True)  # 7 padding bytes per item
+    g = np.zeros((12, 5), dt)
+    g["a"] = np.arange(60).reshape(12, 5)
+    g["b"] = g["a"] * 1.5
+    g.reshape(-1).view(np.uint8)[1::16] = 0xAB  # non-zero padding
+    void = g.view(np.dtype((np.void, dt.itemsize)))  # (numpy's own tobytes() of a strided view drops padding)
+
+    def raw(a: np.ndarray[Any, Any]) -> bytes:
+        return np.ascontiguousarray(a.view(np.dtype((np.void, dt.itemsize)))).tobytes()
+
+    for style in (FrameStyle.RAW, FrameStyle.LZ4):
+        f = io.BytesIO()
+        ndckpt.save(f, {"g": g}, style=style)
+        with ndckpt.open(f.getvalue(), mmap=False) as r:
+            assert raw(r.get("g", region=(slice(2, 9), slice(1, 4)))) == raw(void[2:9, 1:4])
+        with ndckpt.open(_blocked_file(g, [4, 7], style, 65536)) as r:
+            assert raw(r["g"]) == raw(void)
+            assert raw(r.get("g", region=(slice(3, 10),))) == raw(void[3:10])
