@@ -37,6 +37,7 @@ from . import api as _api
 from ._progress import ProgressBar, format_bytes, progress_bar
 from .api import flat_names
 from .container import MAGIC, SUPERBLOCK
+from .demo import positive_int
 from .errors import CheckptError
 
 __all__ = ["UserError", "main"]
@@ -156,8 +157,6 @@ class _Counter:
         self.done += n
         if self.bar is not None:
             self.bar(min(self.done, self.total), self.total)
-
-
 
 
 @contextlib.contextmanager
@@ -425,16 +424,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-def _threads(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return n
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ndckpt`` command (every subcommand has ``--help``)."""
     p = argparse.ArgumentParser(
@@ -447,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def threads_opt(q: argparse.ArgumentParser) -> None:
         q.add_argument(
-            "--threads", type=_threads, default=None, metavar="N", help="worker threads (default: all cores)"
+            "--threads", type=positive_int, default=None, metavar="N", help="worker threads (default: all cores)"
         )
 
     q = sub.add_parser(

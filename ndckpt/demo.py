@@ -112,7 +112,8 @@ def latest_checkpoint(directory: Path, *, threads: int | None = None) -> tuple[P
 # ----------------------------------------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a positive integer (also used by the ndckpt command)."""
     try:
         n = int(text)
     except ValueError:
@@ -123,7 +124,7 @@ def _positive(text: str) -> int:
 
 
 def _grid(text: str) -> int:
-    n = _positive(text)
+    n = positive_int(text)
     if n < 8:
         raise argparse.ArgumentTypeError(f"grid size must be at least 8, got {n}")
     return n
@@ -132,11 +133,13 @@ def _grid(text: str) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The demo's options (shared by the parent and the hidden ``--child`` mode)."""
     p.add_argument("--size", type=_grid, default=768, metavar="N", help="grid is N x N (default 768)")
-    p.add_argument("--steps", type=_positive, default=800, metavar="S", help="simulation steps (default 800)")
-    p.add_argument("--every", type=_positive, default=100, metavar="K", help="checkpoint every K steps (default 100)")
+    p.add_argument("--steps", type=positive_int, default=800, metavar="S", help="simulation steps (default 800)")
+    p.add_argument(
+        "--every", type=positive_int, default=100, metavar="K", help="checkpoint every K steps (default 100)"
+    )
     p.add_argument(
         "--kill-after",
-        type=_positive,
+        type=positive_int,
         default=None,
         metavar="STEP",
         help="kill the child after its checkpoint of this step (default: about 60%% of --steps)",
@@ -146,7 +149,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--dir", type=Path, default=None, metavar="DIR", help="checkpoint directory (default: a new temporary one)"
     )
     p.add_argument("--keep", action="store_true", help="keep the checkpoint files (and print where they are)")
-    p.add_argument("--threads", type=_positive, default=None, metavar="N", help="ndckpt threads (default: all cores)")
+    p.add_argument(
+        "--threads", type=positive_int, default=None, metavar="N", help="ndckpt threads (default: all cores)"
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -204,8 +209,6 @@ def _best(fn: Callable[[], Any], repeat: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
-
-
 
 
 def _compare_formats(state: StateTree, directory: Path, threads: int | None) -> dict[str, _Timing]:
