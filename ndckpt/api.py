@@ -805,11 +805,15 @@ class _Loader:
             todo = jobs[fi]
             whole = len(todo) == 1 and todo[0][0].at == 0 and todo[0][2] - todo[0][1] == f.nbytes
             if f.style == FrameStyle.RAW:
-                if whole:
-                    dst = todo[0][3]
+                if whole or fi in keep:
+                    dst = todo[0][3] if whole else aligned_empty(f.nbytes)
                     self.src.read(dst, off)
                     if self.verify:
                         _verify_hash(dst, lay.xxh[fi], where)
+                    if fi in keep:
+                        kept[fi] = dst
+                        for p, lo, hi, part_dst in todo:
+                            part_dst[:] = dst[p.at + lo - p.start : p.at + hi - p.start]
                 else:
                     if self.verify:
                         _verify_hash(self.region[off : off + lay.stored[fi]], lay.xxh[fi], where)
@@ -919,13 +923,9 @@ class _Loader:
                 result[ai] = np.ndarray(spec.shape, spec.dtype, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
             elif self._mapped(ai):
                 result[ai] = self._view(ai)
-            elif (
-                loc.style == FrameStyle.LZ4
-                and len(loc.parts) == 1
-                and (fi := loc.parts[0][0]) is not None
-                and (len(head.frames[fi].parts) > 1)
-            ):
-                keep.add(fi)  # packed: the array becomes a view of its decoded frame
+            elif len(loc.parts) == 1 and (fi := loc.parts[0][0]) is not None and len(head.frames[fi].parts) > 1:
+                # Packed with others: read (or decode) the frame once; the array is a view of it.
+                keep.add(fi)
                 jobs.setdefault(fi, [])
                 packed.append(ai)
             else:
