@@ -822,9 +822,12 @@ class _Loader:
             else:
                 n = lay.stored[fi]
                 if self.src.fd is not None:
-                    stored_buf = Staging.get(n)
-                    self.src.read(stored_buf, off)
-                    stored = _mv(stored_buf)
+                    # Read, not mapped: a file truncated under an open reader must raise, not SIGBUS.
+                    # Staging is keyed by the frame's bound (the same for every full frame), not by its
+                    # compressed size (different for every frame), so the buffer is reused, not faulted in.
+                    stored_buf = Staging.get(stored_bound(f))
+                    self.src.read(stored_buf[:n], off)
+                    stored = _mv(stored_buf[:n])
                 else:
                     stored_buf, stored = None, self.region[off : off + n]
                 try:
