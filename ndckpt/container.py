@@ -318,41 +318,49 @@ class Head:
         return head
 
     def check_tiling(self) -> None:
-        """Each array's parts tile it exactly, in order, all in frames of one style."""
-        names: set[str] = set()
-        for a in self.arrays:
-            if a.name in names:
-                raise FormatError(f"head: array name {a.name!r} appears twice")
-            names.add(a.name)
+        """Each array's parts tile it exactly, in order, all in frames of one style.
+
+        Hot for heads of many small arrays (every load runs it): the loops use
+        locals and build messages only on failure.
+        """
+        arrays = self.arrays
+        names = ["/".join(a.path) for a in arrays]
+        if len(set(names)) != len(names):
+            seen: set[str] = set()
+            for name in names:
+                if name in seen:
+                    raise FormatError(f"head: array name {name!r} appears twice")
+                seen.add(name)
         # Paths are leaves of one nested mapping: none may equal or contain another (an array
         # "a" and an array "a/b", or a group at an array's path, cannot both be returned).
-        paths = sorted([a.path for a in self.arrays] + self.groups)
+        paths = sorted([a.path for a in arrays] + self.groups)
         for outer, inner in itertools.pairwise(paths):
-            if inner == outer:
-                raise FormatError(f"head: path {'/'.join(outer)!r} appears twice (as arrays or groups)")
             if inner[: len(outer)] == outer:
+                if inner == outer:
+                    raise FormatError(f"head: path {'/'.join(outer)!r} appears twice (as arrays or groups)")
                 raise FormatError(f"head: path {'/'.join(inner)!r} is inside {'/'.join(outer)!r}, which is not a group")
-        covered = [0] * len(self.arrays)
-        styles: list[FrameStyle | None] = [None] * len(self.arrays)
+        covered = [0] * len(arrays)
+        styles: list[FrameStyle | None] = [None] * len(arrays)
         for fi, f in enumerate(self.frames):
-            end = 0
-            for p in f.parts:
-                a = self.arrays[p.array]
-                if p.at < end or p.nbytes <= 0 or p.at + p.nbytes > f.nbytes:
-                    raise FormatError(f"frame {fi}: part of array {a.name!r} at {p.at} overlaps or overruns the frame")
-                end = p.at + p.nbytes
-                if p.start != covered[p.array]:
+            end, fn, fs = 0, f.nbytes, f.style
+            for ai, start, n, at in f.parts:
+                if at < end or n <= 0 or at + n > fn:
+                    raise FormatError(f"frame {fi}: part of array {names[ai]!r} at {at} overlaps or overruns the frame")
+                end = at + n
+                if start != covered[ai]:
                     raise FormatError(
-                        f"frame {fi}: array {a.name!r} part starts at byte {p.start}, expected {covered[p.array]}"
+                        f"frame {fi}: array {names[ai]!r} part starts at byte {start}, expected {covered[ai]}"
                     )
-                if styles[p.array] not in (None, f.style):
-                    raise FormatError(f"frame {fi}: array {a.name!r} is split across frames of different styles")
-                styles[p.array] = f.style
-                covered[p.array] += p.nbytes
-        for i, a in enumerate(self.arrays):
-            if covered[i] != a.nbytes:
+                st = styles[ai]
+                if st is not fs:
+                    if st is not None:
+                        raise FormatError(f"frame {fi}: array {names[ai]!r} is split across frames of different styles")
+                    styles[ai] = fs
+                covered[ai] = start + n
+        for i, a in enumerate(arrays):
+            if covered[i] != math.prod(a.shape) * a.dtype.itemsize:
                 raise FormatError(
-                    f"array {a.name!r}: frames hold {covered[i]} bytes, its dtype and shape need {a.nbytes}"
+                    f"array {names[i]!r}: frames hold {covered[i]} bytes, its dtype and shape need {a.nbytes}"
                 )
 
 
@@ -456,46 +464,51 @@ _ARRAY_KEYS: Final = frozenset({"path", "dtype", "shape", "order"})
 _ARRAY_KEYS_BLOCKS: Final = _ARRAY_KEYS | {"blocks"}
 _FRAME_KEYS: Final = frozenset({"style", "nbytes", "parts"})
 _LIM: Final = 1 << 62
+_STR_ONLY: Final = {str}
+_INT_ONLY: Final = {int}
 _DTYPES: dict[str, np.dtype[Any]] = {}  # decoded dtype strings (a head often repeats one dtype)
 
 
 def _parse_array(i: int, a: Any) -> ArraySpec:
-    # Hot for heads of many small arrays: fast checks first, precise messages from the slow helpers.
-    what = f"head.arrays[{i}]"
+    # Hot for heads of many small arrays: C-level checks first (set/map instead of generator
+    # expressions), names joined only for error messages, precise messages from the slow helpers.
     if type(a) is not dict or (a.keys() != _ARRAY_KEYS and a.keys() != _ARRAY_KEYS_BLOCKS):
-        raise FormatError(f"{what}: expected the keys path, dtype, shape, order (and optionally blocks)")
+        raise FormatError(f"head.arrays[{i}]: expected the keys path, dtype, shape, order (and optionally blocks)")
     path = a["path"]
-    if type(path) is list and path and all(type(c) is str and c for c in path):
+    if type(path) is list and path and set(map(type, path)) == _STR_ONLY and "" not in path:
         path = tuple(path)
     else:
-        path = _parse_path(path, what + ".path")
+        path = _parse_path(path, f"head.arrays[{i}].path")
     dt = a["dtype"]
     dtype = _DTYPES.get(dt) if type(dt) is str else None
     if dtype is None:
-        name = "/".join(path)
-        dtype = decode_dtype(dt, what=f"array {name!r}")
+        dtype = decode_dtype(dt, what=f"array {'/'.join(path)!r}")
         if type(dt) is str and len(_DTYPES) < 4096:
             _DTYPES[dt] = dtype
     shape = a["shape"]
-    if type(shape) is list and all(type(n) is int and 0 <= n <= _LIM for n in shape):
+    if type(shape) is list and (
+        not shape or (set(map(type, shape)) == _INT_ONLY and min(shape) >= 0 and max(shape) <= _LIM)
+    ):
         shape = tuple(shape)
     else:
-        name = "/".join(path)
-        shape = tuple(_int(n, f"array {name!r} shape") for n in _list(shape, what + ".shape"))
-    name = "/".join(path)
-    if a["order"] not in ("C", "F"):
-        raise FormatError(f"array {name!r}: order must be 'C' or 'F', got {a['order']!r}")
+        shape = tuple(_int(n, f"array {'/'.join(path)!r} shape") for n in _list(shape, f"head.arrays[{i}].shape"))
+    order = a["order"]
+    if order != "C" and order != "F":
+        raise FormatError(f"array {'/'.join(path)!r}: order must be 'C' or 'F', got {order!r}")
+    count = math.prod(shape)
     blocks = None
     if "blocks" in a:
-        if a["order"] != "C":
+        name = "/".join(path)
+        if order != "C":
             raise FormatError(f"array {name!r}: a blocked array must have order 'C'")
-        if math.prod(shape) > 1 << 62:
-            raise FormatError(f"array {name!r}: claims {math.prod(shape)} elements")
+        if count > _LIM:
+            raise FormatError(f"array {name!r}: claims {count} elements")
         blocks = _parse_blocks(a["blocks"], shape, name)
-    spec = ArraySpec(path, dtype, shape, a["order"], blocks)
-    if spec.nbytes > 1 << 62:
-        raise FormatError(f"array {name!r}: claims {spec.nbytes} bytes")
-    return spec
+    # numpy bounds the product of the non-zero dimensions too (shape (0, 2**62) is "too big").
+    extent = count if count else math.prod(d for d in shape if d)
+    if extent * max(dtype.itemsize, 1) > _LIM:
+        raise FormatError(f"array {'/'.join(path)!r}: shape {list(shape)} of {dtype} claims too many bytes")
+    return ArraySpec(path, dtype, shape, order, blocks)
 
 
 def _parse_frame(i: int, f: Any, narrays: int) -> FrameSpec:

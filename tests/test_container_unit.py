@@ -204,3 +204,26 @@ def test_region_reads_and_blocks_keep_the_padding_bytes_of_structured_dtypes() -
         with ndckpt.open(_blocked_file(g, [4, 7], style, 65536)) as r:
             assert raw(r["g"]) == raw(void)
             assert raw(r.get("g", region=(slice(3, 10),))) == raw(void[3:10])
+
+
+def test_the_callers_garbage_collector_setting_is_kept() -> None:
+    """save/load pause the cyclic collector while building heads; they restore its state, also on errors."""
+    import gc
+
+    arrays = {f"a{i}": np.arange(3) for i in range(50)}
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            f = io.BytesIO()
+            ndckpt.save(f, arrays)
+            blob = f.getvalue()
+            assert ndckpt.load(blob)["a7"].tolist() == [0, 1, 2]
+            with ndckpt.open(blob) as r:
+                assert len(r) == 50
+            with pytest.raises(FormatError):
+                ndckpt.load(blob[:40] + b"x" * (len(blob) - 40))
+            with pytest.raises(InvalidArgumentError):
+                ndckpt.save(io.BytesIO(), {"bad": np.array([object()])})
+            assert gc.isenabled() is enabled
+        finally:
+            gc.enable()
