@@ -257,3 +257,33 @@ def test_python_lz4_decodes_a_chunk_by_hand() -> None:
     data, _ = checkpt_mmio([FrameSpec(2, (literal(b"\x2a"),))])
     assert data == bytes.fromhex("020000102a")
     assert lz4.block.decompress(data[3:], uncompressed_size=1) == b"\x2a"
+
+
+def test_binding_round_trip_without_the_engine() -> None:
+    """LZ4Stream.compress and Decoder.decompress (the call protocol the engine's loops inline)
+    round-trip a chunk on their own, and the block decodes with python-lz4 too."""
+    import ctypes
+
+    import lz4.block
+    import numpy as np
+
+    from ndckpt import _lz4
+
+    src = (b"ndckpt " * 9400)[:65536]
+    s_buf = ctypes.create_string_buffer(src, len(src))
+    out = ctypes.create_string_buffer(70000)
+    stream = _lz4.LZ4Stream()
+    try:
+        stream.reset_fast()
+        csz = stream.compress(ctypes.addressof(s_buf), ctypes.addressof(out), len(src), len(out))
+    finally:
+        stream.free()
+    assert 0 < csz < len(src)
+    block = out.raw[:csz]
+    assert lz4.block.decompress(block, uncompressed_size=len(src)) == src
+    dst = np.zeros(len(src), np.uint8)
+    n = _lz4.Decoder().decompress(ctypes.addressof(out), dst.ctypes.data, csz, len(src), 0, 0)
+    assert n == len(src)
+    assert dst.tobytes() == src
+    # A truncated block is refused (negative result), never silently accepted.
+    assert _lz4.Decoder().decompress(ctypes.addressof(out), dst.ctypes.data, csz - 5, len(src), 0, 0) < 0
