@@ -140,12 +140,15 @@ def load_stream(
     f: Any,
     *,
     out: Any,
-    threads: int,
     verify: bool | None,
     progress: ProgressCallback | None = None,
     check_pads: bool = False,
 ) -> dict[str, Any]:
-    """Read a whole checkpoint from ``f`` sequentially (see :func:`ndckpt.load`).
+    """Read a whole checkpoint from ``f`` sequentially (see :func:`ndckpt.load`), in this thread.
+
+    Decoding stays in the calling thread: arrays grow with the bytes received
+    (so a hostile stream cannot make us allocate what it claims), and a worker
+    must not hold a view of a mapping that may still move when it grows.
 
     ``check_pads`` (for :func:`ndckpt.verify`) also requires the zero pads before RAW frames
     to be zero; loads ignore them, as the format says.

@@ -1211,7 +1211,8 @@ def load(
         and be contiguous in the saved order; the result holds these same
         objects. Works for RAW (copied) and LZ4 (decoded in place) arrays.
     threads
-        Worker threads (None: all cores).
+        Worker threads (None: all cores). A stream is read and decoded in the
+        calling thread (its arrays grow with the bytes that arrive).
     verify
         None: check LZ4 frames' checksums (their bytes are read anyway); True:
         check every frame, RAW too (reads mapped pages); False: check none.
@@ -1239,7 +1240,7 @@ def load(
     if src is None:
         from ._stream import load_stream
 
-        return load_stream(source, out=out, threads=th, verify=verify, progress=progress)
+        return load_stream(source, out=out, verify=verify, progress=progress)
     try:
         with _no_gc():
             layout = _parse_region(src.region)
@@ -1270,7 +1271,7 @@ def verify(
     if src is None:
         from ._stream import load_stream
 
-        load_stream(source, out=None, threads=th, verify=True, progress=progress, check_pads=True)
+        load_stream(source, out=None, verify=True, progress=progress, check_pads=True)
         return
     src.close()  # verify reads through the mapping
     region = src.region
