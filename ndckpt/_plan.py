@@ -57,15 +57,17 @@ def plan(
     if frame_bytes <= 0 or frame_bytes % 65536 or raw_frame_bytes <= 0 or raw_frame_bytes % 65536:
         raise ValueError("frame sizes must be positive multiples of 65536")
     pack_max = frame_bytes // 4
-    order = sorted(range(len(arrays)), key=lambda i: (int(styles[i]), arrays[i].path))
+    keys = [(int(styles[i]), a.path) for i, a in enumerate(arrays)]
+    order = sorted(range(len(arrays)), key=keys.__getitem__)
     frames: list[FrameSpec] = []
     pack: FrameSpec | None = None
-    for pos, i in enumerate(order):
+    prod = math.prod
+    for pos, i in enumerate(order):  # per-array work stays minimal: a state may hold 20,000 arrays
         a = arrays[i]
-        n, style = math.prod(a.shape) * a.dtype.itemsize, styles[i]
+        n, style = prod(a.shape) * a.dtype.itemsize, styles[i]
         if n == 0:
             continue
-        if pack is not None and pack.style != style:
+        if pack is not None and pack.style is not style:
             pack = None
         if n <= pack_max:
             at = align_up(pack.nbytes, RAW_ALIGN if n >= RAW_ALIGN else PART_ALIGN) if pack is not None else 0

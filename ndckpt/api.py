@@ -176,9 +176,12 @@ _Source = np.ndarray[Any, np.dtype[np.uint8]] | _Strided
 
 def _source(a: np.ndarray[Any, Any]) -> tuple[_Source, str]:
     """(the array's stored bytes, "C" or "F"): a flat view when contiguous, else a _Strided."""
-    if a.flags.c_contiguous:
+    flags = a.flags
+    if flags.c_contiguous:
+        if a.ndim == 1 and a.dtype.itemsize:  # the common case of many small arrays: one view, no reshape
+            return a.view(np.uint8), "C"
         return _bytes_of(a, "C"), "C"
-    if a.flags.f_contiguous:
+    if flags.f_contiguous:
         return _bytes_of(a, "F"), "F"
     return _Strided(a), "C"
 

@@ -370,7 +370,8 @@ def _canonical(obj: Any) -> str:
 
 def _path_json(path: tuple[str, ...]) -> str:
     """``_canonical(list(path))``, without the encoder for names that need no escaping."""
-    if all(c.isascii() and c.isprintable() and '"' not in c and "\\" not in c for c in path):
+    text = "".join(path)
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
         return '["' + '","'.join(path) + '"]'
     return _canonical(list(path))
 
