@@ -132,7 +132,6 @@ def save_bytes(arrays: Any, *, style: Any = "raw", frame_bytes: int = 1 << 16, m
     """``ndckpt.save`` into memory with small frames (``frame_bytes``), so that small states
     still span several frames. The planner's frame size is a writer choice, not part of the
     format: readers take frame sizes from the head."""
-    import io
 
     from ndckpt._backend import StreamSink
     from ndckpt.api import _prepare, _write_checkpoint
@@ -140,29 +139,6 @@ def save_bytes(arrays: Any, *, style: Any = "raw", frame_bytes: int = 1 << 16, m
     buf = io.BytesIO()
     _write_checkpoint(StreamSink(buf, 1 << 20), _prepare(arrays, style, metadata, frame_bytes), 1, None)
     return buf.getvalue()
-
-
-class Unseekable(io.RawIOBase):
-    """A readable stream that cannot seek or tell its size (as a pipe), over bytes in memory.
-
-    ``chunk`` caps every read, so readers see short reads as from a real pipe.
-    """
-
-    def __init__(self, data: bytes, *, chunk: int = 1 << 30) -> None:
-        self._data, self._pos, self._chunk = data, 0, chunk
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def readinto(self, b: Any) -> int:
-        mv = memoryview(b).cast("B")
-        n = min(mv.nbytes, len(self._data) - self._pos, self._chunk)
-        mv[:n] = self._data[self._pos : self._pos + n]
-        self._pos += n
-        return n
 
 
 def stored_order_bytes(a: Any, order: str) -> bytes:
@@ -198,3 +174,7 @@ def harness() -> Any:
         sys.modules["ndckpt_fuzz_harness"] = mod
         spec.loader.exec_module(mod)
     return mod
+
+
+#: An unseekable in-memory stream (as a pipe), shared with the fuzz harness rather than copied.
+Unseekable = harness().Unseekable
