@@ -39,6 +39,7 @@ from .container import (
     INDEX_DTYPE,
     RAW_ALIGN,
     RECORD,
+    STORED_RAW,
     SUPERBLOCK,
     TRAILER,
     VERSION,
@@ -184,31 +185,29 @@ def load_stream(
             _read(rs, rec, f"{where}: record")
             stored, x = RECORD.unpack(rec)
             _check_frame_sizes(head, fi, stored)
-            layout.offsets[fi], layout.stored[fi], layout.xxh[fi] = pos + RECORD.size, stored, x
-            where = layout.where(fi)  # now with the data offset and the arrays' names
-            data = scratch.read(rs, stored, where)
-            if verify is not False:
-                _verify_hash(_mv(data), x, where)
-            hashes.append(x)
-            _place(head, fi, fr, data, dest, arrays, where, lz4=True)
-        else:
-            pad = align_up(pos, RAW_ALIGN) - pos
-            if pad:
-                zeros = scratch.read(rs, pad, f"{where}: padding")
-                if check_pads and zeros.any():
-                    raise FormatError(f"{where}: non-zero padding before the frame (the stream is corrupt)")
-            layout.offsets[fi], layout.stored[fi] = pos + pad, fr.nbytes
-            where = layout.where(fi)  # now with the data offset and the arrays' names
-            p0 = fr.parts[0]
-            if len(fr.parts) == 1 and p0.at == 0 and p0.nbytes == fr.nbytes:
-                d = dest.setdefault(p0.array, _Dest(head.arrays[p0.array].nbytes))
-                for s in range(0, p0.nbytes, _STEP):  # a step at a time: memory follows the data
-                    _read(rs, d.view(p0.start + s, min(_STEP, p0.nbytes - s)), where)
-                hashes.append(_lz4.xxh64(d.view(p0.start, p0.nbytes)) if verify else None)
+            pos += RECORD.size
+            if stored & STORED_RAW:  # stored verbatim: a pad, then the frame as RAW, checked as LZ4
+                pos += _skip_pad(rs, scratch, pos, f"{where}: padding", check_pads)
+                layout.offsets[fi], layout.xxh[fi] = pos, x
+                layout.set_stored(fi, stored)
+                h = _read_plain(rs, scratch, layout, fi, dest, arrays, hash_it=verify is not False)
+                if h is not None and h != x:
+                    raise FormatError(f"{layout.where(fi)}: checksum mismatch (the stream is corrupt)")
+                hashes.append(x)  # the record's, compared with the index's at the end
             else:
-                data = scratch.read(rs, fr.nbytes, where, fresh=True)
-                _place(head, fi, fr, data, dest, arrays, where, lz4=False)
-                hashes.append(_lz4.xxh64(data) if verify else None)
+                layout.offsets[fi], layout.xxh[fi] = pos, x
+                layout.set_stored(fi, stored)
+                where = layout.where(fi)  # now with the data offset and the arrays' names
+                data = scratch.read(rs, stored, where)
+                if verify is not False:
+                    _verify_hash(_mv(data), x, where)
+                hashes.append(x)
+                _place(head, fi, fr, data, dest, arrays, where, lz4=True)
+        else:
+            pos += _skip_pad(rs, scratch, pos, f"{where}: padding", check_pads)
+            layout.offsets[fi] = pos
+            layout.set_stored(fi, fr.nbytes)
+            hashes.append(_read_plain(rs, scratch, layout, fi, dest, arrays, hash_it=bool(verify)))
         prog.advance(fr.nbytes)
     pos = rs.offset - base
     ib = bytearray(nfr * INDEX_DTYPE.itemsize)
@@ -227,10 +226,10 @@ def load_stream(
     idx = np.frombuffer(ib, INDEX_DTYPE)
     for fi in range(nfr):
         o, s, x = (int(v) for v in idx[fi])
-        if (o, s) != (layout.offsets[fi], layout.stored[fi]):
+        if (o, s) != (layout.offsets[fi], layout.index_value(fi)):
             raise FormatError(
-                f"frame {fi}: index says offset {o} and {s} bytes, the stream had "
-                f"{layout.offsets[fi]} and {layout.stored[fi]}"
+                f"frame {fi}: index says offset {o} and stored_nbytes {s:#x}, the stream had "
+                f"{layout.offsets[fi]} and {layout.index_value(fi):#x}"
             )
         h = hashes[fi]
         if h is not None and h != x:
@@ -251,6 +250,40 @@ def load_stream(
             _scatter_blocks(spec, stored, glob)
             arrays[ai] = glob
     return _nest(head, arrays)
+
+
+def _skip_pad(rs: Restore, scratch: _Scratch, pos: int, where: str, check_pads: bool) -> int:
+    """Read the zero pad that brings ``pos`` to a multiple of RAW_ALIGN; return its size."""
+    pad = align_up(pos, RAW_ALIGN) - pos
+    if pad:
+        zeros = scratch.read(rs, pad, where)
+        if check_pads and zeros.any():
+            raise FormatError(f"{where}: non-zero padding before the frame (the stream is corrupt)")
+    return pad
+
+
+def _read_plain(
+    rs: Restore,
+    scratch: _Scratch,
+    layout: _Layout,
+    fi: int,
+    dest: dict[int, _Dest],
+    arrays: dict[int, np.ndarray[Any, Any]],
+    *,
+    hash_it: bool,
+) -> int | None:
+    """Read frame ``fi``'s verbatim bytes into its arrays; return their XXH64 if ``hash_it``."""
+    head, fr = layout.head, layout.head.frames[fi]
+    where = layout.where(fi)
+    p0 = fr.parts[0]
+    if len(fr.parts) == 1 and p0.at == 0 and p0.nbytes == fr.nbytes:
+        d = dest.setdefault(p0.array, _Dest(head.arrays[p0.array].nbytes))
+        for s in range(0, p0.nbytes, _STEP):  # a step at a time: memory follows the data
+            _read(rs, d.view(p0.start + s, min(_STEP, p0.nbytes - s)), where)
+        return _lz4.xxh64(d.view(p0.start, p0.nbytes)) if hash_it else None
+    data = scratch.read(rs, fr.nbytes, where, fresh=True)
+    _place(head, fi, fr, data, dest, arrays, where, lz4=False)
+    return _lz4.xxh64(data) if hash_it else None
 
 
 def _place(

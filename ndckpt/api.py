@@ -40,6 +40,7 @@ from .container import (
     MAGIC,
     RAW_ALIGN,
     RECORD,
+    STORED_RAW,
     SUPERBLOCK,
     TRAILER,
     VERSION,
@@ -52,6 +53,7 @@ from .container import (
     encode_dtype,
     lz4_decoded_max,
     stored_bound,
+    stored_raw,
 )
 from .engine import Checkpt, Restore
 from .errors import (
@@ -325,9 +327,21 @@ class _Encoded:
     data: np.ndarray[Any, np.dtype[np.uint8]]  # stored bytes of the data frame
     xxh: int
     hold: list[np.ndarray[Any, np.dtype[np.uint8]]]  # staging buffers to give back after writing
+    raw: bool = False  # an LZ4 frame stored verbatim (LZ4 did not pay): pad, then ``data``
+
+    @property
+    def stored(self) -> int:
+        """The record's and index's stored_nbytes: the size, with bit 63 when stored verbatim."""
+        return self.data.nbytes | STORED_RAW if self.raw else self.data.nbytes
 
 
 def _encode(f: FrameSpec, fi: int, sources: list[_Source]) -> _Encoded:
+    """Compress an LZ4 frame (or hash a RAW one) into its stored bytes.
+
+    An LZ4 frame that compression does not shrink by 1/32 comes back as its
+    input, ``raw`` set (format §2.3). The returned buffers stay valid until
+    ``hold`` is given back to Staging.
+    """
     src, gathered = _frame_input(f, sources)
     if f.style == FrameStyle.RAW:
         return _Encoded(src, _lz4.xxh64(src), [gathered] if gathered is not None else [])
@@ -339,10 +353,15 @@ def _encode(f: FrameSpec, fi: int, sources: list[_Source]) -> _Encoded:
         end = ck.frame_close()
         ck.fini()
     except CheckptError as e:
-        raise type(e)(f"frame {fi}: {e}") from e
-    finally:
+        Staging.put(out)
         if gathered is not None:
             Staging.put(gathered)
+        raise type(e)(f"frame {fi}: {e}") from e
+    if stored_raw(f.nbytes, end):
+        Staging.put(out)
+        return _Encoded(src, _lz4.xxh64(src), [gathered] if gathered is not None else [], raw=True)
+    if gathered is not None:
+        Staging.put(gathered)
     data = out[:end]
     return _Encoded(data, _lz4.xxh64(data), [out])
 
@@ -380,8 +399,10 @@ def _write_checkpoint(sink: StreamSink, prep: _Prepared, threads: int, progress:
                             break
                     enc = ahead.popleft().result()
                 try:
-                    sink.write(memoryview(RECORD.pack(enc.data.nbytes, enc.xxh)))
-                    index[fi] = (sink.offset, enc.data.nbytes, enc.xxh)
+                    sink.write(memoryview(RECORD.pack(enc.stored, enc.xxh)))
+                    if enc.raw:
+                        _write_pad(sink)
+                    index[fi] = (sink.offset, enc.stored, enc.xxh)
                     sink.write(_mv(enc.data))
                 finally:
                     for buf in enc.hold:
@@ -390,9 +411,7 @@ def _write_checkpoint(sink: StreamSink, prep: _Prepared, threads: int, progress:
                 src, gathered = _frame_input(f, sources)
                 h: Future[int] | int = _lz4.xxh64(src) if pool is None else pool.submit(_lz4.xxh64, src)
                 raw_hashes.append((fi, h, gathered))
-                pad = align_up(sink.offset, RAW_ALIGN) - sink.offset
-                if pad:
-                    sink.write(memoryview(_ZEROS)[:pad])
+                _write_pad(sink)
                 index[fi] = (sink.offset, f.nbytes, 0)
                 sink.write(_mv(src))
             prog.advance(f.nbytes)
@@ -412,6 +431,13 @@ def _write_checkpoint(sink: StreamSink, prep: _Prepared, threads: int, progress:
     total = sink.offset + TRAILER.size
     sink.write(memoryview(TRAILER.pack(index_off, len(frames), _lz4.xxh64(ib), total, VERSION, 0, END_MAGIC)))
     sink.flush()
+
+
+def _write_pad(sink: StreamSink) -> None:
+    """Zero bytes up to the next multiple of RAW_ALIGN (before a verbatim data frame)."""
+    pad = align_up(sink.offset, RAW_ALIGN) - sink.offset
+    if pad:
+        sink.write(memoryview(_ZEROS)[:pad])
 
 
 @contextlib.contextmanager
@@ -596,8 +622,12 @@ class _Layout:
     """A validated file: head, frame offsets/sizes/checksums, and where every array lives."""
 
     def __init__(self, head: Head, offsets: list[int], stored: list[int], xxh: list[int]) -> None:
+        """``stored`` holds the index's values: bit 63 marks an LZ4 frame stored verbatim."""
         self.head = head
-        self.offsets, self.stored, self.xxh = offsets, stored, xxh
+        self.offsets, self.xxh = offsets, xxh
+        self.stored, self.verbatim = [0] * len(stored), [False] * len(stored)
+        for fi, n in enumerate(stored):
+            self.set_stored(fi, n)
         locs = self.locs = [_Loc() for _ in head.arrays]
         for fi, f in enumerate(head.frames):
             style = f.style
@@ -606,6 +636,17 @@ class _Layout:
                 loc.parts.append((fi, p))
                 loc.style = style
         self.by_name = {"/".join(a.path): i for i, a in enumerate(head.arrays)}
+
+    def set_stored(self, fi: int, n: int) -> None:
+        """Record frame ``fi``'s stored_nbytes as found in its record or index entry."""
+        raw = bool(n & STORED_RAW)
+        self.stored[fi] = n & ~STORED_RAW
+        self.verbatim[fi] = raw or self.head.frames[fi].style == FrameStyle.RAW
+
+    def index_value(self, fi: int) -> int:
+        """Frame ``fi``'s stored_nbytes as written in its record and the index."""
+        raw_lz4 = self.verbatim[fi] and self.head.frames[fi].style == FrameStyle.LZ4
+        return self.stored[fi] | STORED_RAW if raw_lz4 else self.stored[fi]
 
     def place(self) -> None:
         """Compute file_start for arrays whose parts are contiguous in the file (needs offsets)."""
@@ -641,11 +682,17 @@ class _Layout:
 
 
 def _check_frame_sizes(head: Head, fi: int, stored: int) -> None:
+    """Check a record's or index entry's stored_nbytes (bit 63 included) against the head."""
     f = head.frames[fi]
     if f.style == FrameStyle.RAW and stored != f.nbytes:
         raise FormatError(f"frame {fi}: RAW frame stores {stored} bytes, the head says {f.nbytes}")
-    if f.style == FrameStyle.LZ4 and not (stored <= stored_bound(f) and f.nbytes <= lz4_decoded_max(stored)):
-        raise FormatError(f"frame {fi}: LZ4 frame of {f.nbytes} bytes cannot be stored in {stored} bytes")
+    if f.style == FrameStyle.LZ4:
+        if stored & STORED_RAW:
+            if stored & ~STORED_RAW != f.nbytes:
+                n = stored & ~STORED_RAW
+                raise FormatError(f"frame {fi}: LZ4 frame stored verbatim in {n} bytes, the head says {f.nbytes}")
+        elif not (stored <= stored_bound(f) and f.nbytes <= lz4_decoded_max(stored)):
+            raise FormatError(f"frame {fi}: LZ4 frame of {f.nbytes} bytes cannot be stored in {stored} bytes")
 
 
 def _parse_superblock(sb: bytes | bytearray | memoryview) -> tuple[int, int]:
@@ -696,12 +743,14 @@ def _parse_region(region: memoryview) -> _Layout:
             if (rs, rx) != (stored[fi], xxh[fi]):
                 raise FormatError(f"frame {fi}: record at offset {pos} disagrees with the index")
             pos += RECORD.size
+            if rs & STORED_RAW:
+                pos = align_up(pos, RAW_ALIGN)
         else:
             pos = align_up(pos, RAW_ALIGN)
         if offsets[fi] != pos:
             raise FormatError(f"frame {fi}: index says offset {offsets[fi]}, the layout gives {pos}")
         _check_frame_sizes(head, fi, stored[fi])
-        pos += stored[fi]
+        pos += stored[fi] & ~STORED_RAW
         if pos > io:
             raise FormatError(f"frame {fi} at offset {offsets[fi]}: {stored[fi]} bytes run past the index")
     if pos != io:
@@ -832,22 +881,35 @@ class _Loader:
         kept: dict[int, np.ndarray[Any, np.dtype[np.uint8]]] = {}
         prog = Progress(self.progress, sum(head.frames[fi].nbytes for fi in jobs))
 
+        def check(fi: int) -> bool:
+            """RAW frames are checked when asked; LZ4 frames (verbatim ones too) unless told not to."""
+            return bool(self.verify) if head.frames[fi].style == FrameStyle.RAW else self.verify is not False
+
         def work(fi: int) -> None:
             f, off, where = head.frames[fi], lay.offsets[fi], lay.where(fi)
             todo = jobs[fi]
             whole = len(todo) == 1 and todo[0][0].at == 0 and todo[0][2] - todo[0][1] == f.nbytes
-            if f.style == FrameStyle.RAW:
-                if whole or fi in keep:
-                    dst = todo[0][3] if whole else aligned_empty(f.nbytes)
-                    self.src.read(dst, off)
-                    if self.verify:
-                        _verify_hash(dst, lay.xxh[fi], where)
+            if lay.verbatim[fi]:
+                lz4 = f.style == FrameStyle.LZ4
+                if whole or fi in keep or (lz4 and check(fi)):
+                    # The whole frame is read once: into the destination, or (packed, or an LZ4
+                    # frame stored verbatim that must be checked) into a buffer the parts come from.
+                    into = todo[0][3] if whole and fi not in keep else None
+                    buf = into if into is not None else aligned_empty(f.nbytes) if fi in keep else Staging.get(f.nbytes)
+                    try:
+                        self.src.read(buf, off)
+                        if check(fi):
+                            _verify_hash(buf, lay.xxh[fi], where)
+                        if into is None:
+                            for p, lo, hi, part_dst in todo:
+                                part_dst[:] = buf[p.at + lo - p.start : p.at + hi - p.start]
+                    finally:
+                        if into is None and fi not in keep:
+                            Staging.put(buf)
                     if fi in keep:
-                        kept[fi] = dst
-                        for p, lo, hi, part_dst in todo:
-                            part_dst[:] = dst[p.at + lo - p.start : p.at + hi - p.start]
+                        kept[fi] = buf
                 else:
-                    if self.verify:
+                    if check(fi):  # a RAW frame checked on request: hashed through the mapping
                         _verify_hash(self.region[off : off + lay.stored[fi]], lay.xxh[fi], where)
                     for p, lo, _hi, dst in todo:
                         self.src.read(dst, off + p.at + lo - p.start)
@@ -886,15 +948,16 @@ class _Loader:
         for fi in sorted(jobs):
             f, todo = head.frames[fi], jobs[fi]
             if (
-                f.style == FrameStyle.RAW
+                lay.verbatim[fi]
                 and f.nbytes > _SPLIT
                 and len(todo) == 1
                 and todo[0][2] - todo[0][1] == f.nbytes
+                and fi not in keep
             ):
                 dst, off = todo[0][3], lay.offsets[fi]
                 pieces = range(0, f.nbytes, _SPLIT)
                 tasks.extend(functools.partial(self._piece, dst[a : a + _SPLIT], off + a, prog) for a in pieces)
-                if self.verify:
+                if check(fi):
                     checks.append((fi, dst))
             else:
                 tasks.append(functools.partial(work, fi))
@@ -1285,14 +1348,16 @@ def verify(
     def check(fi: int) -> None:
         f, where = layout.head.frames[fi], layout.where(fi)
         off = layout.offsets[fi]
-        if f.style == FrameStyle.RAW:
+        if layout.verbatim[fi]:  # a pad precedes the data (after the record, for an LZ4 frame)
             prev = layout.offsets[fi - 1] + layout.stored[fi - 1] if fi else head_end
+            if f.style == FrameStyle.LZ4:
+                prev += RECORD.size
             if any(region[prev:off]):
                 bad = prev + next(i for i, v in enumerate(region[prev:off]) if v)
                 raise FormatError(f"{where}: non-zero padding byte at offset {bad} (the file is corrupt)")
         stored = region[off : off + layout.stored[fi]]
         _verify_hash(stored, layout.xxh[fi], where)
-        if f.style == FrameStyle.LZ4:
+        if not layout.verbatim[fi]:
             scratch = Staging.get(f.nbytes)
             try:
                 _decode_lz4(stored, scratch, where)

@@ -114,6 +114,7 @@ from .container import (
     INDEX_DTYPE,
     MAGIC,
     RECORD,
+    STORED_RAW,
     SUPERBLOCK,
     TRAILER,
     VERSION,
@@ -638,7 +639,7 @@ def _write_file(
     wr = world or list(range(comm.Get_size()))  # ranks as the caller numbers them
     all_sizes: dict[int, int] = {}
     if any(f.style == FrameStyle.LZ4 for f in frames):  # (all RAW: every size is known already)
-        sizes = {fp.local_ids[k]: e.data.nbytes for k, e in encoded.items()}
+        sizes = {fp.local_ids[k]: e.stored for k, e in encoded.items()}  # bit 63: verbatim
         got = _allgather(comm, (None if err is None else _to_err(err), sizes), timeout, f"{what}: frame sizes")
         errs = [(wr[r], e) for r, (e, _) in enumerate(got) if e is not None]
         if errs:
@@ -648,6 +649,10 @@ def _write_file(
             all_sizes.update(s)
     stored = [all_sizes.get(fi, f.nbytes) for fi, f in enumerate(frames)]
     offsets, index_off = frame_offsets(SUPERBLOCK.size + len(fp.head_json), frames, stored)
+    # Records end where their data frame starts, or (stored verbatim) where its zero pad starts;
+    # pads are never written: the file's holes read as zeros.
+    ends = [SUPERBLOCK.size + len(fp.head_json), *(o + (n & ~STORED_RAW) for o, n in zip(offsets, stored, strict=True))]
+    rec_at = {fi: ends[fi] for fi, f in enumerate(frames) if f.style == FrameStyle.LZ4}
 
     fh: MPI.File | None = None
     try:  # 2. open the temporary file (collective: every rank is known to be here)
@@ -677,7 +682,7 @@ def _write_file(
             if f.style == FrameStyle.LZ4:
                 done = encoded.pop(k)
                 try:
-                    _write_at(fh, offsets[fi] - RECORD.size, RECORD.pack(done.data.nbytes, done.xxh))
+                    _write_at(fh, rec_at[fi], RECORD.pack(done.stored, done.xxh))
                     _write_at(fh, offsets[fi], done.data)
                     hashes[fi] = done.xxh
                 finally:

@@ -23,6 +23,7 @@ from ndckpt.container import (
     MAGIC,
     RAW_ALIGN,
     RECORD,
+    STORED_RAW,
     SUPERBLOCK,
     TRAILER,
     VERSION,
@@ -54,6 +55,11 @@ class Layout:
     head: dict[str, Any]
     stored: list[bytes]  # each data frame's stored bytes
     regions: list[Region] = field(default_factory=list)
+    verbatim: set[int] = field(default_factory=set)  # LZ4 frames stored verbatim (record bit 63)
+
+    def stored_style(self, fi: int) -> int:
+        """The fd_checkpt style of frame ``fi``'s stored bytes (1 for an LZ4 frame stored verbatim)."""
+        return 1 if fi in self.verbatim else int(self.head["frames"][fi]["style"])
 
     def region_at(self, off: int) -> Region:
         for r in self.regions:
@@ -77,19 +83,23 @@ def parse(data: bytes) -> Layout:
     io, nframes, *_ = TRAILER.unpack_from(data, len(data) - TRAILER.size)
     idx = np.frombuffer(data, INDEX_DTYPE, nframes, io)
     pos = SUPERBLOCK.size + hn
-    stored = []
+    stored, verbatim = [], set()
     for fi, fr in enumerate(head["frames"]):
         off, n = int(idx[fi]["offset"]), int(idx[fi]["stored"])
         if fr["style"] == 2:
             regions.append(Region("record", pos, pos + RECORD.size, fi))
-        elif off > pos:
+            pos += RECORD.size
+            if n & STORED_RAW:
+                verbatim.add(fi)
+                n &= ~STORED_RAW
+        if off > pos:
             regions.append(Region("pad", pos, off, fi))
         regions.append(Region("data", off, off + n, fi))
         stored.append(bytes(data[off : off + n]))
         pos = off + n
     regions.append(Region("index", io, io + INDEX_DTYPE.itemsize * nframes))
     regions.append(Region("trailer", len(data) - TRAILER.size, len(data)))
-    return Layout(head, stored, regions)
+    return Layout(head, stored, regions, verbatim)
 
 
 def build(
@@ -97,6 +107,7 @@ def build(
     stored: list[bytes],
     *,
     styles: list[int] | None = None,
+    verbatim: set[int] | frozenset[int] = frozenset(),
     version: int = VERSION,
     trailer_version: int | None = None,
 ) -> bytes:
@@ -104,7 +115,8 @@ def build(
 
     Every checksum, record, pad, index entry and trailer field is computed from what is
     written, so the result is self-consistent except for what ``head`` itself says. ``styles``
-    gives each frame's style (default: from the head's frames).
+    gives each frame's style (default: from the head's frames); LZ4 frames listed in
+    ``verbatim`` are written as stored verbatim (record bit 63, a pad, the plain bytes).
     """
     hb = head if isinstance(head, bytes) else canonical(head)
     if styles is None:
@@ -114,11 +126,12 @@ def build(
     out += hb
     index = np.zeros(len(stored), INDEX_DTYPE)
     for fi, (s, data) in enumerate(zip(styles, stored, strict=True)):
+        n = len(data) | STORED_RAW if s == 2 and fi in verbatim else len(data)
         if s == 2:
-            out += RECORD.pack(len(data), _lz4.xxh64(data))
-        else:
+            out += RECORD.pack(n, _lz4.xxh64(data))
+        if s != 2 or fi in verbatim:
             out += bytes(align_up(len(out), RAW_ALIGN) - len(out))
-        index[fi] = (len(out), len(data), _lz4.xxh64(data))
+        index[fi] = (len(out), n, _lz4.xxh64(data))
         out += data
     io = len(out)
     ib = index.tobytes()

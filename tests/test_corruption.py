@@ -399,7 +399,7 @@ def test_reordered_frames(base: tuple[bytes, Layout, dict[str, bytes]]) -> None:
 def _rebuild(lay: Layout, mutate: Any) -> bytes:
     head = copy.deepcopy(lay.head)
     mutate(head)
-    return build(canonical(head), lay.stored, styles=[f["style"] for f in lay.head["frames"]])
+    return build(canonical(head), lay.stored, styles=[f["style"] for f in lay.head["frames"]], verbatim=lay.verbatim)
 
 
 def _first(head: dict[str, Any], pred: Any) -> dict[str, Any]:
@@ -527,10 +527,10 @@ def test_rewritten_numbers_in_superblock_trailer_index(base: tuple[bytes, Layout
     hn = SUPERBLOCK.unpack_from(data, 0)[3]
     io_ = TRAILER.unpack_from(data, n - TRAILER.size)[0]
     cases: list[tuple[str, bytes, str]] = [
-        ("version 2", build(lay.head, lay.stored, version=2), r"version 2"),
+        ("version 2", build(lay.head, lay.stored, verbatim=lay.verbatim, version=2), r"version 2"),
         ("version 0", _superblock_rewrite(data, 1, 0), r"version 0"),
         ("version max", _superblock_rewrite(data, 1, 0xFFFFFFFF), r"version"),
-        ("trailer version 2", build(lay.head, lay.stored, trailer_version=2), r"version"),
+        ("trailer version 2", build(lay.head, lay.stored, verbatim=lay.verbatim, trailer_version=2), r"version"),
         ("superblock flags", _superblock_rewrite(data, 2, 1), r"flags"),
         ("magic", _superblock_rewrite(data, 0, b"\x93NDCKPX\n"), r"magic|not an ndckpt"),
         ("head_nbytes +1", _superblock_rewrite(data, 3, hn + 1), r"head"),
@@ -596,7 +596,7 @@ def test_any_head_number_rewritten(which: str, pick: st.DataObject, value: Any) 
         value = value + 1
     node[path[-1]] = value
     try:
-        bad = build(canonical(head), lay.stored, styles=[f["style"] for f in lay.head["frames"]])
+        bad = build(canonical(head), lay.stored, styles=[f["style"] for f in lay.head["frames"]], verbatim=lay.verbatim)
     except (TypeError, ValueError, OverflowError):
         return  # not encodable as JSON: nothing to feed
     event(f"field {'.'.join(str(p) for p in path if isinstance(p, str))}")
@@ -650,7 +650,7 @@ def _recipe(lay: Layout) -> list[tuple[FrameStyle, int, bool]]:
     for r in lay.regions:
         if r.kind == "data":
             f = lay.head["frames"][r.frame]
-            calls.append((FrameStyle(f["style"]), f["nbytes"], True))
+            calls.append((FrameStyle(lay.stored_style(r.frame)), f["nbytes"], True))
         else:
             calls.append((FrameStyle.RAW, r.end - r.start, False))
     return calls

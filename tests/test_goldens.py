@@ -29,6 +29,7 @@ SHA256 = {
     "raw.ndckpt": "c784ae6357ca56dc8c99c99d4e5f5fe10ca62d773fd7f15a2fb9a16711ac17ad",
     "lz4.ndckpt": "f9285da8b683d471e5a9a61cbe49e9e976f2d1cf8aa48dc3f3d06b8019fce907",
     "mixed.ndckpt": "1ee8190c33f6b8cc4f9c8a39742405b8d1dde48df5fd3c07ade4286a80bd3fb0",
+    "verbatim.ndckpt": "0872a9f1650ace50d41ad7c7f3c5e01f682d391768846e199b81f3f946d8a4d7",
 }
 
 
@@ -102,3 +103,22 @@ def test_mixed_golden_details() -> None:
     assert got["labels"].tolist() == ["\u03b1", "\u03b2\u03b3"]
     assert str(got["when"][1]) == "NaT"
     assert int(got["opt"]["step"]) == 1234
+
+
+def test_verbatim_golden_details() -> None:
+    """An LZ4 frame LZ4 cannot shrink is stored verbatim: record bit 63, a pad, the plain bytes."""
+    data = (DATA / "verbatim.ndckpt").read_bytes()
+    want = GEN.verbatim_arrays()
+    rec_at = 4096 + want["plain"].nbytes  # the RAW frame of "plain" (page-aligned) comes first
+    stored, xxh = struct.unpack_from("<QQ", data, rec_at)
+    assert stored >> 63 == 1, "bit 63 of the record's stored_nbytes marks the frame verbatim"
+    nbytes = stored & ~(1 << 63)
+    assert nbytes == want["noise"].nbytes + want["tag"].nbytes  # "tag" packed right after "noise"
+    body = data[8192 : 8192 + nbytes]  # after the record, a zero pad up to the next page
+    assert data[rec_at + 16 : 8192] == bytes(8192 - rec_at - 16)
+    assert body[: want["noise"].nbytes] == want["noise"].tobytes()
+    assert body[want["noise"].nbytes :] == want["tag"].tobytes()
+    assert _lz4.xxh64(body) == xxh
+    got = ndckpt.load(DATA / "verbatim.ndckpt")
+    assert got["noise"].flags.writeable, "an LZ4 array is never a view, even when stored verbatim"
+    assert not got["plain"].flags.writeable, "a RAW array is mapped"

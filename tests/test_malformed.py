@@ -37,6 +37,7 @@ TR = struct.Struct("<QQQQII8s")
 REC = struct.Struct("<QQ")
 IDX = struct.Struct("<QQQ")
 RAW, LZ4 = 1, 2
+VERBATIM = 1 << 63  # bit 63 of a record's stored_nbytes: an LZ4 frame stored verbatim
 
 
 # ----------------------------------------------------------------------------------------------
@@ -68,6 +69,9 @@ def parse(data: bytes) -> Parsed:
         if fr["style"] == LZ4:
             n, _ = REC.unpack_from(data, pos)
             pos += REC.size
+            if n & VERBATIM:  # an LZ4 frame stored verbatim: a pad, then the plain bytes
+                pos += -pos % 4096
+                n &= ~VERBATIM
         else:
             pos += -pos % 4096
             n = fr["nbytes"]
@@ -216,15 +220,17 @@ def lz4_stored(raw: bytes) -> bytes:
 def _split_across_styles() -> bytes:
     """A valid-looking file whose one array has a RAW frame and an LZ4 frame."""
     doc = {
-        "arrays": [{"path": ["a"], "dtype": "|u1", "shape": [16], "order": "C"}],
+        "arrays": [{"path": ["a"], "dtype": "|u1", "shape": [8192], "order": "C"}],
         "frames": [
-            {"style": RAW, "nbytes": 8, "parts": [[0, 0, 8, 0]]},
-            {"style": LZ4, "nbytes": 8, "parts": [[0, 8, 8, 0]]},
+            {"style": RAW, "nbytes": 4096, "parts": [[0, 0, 4096, 0]]},
+            {"style": LZ4, "nbytes": 4096, "parts": [[0, 4096, 4096, 0]]},
         ],
         "groups": [],
         "metadata": None,
     }
-    return build(doc, [bytes(range(8)), lz4_stored(bytes(range(8, 16)))])
+    z = lz4_stored(bytes(4096))  # zeros: compressed, not stored verbatim
+    assert len(z) < 4096
+    return build(doc, [bytes(4096), z])
 
 
 @dataclass(frozen=True)

@@ -66,10 +66,28 @@ def mixed_arrays() -> dict[str, Any]:
     }
 
 
+def _splitmix64(n: int) -> np.ndarray[Any, Any]:
+    """``n`` pseudo-random uint64 values from integer arithmetic only (splitmix64 of 0..n-1)."""
+    z = np.arange(n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def verbatim_arrays() -> dict[str, Any]:
+    """LZ4 arrays that LZ4 cannot shrink by 1/32: their frame is stored verbatim (record bit 63)."""
+    return {
+        "noise": _splitmix64(512).astype("<u8"),
+        "tag": np.array([3, 1, 4], dtype="<u1"),
+        "plain": np.arange(4, dtype="<i2"),
+    }
+
+
 #: name -> (arrays factory, save keyword arguments)
 GOLDENS: dict[str, tuple[Any, dict[str, Any]]] = {
     "raw.ndckpt": (raw_arrays, {"style": "raw"}),
     "lz4.ndckpt": (lz4_arrays, {"style": "lz4"}),
+    "verbatim.ndckpt": (verbatim_arrays, {"style": {"noise": "lz4", "tag": "lz4"}}),
     "mixed.ndckpt": (
         mixed_arrays,
         {
