@@ -476,6 +476,9 @@ def check_targets(rows: list[dict[str, Any]], threads: int, probe_label: str | N
             for t in sorted({1, T}):
                 add(f"lz4 {op} t{t}: ahead of blosc2 LZ4 no-shuffle t{t}", ctx,
                     ratio(op, ctx, f"blosc2_lz4_t{t}", f"ndckpt_lz4_t{t}"), 1.0, True)
+                if op == "load":  # (info) without checksums, as blosc2 loads: optional ndckpt_lz4nv_* rows
+                    add(f"lz4 load t{t} verify=False (info): ahead of blosc2 LZ4 no-shuffle t{t}", ctx,
+                        ratio(op, ctx, f"blosc2_lz4_t{t}", f"ndckpt_lz4nv_t{t}"), 1.0, True)
             add(f"lz4 {op} t{T}: ahead of joblib lz4", ctx, ratio(op, ctx, "joblib_lz4", lz4), 3.0)
     # mmap: time to a usable dict must not grow with the size.
     # The small point runs on one dataset per dir (content does not matter for an open).
