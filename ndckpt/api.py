@@ -17,6 +17,7 @@ import io
 import json
 import math
 import mmap
+import operator
 import os
 import secrets
 import stat
@@ -608,9 +609,9 @@ class _Loc:
 
     __slots__ = ("file_start", "parts", "style")
 
-    def __init__(self) -> None:
-        self.parts: list[tuple[int, Part]] = []
-        self.style = FrameStyle.RAW
+    def __init__(self, parts: list[tuple[int, Part]], style: FrameStyle) -> None:
+        self.parts = parts
+        self.style = style
         self.file_start: int | None = None  # offset of its first byte when its parts are contiguous
 
     @property
@@ -628,14 +629,20 @@ class _Layout:
         self.stored, self.verbatim = [0] * len(stored), [False] * len(stored)
         for fi, n in enumerate(stored):
             self.set_stored(fi, n)
-        locs = self.locs = [_Loc() for _ in head.arrays]
+        # Per part, not per array: a head may list 20,000 small arrays. (All of an array's frames
+        # have one style: Head checked it.) Arrays of zero bytes share one empty location.
+        empty = _Loc([], FrameStyle.RAW)
+        locs: list[_Loc] = [empty] * len(head.arrays)
         for fi, f in enumerate(head.frames):
             style = f.style
             for p in f.parts:
-                loc = locs[p.array]
-                loc.parts.append((fi, p))
-                loc.style = style
-        self.by_name = {"/".join(a.path): i for i, a in enumerate(head.arrays)}
+                loc = locs[p[0]]
+                if loc is empty:
+                    locs[p[0]] = _Loc([(fi, p)], style)
+                else:
+                    loc.parts.append((fi, p))
+        self.locs = locs
+        self.by_name = dict(zip(map("/".join, map(_PATH, head.arrays)), range(len(head.arrays)), strict=True))
 
     def set_stored(self, fi: int, n: int) -> None:
         """Record frame ``fi``'s stored_nbytes as found in its record or index entry."""
@@ -655,7 +662,9 @@ class _Layout:
             parts = loc.parts
             if len(parts) == 1:  # the common case: one part, trivially contiguous
                 fi, p = parts[0]
-                loc.file_start = offsets[fi] + p.at
+                loc.file_start = offsets[fi] + p[3]
+                continue
+            if not parts:
                 continue
             pos: int | None = None
             start: int | None = None
@@ -773,6 +782,30 @@ def _new_array(spec: ArraySpec) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, n
         raise CheckptIOError(errno.ENOMEM, f"array {spec.name!r}: cannot allocate its {spec.nbytes} bytes") from e
     arr: np.ndarray[Any, Any] = np.ndarray(spec.shape, spec.dtype, buffer=raw, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
     return arr, raw
+
+
+_PATH = operator.attrgetter("path")
+#: dtypes np.frombuffer can make views of: not zero-sized, no subarray (numpy would reshape those).
+_FLAT_DTYPES: dict[np.dtype[Any], bool] = {}
+
+
+def _array_at(buf: Any, spec: ArraySpec, offset: int) -> np.ndarray[Any, Any]:
+    """Array ``spec`` as a view of ``buf`` at byte ``offset`` (read-only if ``buf`` is).
+
+    ``np.frombuffer`` takes 0.26 us where ``np.ndarray(shape, dtype, buffer=...)``
+    takes 0.69 us, which matters for 20,000 small arrays; other dtypes take the
+    general constructor.
+    """
+    dt, shape = spec.dtype, spec.shape
+    flat = _FLAT_DTYPES.get(dt)
+    if flat is None:
+        flat = _FLAT_DTYPES[dt] = dt.itemsize > 0 and dt.subdtype is None and len(_FLAT_DTYPES) < 4096
+    if not flat:
+        return np.ndarray(shape, dt, buffer=buf, offset=offset, order=spec.order)  # type: ignore[call-overload,arg-type,no-any-return,unused-ignore]
+    a = np.frombuffer(buf, dt, math.prod(shape), offset)
+    if len(shape) == 1:
+        return a
+    return a.reshape(shape) if spec.order == "C" else a.reshape(shape[::-1]).T
 
 
 def _check_out(spec: ArraySpec, out: Any) -> np.ndarray[Any, np.dtype[np.uint8]]:
@@ -998,7 +1031,7 @@ class _Loader:
         result: dict[int, np.ndarray[Any, Any]] = {}
         jobs: dict[int, list[Job]] = {}
         keep: set[int] = set()
-        packed: list[int] = []
+        packed: list[tuple[int, int, int]] = []  # (array, frame, offset in the frame)
         scatter: list[tuple[int, np.ndarray[Any, np.dtype[np.uint8]]]] = []  # blocked arrays: stored bytes
         arrays, locs, frames, views = head.arrays, self.layout.locs, head.frames, self.mmap_views
         raw_style = FrameStyle.RAW
@@ -1022,19 +1055,14 @@ class _Loader:
                 # not np.empty: it turns a big-endian generic timedelta (">m8") native
                 result[ai] = np.ndarray(spec.shape, spec.dtype, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
             elif views and loc.style is raw_style and loc.file_start is not None:
-                result[ai] = np.ndarray(
-                    spec.shape,
-                    spec.dtype,
-                    buffer=self.region,
-                    offset=loc.file_start,
-                    order=spec.order,  # type: ignore[arg-type]
-                )
-            elif len(loc.parts) == 1 and len(frames[fi := loc.parts[0][0]].parts) > 1:
+                result[ai] = _array_at(self.region, spec, loc.file_start)
+            elif len(loc.parts) == 1 and len(frames[(part := loc.parts[0])[0]].parts) > 1:
                 # Packed with others: read (or decode) the frame once; the array is a view of it.
+                fi = part[0]
                 if fi not in keep:
                     keep.add(fi)
                     jobs.setdefault(fi, [])
-                packed.append(ai)
+                packed.append((ai, fi, part[1][3]))
             else:
                 result[ai], raw = _new_array(spec)
                 self._jobs_for(ai, 0, spec.nbytes, raw, jobs)
@@ -1044,10 +1072,8 @@ class _Loader:
                     for fi, _ in self.layout.locs[ai].parts:
                         jobs.setdefault(fi, [])
         kept = self._run(jobs, keep)
-        for ai in packed:
-            spec = head.arrays[ai]
-            fi, p = self.layout.locs[ai].parts[0]
-            result[ai] = np.ndarray(spec.shape, spec.dtype, buffer=kept[fi], offset=p.at, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
+        for ai, fi, at in packed:
+            result[ai] = _array_at(kept[fi], arrays[ai], at)
         for ai, stored in scatter:
             _scatter_blocks(head.arrays[ai], stored, result[ai])
         return result
@@ -1307,15 +1333,14 @@ def load(
         from ._stream import load_stream
 
         return load_stream(source, out=out, verify=verify, progress=progress)
-    try:
-        with _no_gc():
+    with _no_gc():  # a head, its layout and the result: tens of thousands of acyclic objects
+        try:
             layout = _parse_region(src.region)
-        outs = _flatten_out(out, layout)
-        loader = _Loader(src, layout, mmap_views=mmap, verify=verify, threads=th, progress=progress)
-        arrays = loader.load(list(range(len(layout.head.arrays))), outs)
-    finally:
-        src.close()
-    with _no_gc():
+            outs = _flatten_out(out, layout)
+            loader = _Loader(src, layout, mmap_views=mmap, verify=verify, threads=th, progress=progress)
+            arrays = loader.load(list(range(len(layout.head.arrays))), outs)
+        finally:
+            src.close()
         return _nest(layout.head, arrays)
 
 

@@ -54,6 +54,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import operator
 import re
 import struct
 from dataclasses import dataclass, field
@@ -332,11 +333,15 @@ class Head:
             raise FormatError("head: JSON nested too deeply") from None
         if not isinstance(doc, dict) or set(doc) != {"arrays", "frames", "groups", "metadata"}:
             raise FormatError("head: expected exactly the keys arrays, frames, groups, metadata")
-        arrays = [_parse_array(i, a) for i, a in enumerate(_list(doc["arrays"], "head.arrays"))]
+        raw_arrays = _list(doc["arrays"], "head.arrays")
+        arrays = _parse_arrays_fast(raw_arrays)
+        if arrays is None:  # something unusual (or wrong): the per-array parser says what
+            arrays = [_parse_array(i, a) for i, a in enumerate(raw_arrays)]
         frames = [_parse_frame(i, f, len(arrays)) for i, f in enumerate(_list(doc["frames"], "head.frames"))]
         groups = [_parse_path(g, f"head.groups[{i}]") for i, g in enumerate(_list(doc["groups"], "head.groups"))]
         head = cls(arrays, frames, groups, doc["metadata"])
-        head.check_tiling()
+        if not _tiling_ok_fast(head):
+            head.check_tiling()  # raises, naming the first problem
         return head
 
     def check_tiling(self) -> None:
@@ -489,6 +494,14 @@ _FRAME_KEYS: Final = frozenset({"style", "nbytes", "parts"})
 _LIM: Final = 1 << 62
 _STR_ONLY: Final = {str}
 _INT_ONLY: Final = {int}
+_DICT_ONLY: Final = {dict}
+_LIST_ONLY: Final = {list}
+_FOUR: Final = {4}
+_ORDERS: Final = frozenset({"C", "F"})
+_PATH: Final = operator.attrgetter("path")
+_SHAPE: Final = operator.attrgetter("shape")
+_DTYPE: Final = operator.attrgetter("dtype")
+_ITEMSIZE: Final = operator.attrgetter("itemsize")
 _DTYPES: dict[str, np.dtype[Any]] = {}  # decoded dtype strings (a head often repeats one dtype)
 
 
@@ -534,6 +547,122 @@ def _parse_array(i: int, a: Any) -> ArraySpec:
     return ArraySpec(path, dtype, shape, order, blocks)
 
 
+def _parse_arrays_fast(raw: list[Any]) -> list[ArraySpec] | None:
+    """The arrays of a head whose entries are all plain (no blocks), validated column by column.
+
+    A head may list 20,000 small arrays and every open parses it, so the
+    checks of :func:`_parse_array` run here on whole columns with C-level
+    builtins (``set(map(type, ...))``, ``min``/``max`` over all dimensions)
+    instead of per array. Returns exactly what :func:`_parse_array` would, or
+    None whenever anything is unusual or wrong: the caller then runs the
+    per-array parser, which accepts the same heads and names the first
+    problem.
+    """
+    if not raw:
+        return []
+    if set(map(type, raw)) != _DICT_ONLY or set(map(len, raw)) != _FOUR:
+        return None
+    try:
+        paths = [a["path"] for a in raw]
+        dts = [a["dtype"] for a in raw]
+        shapes = [a["shape"] for a in raw]
+        orders = [a["order"] for a in raw]
+    except KeyError:
+        return None
+    if set(map(type, paths)) != _LIST_ONLY or set(map(type, shapes)) != _LIST_ONLY:
+        return None
+    comps = list(itertools.chain.from_iterable(paths))
+    if set(map(type, comps)) != _STR_ONLY or "" in set(comps) or min(map(len, paths)) == 0:
+        return None
+    dims = list(itertools.chain.from_iterable(shapes))
+    if dims and (set(map(type, dims)) != _INT_ONLY or min(dims) < 0 or max(dims) > _LIM):
+        return None
+    if not set(orders) <= _ORDERS or set(map(type, dts)) != _STR_ONLY:
+        return None
+    decoded: dict[str, np.dtype[Any]] = {}
+    for dt in set(dts):
+        d = _DTYPES.get(dt)
+        if d is None:
+            try:
+                d = decode_dtype(dt, what="array")
+            except FormatError:
+                return None
+            if len(_DTYPES) < 4096:
+                _DTYPES[dt] = d
+        decoded[dt] = d
+    dtypes = list(map(decoded.__getitem__, dts))
+    shape_tuples = list(map(tuple, shapes))
+    counts = list(map(math.prod, shape_tuples))
+    itemsizes = {dt: max(d.itemsize, 1) for dt, d in decoded.items()}
+    if max(map(operator.mul, counts, map(itemsizes.__getitem__, dts))) > _LIM:
+        return None
+    if 0 in counts:  # numpy also bounds the product of the non-zero dimensions
+        for shape, dt, count in zip(shape_tuples, dts, counts, strict=True):
+            if not count and math.prod(d for d in shape if d) * itemsizes[dt] > _LIM:
+                return None
+    # tuple.__new__ builds the named tuples without a Python-level call per array.
+    fields = zip(map(tuple, paths), dtypes, shape_tuples, orders, itertools.repeat(None))
+    return list(map(tuple.__new__, itertools.repeat(ArraySpec), fields))
+
+
+def _tiling_ok_fast(head: Head) -> bool:
+    """Whether the head passes :meth:`Head.check_tiling`, checked with numpy over all parts at once.
+
+    False means "run check_tiling": it raises with a precise message (and
+    would accept a head this conservative check refuses).
+    """
+    arrays, frames = head.arrays, head.frames
+    narr = len(arrays)
+    # Names and paths: unique, and no path inside another (only possible with deeper paths or groups).
+    paths = list(map(_PATH, arrays))
+    if len(set(map("/".join, paths))) != narr:
+        return False
+    if head.groups or (paths and max(map(len, paths)) > 1):
+        every = paths + head.groups
+        seen = set(every)
+        if len(seen) != len(every):
+            return False
+        for p in every:
+            for k in range(1, len(p)):
+                if p[:k] in seen:
+                    return False
+    chain = itertools.chain.from_iterable
+    flat = list(chain(chain(f.parts for f in frames)))
+    sizes = map(math.prod, map(_SHAPE, arrays))
+    nbytes = np.array(list(map(operator.mul, sizes, map(_ITEMSIZE, map(_DTYPE, arrays)))), dtype=np.int64)
+    if not flat:
+        return not nbytes.any()
+    parts = np.array(flat, dtype=np.int64).reshape(-1, 4)
+    ai, start, n, at = parts.T
+    counts = [len(f.parts) for f in frames]
+    fsize = np.repeat(np.array([f.nbytes for f in frames], dtype=np.int64), counts)
+    fstyle = np.repeat(np.array([int(f.style) for f in frames], dtype=np.int64), counts)
+    first = np.zeros(len(ai), dtype=bool)
+    first[np.cumsum([0, *counts[:-1]])] = True
+    if (at > fsize).any() or (n > fsize).any():  # (frames are at most FRAME_MAX: no overflow below)
+        return False
+    end = at + n
+    # Within a frame: positive sizes, in the frame, in increasing order without overlap.
+    if (n <= 0).any() or (end > fsize).any() or (at[1:] < end[:-1])[~first[1:]].any():
+        return False
+    # Per array, in frame order: parts start at 0 and follow each other, in frames of one style,
+    # and cover exactly the array's bytes.
+    order = np.argsort(ai, kind="stable")
+    sai, sstart, sn, sstyle = ai[order], start[order], n[order], fstyle[order]
+    new = np.ones(len(sai), dtype=bool)
+    new[1:] = sai[1:] != sai[:-1]
+    if (sstart[new] != 0).any():
+        return False
+    cont = ~new[1:]
+    if (sstart[1:][cont] != (sstart[:-1] + sn[:-1])[cont]).any() or (sstyle[1:][cont] != sstyle[:-1][cont]).any():
+        return False
+    last = np.ones(len(sai), dtype=bool)
+    last[:-1] = new[1:]
+    covered = np.zeros(narr, dtype=np.int64)
+    covered[sai[last]] = sstart[last] + sn[last]
+    return bool((covered == nbytes).all())
+
+
 def _parse_frame(i: int, f: Any, narrays: int) -> FrameSpec:
     if type(f) is not dict or f.keys() != _FRAME_KEYS:
         raise FormatError(f"head.frames[{i}]: expected exactly the keys style, nbytes, parts")
@@ -544,6 +673,13 @@ def _parse_frame(i: int, f: Any, narrays: int) -> FrameSpec:
         _int(nbytes, f"frame {i} nbytes", 1, FRAME_MAX)
     if type(raw_parts) is not list or not raw_parts:
         raise FormatError(f"frame {i}: parts must be a non-empty list")
+    fs = FrameStyle.RAW if style == 1 else FrameStyle.LZ4
+    # Fast path, whole columns at once (a frame may pack thousands of small arrays); anything
+    # unusual goes through the per-part loop below, which names the bad part.
+    if set(map(type, raw_parts)) == _LIST_ONLY and set(map(len, raw_parts)) == _FOUR:
+        flat = list(itertools.chain.from_iterable(raw_parts))
+        if set(map(type, flat)) == _INT_ONLY and min(flat) >= 0 and max(flat) <= _LIM and max(flat[::4]) < narrays:
+            return FrameSpec(fs, nbytes, list(map(tuple.__new__, itertools.repeat(Part), raw_parts)))
     parts = []
     for p in raw_parts:
         if type(p) is list and len(p) == 4:
@@ -561,7 +697,7 @@ def _parse_frame(i: int, f: Any, narrays: int) -> FrameSpec:
                 parts.append(Part(ai, start, n, at))
                 continue
         _bad_part(i, p, narrays)
-    return FrameSpec(FrameStyle.RAW if style == 1 else FrameStyle.LZ4, nbytes, parts)
+    return FrameSpec(fs, nbytes, parts)
 
 
 def _bad_part(i: int, p: Any, narrays: int) -> None:
