@@ -26,7 +26,7 @@ import numpy as np
 import ndckpt
 from ndckpt import CheckptError, FrameStyle, Restore
 from ndckpt._lz4 import xxh64
-from ndckpt.container import INDEX_DTYPE, MAGIC, RECORD, SUPERBLOCK, TRAILER
+from ndckpt.container import INDEX_DTYPE, MAGIC, RAW_ALIGN, RECORD, STORED_RAW, SUPERBLOCK, TRAILER
 
 __all__ = ["exercise", "exercise_both", "fixup"]
 
@@ -136,7 +136,8 @@ def fixup(data: bytes) -> bytes:
 
     Random mutations almost never get past the head's XXH64, so the fuzz target also feeds
     this repaired version: the head checksum, each index entry's checksum (and the LZ4 record
-    before it when the record matched the entry), the index checksum and the trailer's file
+    before it, or before the pad of a frame stored verbatim, when the record matched the
+    entry), the index checksum and the trailer's file
     size are made to fit the bytes. Offsets, counts and sizes are left as mutated.
     """
     b = bytearray(data)
@@ -153,11 +154,15 @@ def fixup(data: bytes) -> bytes:
     idx = np.frombuffer(b, INDEX_DTYPE, nframes, io).copy()
     for e in idx:
         off, n, old = int(e["offset"]), int(e["stored"]), int(e["xxh64"])
-        if off + n > io:
+        size = n & ~STORED_RAW  # bit 63: an LZ4 frame stored verbatim (its size is the low bits)
+        if off + size > io:
             continue
-        e["xxh64"] = x = xxh64(bytes(b[off : off + n]))
-        if off >= RECORD.size and RECORD.unpack_from(b, off - RECORD.size) == (n, old):
-            b[off - RECORD.size : off] = RECORD.pack(n, x)
+        e["xxh64"] = x = xxh64(bytes(b[off : off + size]))
+        # The record ends right before the data or (stored verbatim) before the pad up to it.
+        lo = off - RECORD.size - (RAW_ALIGN - 1 if n & STORED_RAW else 0)
+        at = b.rfind(RECORD.pack(n, old), max(0, lo), off)
+        if at >= 0:
+            b[at : at + RECORD.size] = RECORD.pack(n, x)
     ib = idx.tobytes()
     b[io:end] = ib
     b[end + 16 : end + 24] = xxh64(ib).to_bytes(8, "little")
