@@ -61,7 +61,7 @@ def plan(
     order = sorted(range(len(arrays)), key=keys.__getitem__)
     frames: list[FrameSpec] = []
     pack: FrameSpec | None = None
-    prod = math.prod
+    prod, new_part = math.prod, tuple.__new__
     for pos, i in enumerate(order):  # per-array work stays minimal: a state may hold 20,000 arrays
         a = arrays[i]
         n, style = prod(a.shape) * a.dtype.itemsize, styles[i]
@@ -75,7 +75,7 @@ def plan(
                 pack = FrameSpec(style, 0)
                 frames.append(pack)
                 at = 0
-            pack.parts.append(Part(pos, 0, n, at))
+            pack.parts.append(new_part(Part, (pos, 0, n, at)))
             pack.nbytes = at + n
             continue
         pack = None

@@ -257,12 +257,18 @@ class _Prepared:
 
 def _prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int, raw_frame_bytes: int | None = None) -> _Prepared:
     items, groups = _flatten(arrays)
-    specs, srcs = [], []
+    specs: list[ArraySpec] = []
+    srcs: list[_Source] = []
+    src: _Source
     checked: set[np.dtype[Any]] = set()
-    for path, v in items:
-        a = _as_array(path, v, checked)
-        src, order = _source(a)
-        specs.append(ArraySpec(path, a.dtype, a.shape, order))
+    new_spec, ndarray, uint8 = tuple.__new__, np.ndarray, np.uint8
+    for path, v in items:  # per-array work stays minimal: a state may hold 20,000 arrays
+        if type(v) is ndarray and v.ndim == 1 and v.dtype in checked and v.flags.c_contiguous and v.itemsize:
+            src, order, a = v.view(uint8), "C", v  # the common case of many small arrays
+        else:
+            a = _as_array(path, v, checked)
+            src, order = _source(a)
+        specs.append(new_spec(ArraySpec, (path, a.dtype, a.shape, order, None)))
         srcs.append(src)
     styles = _resolve_styles(style, ["/".join(p) for p, _ in items])
     meta = _check_metadata(metadata)
@@ -308,18 +314,16 @@ def _frame_input(
     if len(f.parts) == 1 and p0.at == 0 and p0.nbytes == f.nbytes and not isinstance(src0, _Strided):
         return src0[p0.start : p0.start + p0.nbytes], None
     g = Staging.get(f.nbytes)
-    end = 0
-    for p in f.parts:
-        if p.at > end:
-            g[end : p.at] = 0
-        src = sources[p.array]
+    if len(f.parts) > 1 or p0.nbytes != f.nbytes:
+        g[:] = 0  # the padding around the parts (one memset, not one per gap)
+    for ai, start, n, at in f.parts:  # per-part work stays minimal: a frame may pack 16,000 arrays
+        src = sources[ai]
         if isinstance(src, _Strided):
-            src.copy_into(g[p.at : p.at + p.nbytes], p.start)
+            src.copy_into(g[at : at + n], start)
+        elif start == 0 and n == len(src):
+            g[at : at + n] = src
         else:
-            g[p.at : p.at + p.nbytes] = src[p.start : p.start + p.nbytes]
-        end = p.at + p.nbytes
-    if end < f.nbytes:
-        g[end:] = 0
+            g[at : at + n] = src[start : start + n]
     return g, g
 
 
@@ -694,7 +698,8 @@ def _check_frame_sizes(head: Head, fi: int, stored: int) -> None:
     """Check a record's or index entry's stored_nbytes (bit 63 included) against the head."""
     f = head.frames[fi]
     if f.style == FrameStyle.RAW and stored != f.nbytes:
-        raise FormatError(f"frame {fi}: RAW frame stores {stored} bytes, the head says {f.nbytes}")
+        flag = " (with the stored-verbatim bit, which only LZ4 frames may have)" if stored & STORED_RAW else ""
+        raise FormatError(f"frame {fi}: RAW frame stores {stored & ~STORED_RAW} bytes{flag}, the head says {f.nbytes}")
     if f.style == FrameStyle.LZ4:
         if stored & STORED_RAW:
             if stored & ~STORED_RAW != f.nbytes:
@@ -761,7 +766,8 @@ def _parse_region(region: memoryview) -> _Layout:
         _check_frame_sizes(head, fi, stored[fi])
         pos += stored[fi] & ~STORED_RAW
         if pos > io:
-            raise FormatError(f"frame {fi} at offset {offsets[fi]}: {stored[fi]} bytes run past the index")
+            n = stored[fi] & ~STORED_RAW
+            raise FormatError(f"frame {fi} at offset {offsets[fi]}: {n} bytes run past the index")
     if pos != io:
         raise FormatError(f"{io - pos} unexplained bytes before the index at offset {io}")
     layout = _Layout(head, offsets, stored, xxh)

@@ -1,4 +1,4 @@
-"""The ndckpt container format, version 1: layout constants, codecs and strict validation.
+"""The ndckpt container format, version 2: layout constants, codecs and strict validation.
 
 Concepts
 --------
@@ -10,9 +10,9 @@ this module implements it and the two must change together.
 
 ::
 
-    superblock   RAW  32 B   magic "\\x93NDCKPT\\n", u32 version=1, u32 flags=0,
+    superblock   RAW  32 B   magic "\\x93NDCKPT\\n", u32 version=2, u32 flags=0,
                              u64 head_nbytes, u64 XXH64(head)
-    head         RAW         canonical JSON: arrays, frames (plan), groups, metadata
+    head         RAW         canonical JSON: arrays (columns), frames (plan), groups, metadata
     for each frame i of the plan, in order:
       [LZ4]  record  RAW 16 B  u64 stored_nbytes (bit 63: stored uncompressed), u64 XXH64(stored bytes)
       [LZ4, bit 63 set] pad    zero bytes up to the next multiple of 4096
@@ -22,7 +22,7 @@ this module implements it and the two must change together.
                                LZ4 did not shrink it by 1/32, so it is stored verbatim)
     index        RAW  24 B x nframes: u64 offset, u64 stored_nbytes, u64 XXH64
     trailer      RAW  48 B   u64 index_offset, u64 nframes, u64 XXH64(index),
-                             u64 file_nbytes, u32 version=1, u32 flags=0, magic "NDCKEND\\n"
+                             u64 file_nbytes, u32 version=2, u32 flags=0, magic "NDCKEND\\n"
 
 Why this shape:
 
@@ -86,7 +86,7 @@ __all__ = [
 
 MAGIC: Final = b"\x93NDCKPT\n"
 END_MAGIC: Final = b"NDCKEND\n"
-VERSION: Final = 1
+VERSION: Final = 2
 #: magic, version, flags, head_nbytes, head_xxh64
 SUPERBLOCK: Final = struct.Struct("<8sIIQQ")
 #: index_offset, nframes, index_xxh64, file_nbytes, version, flags, end magic
@@ -281,46 +281,50 @@ class Head:
         """Canonical JSON (sorted keys, no spaces, ASCII): the same Head always gives the same bytes.
 
         Equal to ``json.dumps(doc, sort_keys=True, separators=(",", ":"),
-        ensure_ascii=True)`` of the head as a dict (``_to_json_reference``,
-        checked by the tests); assembled piecewise because heads of 20,000
-        small arrays are built on every save.
+        ensure_ascii=True)`` of :meth:`doc` (``_to_json_reference``, checked by
+        the tests); the columns are encoded one at a time by the C encoder
+        because heads of 20,000 small arrays are built on every save.
         """
-        dtypes: dict[np.dtype[Any], str] = {}
-        arrays = []
-        for a in self.arrays:
-            dt = dtypes.get(a.dtype)
-            if dt is None:
-                dt = dtypes[a.dtype] = _canonical(encode_dtype(a.dtype))
-            blocks = (
-                ""
-                if a.blocks is None
-                else '"blocks":' + _canonical([[list(st), list(sh)] for st, sh in a.blocks]) + ","
-            )
-            arrays.append(
-                f'{{{blocks}"dtype":{dt},"order":"{a.order}","path":{_path_json(a.path)},'
-                f'"shape":[{",".join(map(str, a.shape))}]}}'
-            )
-        frames = [
-            f'{{"nbytes":{f.nbytes},"parts":[{",".join(f"[{p[0]},{p[1]},{p[2]},{p[3]}]" for p in f.parts)}],'
-            f'"style":{int(f.style)}}}'
-            for f in self.frames
-        ]
+        doc = self.doc()
+        arrays, frames = doc.pop("arrays"), doc.pop("frames")
+        columns = ",".join(f'"{k}":{_canonical(arrays[k])}' for k in sorted(arrays))
+        frame_text = ",".join(
+            f'{{"nbytes":{f["nbytes"]},"parts":{_canonical(f["parts"])},"style":{f["style"]}}}' for f in frames
+        )
         return (
-            f'{{"arrays":[{",".join(arrays)}],"frames":[{",".join(frames)}],'
-            f'"groups":{_canonical([list(g) for g in self.groups])},"metadata":{_canonical(self.metadata)}}}'
+            f'{{"arrays":{{{columns}}},"frames":[{frame_text}],'
+            f'"groups":{_canonical(doc["groups"])},"metadata":{_canonical(doc["metadata"])}}}'
         ).encode()
 
     def _to_json_reference(self) -> bytes:
         """The canonical JSON built the obvious way (the definition :meth:`to_json` must match)."""
-        doc = {
-            "arrays": [_array_json(a) for a in self.arrays],
+        return _canonical(self.doc()).encode()
+
+    def doc(self) -> dict[str, Any]:
+        """The head as the JSON document of format §2.2 (columns of arrays, flat parts)."""
+        arrays = self.arrays
+        table: dict[np.dtype[Any], int] = {}
+        index = [table.setdefault(a.dtype, len(table)) for a in arrays]
+        return {
+            "arrays": {
+                "blocks": [
+                    [i, [[list(st), list(sh)] for st, sh in a.blocks]]
+                    for i, a in enumerate(arrays)
+                    if a.blocks is not None
+                ],
+                "dtype": index,
+                "dtypes": [encode_dtype(dt) for dt in table],
+                "order": "".join(map(_ORDER, arrays)),
+                "path": list(map(list, map(_PATH, arrays))),
+                "shape": list(map(list, map(_SHAPE, arrays))),
+            },
             "frames": [
-                {"style": int(f.style), "nbytes": f.nbytes, "parts": [list(p) for p in f.parts]} for f in self.frames
+                {"nbytes": f.nbytes, "parts": list(itertools.chain.from_iterable(f.parts)), "style": int(f.style)}
+                for f in self.frames
             ],
             "groups": [list(g) for g in self.groups],
             "metadata": self.metadata,
         }
-        return _canonical(doc).encode()
 
     @classmethod
     def from_json(cls, raw: bytes | bytearray | memoryview) -> Head:
@@ -333,10 +337,7 @@ class Head:
             raise FormatError("head: JSON nested too deeply") from None
         if not isinstance(doc, dict) or set(doc) != {"arrays", "frames", "groups", "metadata"}:
             raise FormatError("head: expected exactly the keys arrays, frames, groups, metadata")
-        raw_arrays = _list(doc["arrays"], "head.arrays")
-        arrays = _parse_arrays_fast(raw_arrays)
-        if arrays is None:  # something unusual (or wrong): the per-array parser says what
-            arrays = [_parse_array(i, a) for i, a in enumerate(raw_arrays)]
+        arrays = _parse_arrays(doc["arrays"])
         frames = [_parse_frame(i, f, len(arrays)) for i, f in enumerate(_list(doc["frames"], "head.frames"))]
         groups = [_parse_path(g, f"head.groups[{i}]") for i, g in enumerate(_list(doc["groups"], "head.groups"))]
         head = cls(arrays, frames, groups, doc["metadata"])
@@ -395,14 +396,6 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def _path_json(path: tuple[str, ...]) -> str:
-    """``_canonical(list(path))``, without the encoder for names that need no escaping."""
-    text = "".join(path)
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        return '["' + '","'.join(path) + '"]'
-    return _canonical(list(path))
-
-
 def _list(v: Any, what: str) -> list[Any]:
     if not isinstance(v, list):
         raise FormatError(f"{what}: expected a list")
@@ -419,13 +412,6 @@ def _parse_path(v: Any, what: str) -> tuple[str, ...]:
     if not isinstance(v, list) or not v or not all(isinstance(s, str) and s for s in v):
         raise FormatError(f"{what}: expected a non-empty list of non-empty strings")
     return tuple(v)
-
-
-def _array_json(a: ArraySpec) -> dict[str, Any]:
-    d: dict[str, Any] = {"path": list(a.path), "dtype": encode_dtype(a.dtype), "shape": list(a.shape), "order": a.order}
-    if a.blocks is not None:
-        d["blocks"] = [[list(st), list(sh)] for st, sh in a.blocks]
-    return d
 
 
 def block_offsets(spec: ArraySpec) -> list[int]:
@@ -488,121 +474,109 @@ def _parse_blocks(v: Any, shape: tuple[int, ...], name: str) -> tuple[Block, ...
     return blocks
 
 
-_ARRAY_KEYS: Final = frozenset({"path", "dtype", "shape", "order"})
-_ARRAY_KEYS_BLOCKS: Final = _ARRAY_KEYS | {"blocks"}
+_ARRAYS_KEYS: Final = frozenset({"blocks", "dtype", "dtypes", "order", "path", "shape"})
 _FRAME_KEYS: Final = frozenset({"style", "nbytes", "parts"})
 _LIM: Final = 1 << 62
 _STR_ONLY: Final = {str}
 _INT_ONLY: Final = {int}
-_DICT_ONLY: Final = {dict}
 _LIST_ONLY: Final = {list}
-_FOUR: Final = {4}
 _ORDERS: Final = frozenset({"C", "F"})
 _PATH: Final = operator.attrgetter("path")
 _SHAPE: Final = operator.attrgetter("shape")
 _DTYPE: Final = operator.attrgetter("dtype")
+_ORDER: Final = operator.attrgetter("order")
 _ITEMSIZE: Final = operator.attrgetter("itemsize")
 _DTYPES: dict[str, np.dtype[Any]] = {}  # decoded dtype strings (a head often repeats one dtype)
 
 
-def _parse_array(i: int, a: Any) -> ArraySpec:
-    # Hot for heads of many small arrays: C-level checks first (set/map instead of generator
-    # expressions), names joined only for error messages, precise messages from the slow helpers.
-    if type(a) is not dict or (a.keys() != _ARRAY_KEYS and a.keys() != _ARRAY_KEYS_BLOCKS):
-        raise FormatError(f"head.arrays[{i}]: expected the keys path, dtype, shape, order (and optionally blocks)")
-    path = a["path"]
-    if type(path) is list and path and set(map(type, path)) == _STR_ONLY and "" not in path:
-        path = tuple(path)
-    else:
-        path = _parse_path(path, f"head.arrays[{i}].path")
-    dt = a["dtype"]
-    dtype = _DTYPES.get(dt) if type(dt) is str else None
-    if dtype is None:
-        dtype = decode_dtype(dt, what=f"array {'/'.join(path)!r}")
-        if type(dt) is str and len(_DTYPES) < 4096:
-            _DTYPES[dt] = dtype
-    shape = a["shape"]
-    if type(shape) is list and (
-        not shape or (set(map(type, shape)) == _INT_ONLY and min(shape) >= 0 and max(shape) <= _LIM)
-    ):
-        shape = tuple(shape)
-    else:
-        shape = tuple(_int(n, f"array {'/'.join(path)!r} shape") for n in _list(shape, f"head.arrays[{i}].shape"))
-    order = a["order"]
-    if order != "C" and order != "F":
-        raise FormatError(f"array {'/'.join(path)!r}: order must be 'C' or 'F', got {order!r}")
-    count = math.prod(shape)
-    blocks = None
-    if "blocks" in a:
-        name = "/".join(path)
-        if order != "C":
-            raise FormatError(f"array {name!r}: a blocked array must have order 'C'")
-        if count > _LIM:
-            raise FormatError(f"array {name!r}: claims {count} elements")
-        blocks = _parse_blocks(a["blocks"], shape, name)
-    # numpy bounds the product of the non-zero dimensions too (shape (0, 2**62) is "too big").
-    extent = count if count else math.prod(d for d in shape if d)
-    if extent * max(dtype.itemsize, 1) > _LIM:
-        raise FormatError(f"array {'/'.join(path)!r}: shape {list(shape)} of {dtype} claims too many bytes")
-    return ArraySpec(path, dtype, shape, order, blocks)
+def _parse_arrays(obj: Any) -> list[ArraySpec]:
+    """The arrays of a head (format §2.2: one column per field), validated.
 
-
-def _parse_arrays_fast(raw: list[Any]) -> list[ArraySpec] | None:
-    """The arrays of a head whose entries are all plain (no blocks), validated column by column.
-
-    A head may list 20,000 small arrays and every open parses it, so the
-    checks of :func:`_parse_array` run here on whole columns with C-level
-    builtins (``set(map(type, ...))``, ``min``/``max`` over all dimensions)
-    instead of per array. Returns exactly what :func:`_parse_array` would, or
-    None whenever anything is unusual or wrong: the caller then runs the
-    per-array parser, which accepts the same heads and names the first
-    problem.
+    A head may list 20,000 small arrays and every open parses it, so each
+    column is checked at once with C-level builtins (``set(map(type, ...))``,
+    ``min``/``max`` over all dimensions); only when a check fails does a loop
+    find the first bad entry, to name it.
     """
-    if not raw:
+    if type(obj) is not dict or obj.keys() != _ARRAYS_KEYS:
+        raise FormatError("head.arrays: expected exactly the keys blocks, dtype, dtypes, order, path, shape")
+    paths, index, table, orders, shapes = obj["path"], obj["dtype"], obj["dtypes"], obj["order"], obj["shape"]
+    for key, want in (("path", list), ("dtype", list), ("dtypes", list), ("order", str), ("shape", list)):
+        if type(obj[key]) is not want:
+            raise FormatError(f"head.arrays.{key}: expected a {'string' if want is str else 'list'}")
+    n = len(paths)
+    if len(index) != n or len(orders) != n or len(shapes) != n:
+        raise FormatError(
+            f"head.arrays: columns of different lengths (path {n}, dtype {len(index)}, "
+            f"order {len(orders)}, shape {len(shapes)})"
+        )
+    if not n:
+        if table or obj["blocks"] != []:
+            raise FormatError("head.arrays: dtypes or blocks without arrays")
         return []
-    if set(map(type, raw)) != _DICT_ONLY or set(map(len, raw)) != _FOUR:
-        return None
-    try:
-        paths = [a["path"] for a in raw]
-        dts = [a["dtype"] for a in raw]
-        shapes = [a["shape"] for a in raw]
-        orders = [a["order"] for a in raw]
-    except KeyError:
-        return None
-    if set(map(type, paths)) != _LIST_ONLY or set(map(type, shapes)) != _LIST_ONLY:
-        return None
-    comps = list(itertools.chain.from_iterable(paths))
-    if set(map(type, comps)) != _STR_ONLY or "" in set(comps) or min(map(len, paths)) == 0:
-        return None
-    dims = list(itertools.chain.from_iterable(shapes))
-    if dims and (set(map(type, dims)) != _INT_ONLY or min(dims) < 0 or max(dims) > _LIM):
-        return None
-    if not set(orders) <= _ORDERS or set(map(type, dts)) != _STR_ONLY:
-        return None
-    decoded: dict[str, np.dtype[Any]] = {}
-    for dt in set(dts):
-        d = _DTYPES.get(dt)
-        if d is None:
-            try:
-                d = decode_dtype(dt, what="array")
-            except FormatError:
-                return None
-            if len(_DTYPES) < 4096:
-                _DTYPES[dt] = d
-        decoded[dt] = d
-    dtypes = list(map(decoded.__getitem__, dts))
+    # Paths: non-empty lists of non-empty strings.
+    comps = list(itertools.chain.from_iterable(p for p in paths if type(p) is list))
+    if (
+        set(map(type, paths)) != _LIST_ONLY
+        or min(map(len, paths)) == 0
+        or (comps and (set(map(type, comps)) != _STR_ONLY or "" in set(comps)))
+    ):
+        for i, p in enumerate(paths):
+            _parse_path(p, f"head.arrays.path[{i}]")
+    path_tuples = list(map(tuple, paths))
+    # dtypes: a table of distinct dtypes, and one index into it per array.
+    dtypes = [_decode_cached(dt, f"head.arrays.dtypes[{k}]") for k, dt in enumerate(table)]
+    if set(map(type, index)) != _INT_ONLY or min(index) < 0 or max(index) >= len(dtypes):
+        for i, k in enumerate(index):
+            _int(k, f"array {'/'.join(path_tuples[i])!r} dtype index", 0, len(dtypes) - 1)
+    # Shapes: lists of integers in [0, 2**62].
+    dims = list(itertools.chain.from_iterable(sh for sh in shapes if type(sh) is list))
+    if set(map(type, shapes)) != _LIST_ONLY or (
+        dims and (set(map(type, dims)) != _INT_ONLY or min(dims) < 0 or max(dims) > _LIM)
+    ):
+        for i, sh in enumerate(shapes):
+            what = f"array {'/'.join(path_tuples[i])!r} shape"
+            for d in _list(sh, what):
+                _int(d, what)
     shape_tuples = list(map(tuple, shapes))
+    if not set(orders) <= _ORDERS:
+        i = next(i for i, o in enumerate(orders) if o not in _ORDERS)
+        raise FormatError(f"array {'/'.join(path_tuples[i])!r}: order must be 'C' or 'F', got {orders[i]!r}")
+    # Sizes: numpy bounds the product of the non-zero dimensions too (shape (0, 2**62) is "too big").
+    itemsizes = [max(dt.itemsize, 1) for dt in dtypes]
     counts = list(map(math.prod, shape_tuples))
-    itemsizes = {dt: max(d.itemsize, 1) for dt, d in decoded.items()}
-    if max(map(operator.mul, counts, map(itemsizes.__getitem__, dts))) > _LIM:
-        return None
-    if 0 in counts:  # numpy also bounds the product of the non-zero dimensions
-        for shape, dt, count in zip(shape_tuples, dts, counts, strict=True):
-            if not count and math.prod(d for d in shape if d) * itemsizes[dt] > _LIM:
-                return None
+    if max(map(operator.mul, counts, map(itemsizes.__getitem__, index))) > _LIM or 0 in counts:
+        for i, (shape, k, count) in enumerate(zip(shape_tuples, index, counts, strict=True)):
+            extent = count if count else math.prod(d for d in shape if d)
+            if extent * itemsizes[k] > _LIM:
+                raise FormatError(
+                    f"array {'/'.join(path_tuples[i])!r}: shape {list(shape)} of {dtypes[k]} claims too many bytes"
+                )
+    blocks: list[tuple[Block, ...] | None] = [None] * n
+    prev = -1
+    for entry in _list(obj["blocks"], "head.arrays.blocks"):
+        if type(entry) is not list or len(entry) != 2:
+            raise FormatError("head.arrays.blocks: each entry must be [array, blocks]")
+        i = _int(entry[0], "head.arrays.blocks array", 0, n - 1)
+        name = "/".join(path_tuples[i])
+        if i <= prev:
+            raise FormatError(f"head.arrays.blocks: array {name!r} listed out of order or twice")
+        prev = i
+        if orders[i] != "C":
+            raise FormatError(f"array {name!r}: a blocked array must have order 'C'")
+        blocks[i] = _parse_blocks(entry[1], shape_tuples[i], name)
     # tuple.__new__ builds the named tuples without a Python-level call per array.
-    fields = zip(map(tuple, paths), dtypes, shape_tuples, orders, itertools.repeat(None))
+    fields = zip(path_tuples, map(dtypes.__getitem__, index), shape_tuples, orders, blocks, strict=True)
     return list(map(tuple.__new__, itertools.repeat(ArraySpec), fields))
+
+
+def _decode_cached(dt: Any, what: str) -> np.dtype[Any]:
+    """decode_dtype, remembering dtype strings (heads repeat a few dtypes across files)."""
+    d = _DTYPES.get(dt) if type(dt) is str else None
+    if d is None:
+        d = decode_dtype(dt, what=what)
+        if type(dt) is str and len(_DTYPES) < 4096:
+            _DTYPES[dt] = d
+    return d
 
 
 def _tiling_ok_fast(head: Head) -> bool:
@@ -666,47 +640,21 @@ def _tiling_ok_fast(head: Head) -> bool:
 def _parse_frame(i: int, f: Any, narrays: int) -> FrameSpec:
     if type(f) is not dict or f.keys() != _FRAME_KEYS:
         raise FormatError(f"head.frames[{i}]: expected exactly the keys style, nbytes, parts")
-    style, nbytes, raw_parts = f["style"], f["nbytes"], f["parts"]
+    style, nbytes, flat = f["style"], f["nbytes"], f["parts"]
     if type(style) is not int or style not in (1, 2):
         _int(style, f"frame {i} style", 1, 2)
     if type(nbytes) is not int or not 1 <= nbytes <= FRAME_MAX:
         _int(nbytes, f"frame {i} nbytes", 1, FRAME_MAX)
-    if type(raw_parts) is not list or not raw_parts:
-        raise FormatError(f"frame {i}: parts must be a non-empty list")
-    fs = FrameStyle.RAW if style == 1 else FrameStyle.LZ4
-    # Fast path, whole columns at once (a frame may pack thousands of small arrays); anything
-    # unusual goes through the per-part loop below, which names the bad part.
-    if set(map(type, raw_parts)) == _LIST_ONLY and set(map(len, raw_parts)) == _FOUR:
-        flat = list(itertools.chain.from_iterable(raw_parts))
-        if set(map(type, flat)) == _INT_ONLY and min(flat) >= 0 and max(flat) <= _LIM and max(flat[::4]) < narrays:
-            return FrameSpec(fs, nbytes, list(map(tuple.__new__, itertools.repeat(Part), raw_parts)))
-    parts = []
-    for p in raw_parts:
-        if type(p) is list and len(p) == 4:
-            ai, start, n, at = p
-            if (
-                type(ai) is int
-                and type(start) is int
-                and type(n) is int
-                and type(at) is int
-                and 0 <= ai < narrays
-                and 0 <= start <= _LIM
-                and 0 <= n <= _LIM
-                and 0 <= at <= _LIM
-            ):
-                parts.append(Part(ai, start, n, at))
-                continue
-        _bad_part(i, p, narrays)
-    return FrameSpec(fs, nbytes, parts)
-
-
-def _bad_part(i: int, p: Any, narrays: int) -> None:
-    what = f"frame {i}"
-    if not isinstance(p, list) or len(p) != 4:
-        raise FormatError(f"{what}: each part must be [array, start, nbytes, at]")
-    _int(p[0], what + " part array", 0, narrays - 1)
-    for v, field_name in zip(p[1:], ("start", "nbytes", "at"), strict=True):
-        _int(v, f"{what} part {field_name}")
+    if type(flat) is not list or not flat or len(flat) % 4:
+        raise FormatError(f"frame {i}: parts must be a non-empty list of [array, start, nbytes, at] quadruples")
+    if set(map(type, flat)) != _INT_ONLY or min(flat) < 0 or max(flat) > _LIM or max(flat[::4]) >= narrays:
+        for k in range(0, len(flat), 4):
+            _int(flat[k], f"frame {i} part array", 0, narrays - 1)
+            for v, field_name in zip(flat[k + 1 : k + 4], ("start", "nbytes", "at"), strict=True):
+                _int(v, f"frame {i} part {field_name}")
+    it = iter(flat)
+    parts = list(map(tuple.__new__, itertools.repeat(Part), zip(it, it, it, it, strict=True)))
+    return FrameSpec(FrameStyle.RAW if style == 1 else FrameStyle.LZ4, nbytes, parts)
 
 
 def frame_offsets(head_end: int, frames: list[FrameSpec], stored: list[int]) -> tuple[list[int], int]:

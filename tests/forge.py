@@ -30,12 +30,105 @@ from ndckpt.container import (
     align_up,
 )
 
-__all__ = ["Layout", "Region", "Unseekable", "build", "canonical", "flat", "parse", "save_bytes", "stored_order_bytes"]
+__all__ = [
+    "Layout",
+    "Region",
+    "Unseekable",
+    "build",
+    "canonical",
+    "column_doc",
+    "columns",
+    "flat",
+    "parse",
+    "parts4",
+    "row_doc",
+    "rows",
+    "save_bytes",
+    "stored_order_bytes",
+]
 
 
 def canonical(doc: Any) -> bytes:
     """The head's canonical JSON encoding (as the writer makes it)."""
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def rows(head: dict[str, Any]) -> list[dict[str, Any]]:
+    """The head's arrays as one dict per array (path, dtype, shape, order[, blocks]), for reading."""
+    cols = head["arrays"]
+    blocks = dict(cols["blocks"])
+    out = []
+    for i, path in enumerate(cols["path"]):
+        row = {
+            "path": path,
+            "dtype": cols["dtypes"][cols["dtype"][i]],
+            "shape": cols["shape"][i],
+            "order": cols["order"][i],
+        }
+        if i in blocks:
+            row["blocks"] = blocks[i]
+        out.append(row)
+    return out
+
+
+def parts4(frame: dict[str, Any]) -> list[list[int]]:
+    """A head frame's flat parts as [array, start, nbytes, at] lists."""
+    flat_parts = frame["parts"]
+    return [flat_parts[k : k + 4] for k in range(0, len(flat_parts), 4)]
+
+
+def columns(arrays: Any) -> Any:
+    """Rows (as :func:`rows` gives, possibly edited or malformed) back to the head's columns.
+
+    Keys a row has beyond path/dtype/shape/order/blocks become extra columns, so an edit that
+    adds a field stays visible to the reader; anything not a list of dicts passes through.
+    """
+    if not isinstance(arrays, list) or not all(isinstance(r, dict) for r in arrays):
+        return arrays
+    table: list[Any] = []
+    index = []
+    for r in arrays:
+        d = r.get("dtype")
+        if d not in table:
+            table.append(d)
+        index.append(table.index(d))
+    cols: dict[str, Any] = {
+        "blocks": [[i, r["blocks"]] for i, r in enumerate(arrays) if "blocks" in r],
+        "dtype": index,
+        "dtypes": table,
+        "order": "".join(str(r.get("order")) for r in arrays),
+        "path": [r.get("path") for r in arrays],
+        "shape": [r.get("shape") for r in arrays],
+    }
+    for r in arrays:
+        for k in set(r) - {"path", "dtype", "shape", "order", "blocks"}:
+            cols.setdefault(k, []).append(r[k])
+    return cols
+
+
+def row_doc(head: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of a head with arrays as rows and parts as [array, start, nbytes, at] lists:
+    the shape tests edit. :func:`column_doc` turns it back into a head."""
+    doc = json.loads(json.dumps(head))
+    doc["arrays"] = rows(doc)
+    for f in doc["frames"]:
+        f["parts"] = parts4(f)
+    return doc
+
+
+def column_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`row_doc`, for a possibly edited (malformed) document."""
+    out = dict(doc)
+    if "arrays" in out:
+        out["arrays"] = columns(out["arrays"])
+    if isinstance(out.get("frames"), list):
+        frames = []
+        for f in out["frames"]:
+            if isinstance(f, dict) and isinstance(f.get("parts"), list):
+                f = {**f, "parts": [v for p in f["parts"] for v in (p if isinstance(p, list) else [p])]}
+            frames.append(f)
+        out["frames"] = frames
+    return out
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ def test_info_table(capsys: pytest.CaptureFixture[str], ckpt: Path, tree: dict[s
     code, out, err = run_main(capsys, "info", str(ckpt))
     assert code == 0
     assert err == ""
-    assert "ndckpt format version 1" in out
+    assert "ndckpt format version 2" in out
     assert '{"run": "test", "step": 1234}' in out
     lines = out.splitlines()
     assert lines[3] == ""
@@ -143,7 +143,7 @@ def test_info_json_matches_reader(capsys: pytest.CaptureFixture[str], ckpt: Path
         want = r.info()
         assert doc["metadata"] == r.metadata
         assert doc["file_nbytes"] == r.nbytes == ckpt.stat().st_size
-    assert doc["format_version"] == 1
+    assert doc["format_version"] == 2
     assert doc["arrays"] == [{**w, "shape": list(w["shape"])} for w in want]
     assert doc["nframes"] == len({f for w in want for f in w["frames"]})
 

@@ -59,9 +59,14 @@ from forge import (
     Unseekable,
     build,
     canonical,
+    column_doc,
+    columns,
     flat,
     harness,
     parse,
+    parts4,
+    row_doc,
+    rows,
     save_bytes,
     stored_order_bytes,
 )
@@ -125,7 +130,7 @@ def _base(arrays: dict[str, Any], style: Any) -> tuple[bytes, Layout, dict[str, 
     """The file, its layout, and each array's stored-order bytes."""
     data = save_bytes(arrays, style=style)
     lay = parse(data)
-    orders = {"/".join(a["path"]): a["order"] for a in lay.head["arrays"]}
+    orders = {"/".join(a["path"]): a["order"] for a in rows(lay.head)}
     want = {k: stored_order_bytes(v, orders[k]) for k, v in flat(arrays).items()}
     return data, lay, want
 
@@ -160,7 +165,7 @@ def _stored(result: dict[str, Any], lay: Layout) -> dict[str, bytes]:
     """A reader's nested result as {name: stored-order bytes}, checking dtype and shape."""
     got = flat(result)
     out = {}
-    for a in lay.head["arrays"]:
+    for a in rows(lay.head):
         name = "/".join(a["path"])
         arr = got[name]
         assert list(arr.shape) == a["shape"], name
@@ -222,16 +227,17 @@ def _all_raise(data: bytes, lay: Layout, what: str) -> None:
 
 
 def _arrays_in_frame(lay: Layout, fi: int) -> set[str]:
-    return {"/".join(lay.head["arrays"][p[0]]["path"]) for p in lay.head["frames"][fi]["parts"]}
+    paths = lay.head["arrays"]["path"]
+    return {"/".join(paths[p[0]]) for p in parts4(lay.head["frames"][fi])}
 
 
 def _flip_target(lay: Layout, r: Region, off: int) -> tuple[str, int] | None:
     """(array name, byte index in its stored bytes) that file offset ``off`` of a RAW data
     frame holds, or None when the byte is packing between arrays."""
     pos = off - r.start
-    for ai, start, n, at in lay.head["frames"][r.frame]["parts"]:
+    for ai, start, n, at in parts4(lay.head["frames"][r.frame]):
         if at <= pos < at + n:
-            return "/".join(lay.head["arrays"][ai]["path"]), start + pos - at
+            return "/".join(lay.head["arrays"]["path"][ai]), start + pos - at
     return None
 
 
@@ -397,9 +403,12 @@ def test_reordered_frames(base: tuple[bytes, Layout, dict[str, bytes]]) -> None:
 
 
 def _rebuild(lay: Layout, mutate: Any) -> bytes:
-    head = copy.deepcopy(lay.head)
+    """The file with its head edited by ``mutate``, which sees arrays as rows and parts as
+    quadruples (:func:`forge.row_doc`); the edit is carried back to the head's columns."""
+    head = row_doc(lay.head)
     mutate(head)
-    return build(canonical(head), lay.stored, styles=[f["style"] for f in lay.head["frames"]], verbatim=lay.verbatim)
+    styles = [f["style"] for f in lay.head["frames"]]
+    return build(canonical(column_doc(head)), lay.stored, styles=styles, verbatim=lay.verbatim)
 
 
 def _first(head: dict[str, Any], pred: Any) -> dict[str, Any]:
@@ -527,10 +536,11 @@ def test_rewritten_numbers_in_superblock_trailer_index(base: tuple[bytes, Layout
     hn = SUPERBLOCK.unpack_from(data, 0)[3]
     io_ = TRAILER.unpack_from(data, n - TRAILER.size)[0]
     cases: list[tuple[str, bytes, str]] = [
-        ("version 2", build(lay.head, lay.stored, verbatim=lay.verbatim, version=2), r"version 2"),
+        ("version 3", build(lay.head, lay.stored, verbatim=lay.verbatim, version=3), r"version 3"),
+        ("version 1", build(lay.head, lay.stored, verbatim=lay.verbatim, version=1), r"version 1"),
         ("version 0", _superblock_rewrite(data, 1, 0), r"version 0"),
         ("version max", _superblock_rewrite(data, 1, 0xFFFFFFFF), r"version"),
-        ("trailer version 2", build(lay.head, lay.stored, verbatim=lay.verbatim, trailer_version=2), r"version"),
+        ("trailer version 3", build(lay.head, lay.stored, verbatim=lay.verbatim, trailer_version=3), r"version"),
         ("superblock flags", _superblock_rewrite(data, 2, 1), r"flags"),
         ("magic", _superblock_rewrite(data, 0, b"\x93NDCKPX\n"), r"magic|not an ndckpt"),
         ("head_nbytes +1", _superblock_rewrite(data, 3, hn + 1), r"head"),
@@ -619,7 +629,7 @@ def test_malformed_json_heads() -> None:
         b'{"arrays":[]}',
         b"{" * 100000,
         b'{"arrays":[],"frames":[],"groups":[],"metadata":' + b"[" * 50000 + b"]" * 50000 + b"}",
-        canonical({"arrays": [], "frames": [], "groups": [], "metadata": None}).replace(b"null", b"NaN"),
+        canonical({"arrays": columns([]), "frames": [], "groups": [], "metadata": None}).replace(b"null", b"NaN"),
     ]:
         bad = build(raw, stored, styles=[])
         for reader in ("load", "stream", "open_get"):
@@ -726,15 +736,15 @@ def _claims(style: int, nbytes: int, *, consistent: bool) -> bytes:
         frames = [
             {
                 "nbytes": min(_FRAME, nbytes - i * _FRAME),
-                "parts": [[0, i * _FRAME, min(_FRAME, nbytes - i * _FRAME), 0]],
+                "parts": [0, i * _FRAME, min(_FRAME, nbytes - i * _FRAME), 0],
                 "style": style,
             }
             for i in range(nfr)
         ]
     else:
-        frames = [{"nbytes": 8, "parts": [[0, 0, 8, 0]], "style": style}]
+        frames = [{"nbytes": 8, "parts": [0, 0, 8, 0], "style": style}]
     head = {
-        "arrays": [{"dtype": "|u1", "order": "C", "path": ["big"], "shape": [nbytes]}],
+        "arrays": columns([{"dtype": "|u1", "order": "C", "path": ["big"], "shape": [nbytes]}]),
         "frames": frames,
         "groups": [],
         "metadata": None,

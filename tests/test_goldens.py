@@ -1,4 +1,4 @@
-"""Golden files pin format version 1: today's writer reproduces them byte for byte, readers load them.
+"""Golden files pin format version 2: today's writer reproduces them byte for byte, readers load them.
 
 The files in ``tests/data`` come from ``tests/data/make_goldens.py``. If one of these tests
 fails, either the writer changed the format by accident (fix the writer), or the change is
@@ -26,10 +26,10 @@ DATA = Path(__file__).resolve().parent / "data"
 
 #: Pinned contents of the goldens: changing a golden must also change this table.
 SHA256 = {
-    "raw.ndckpt": "c784ae6357ca56dc8c99c99d4e5f5fe10ca62d773fd7f15a2fb9a16711ac17ad",
-    "lz4.ndckpt": "f9285da8b683d471e5a9a61cbe49e9e976f2d1cf8aa48dc3f3d06b8019fce907",
-    "mixed.ndckpt": "1ee8190c33f6b8cc4f9c8a39742405b8d1dde48df5fd3c07ade4286a80bd3fb0",
-    "verbatim.ndckpt": "0872a9f1650ace50d41ad7c7f3c5e01f682d391768846e199b81f3f946d8a4d7",
+    "raw.ndckpt": "1226191611580f4374cc601e3e847cdcff9eb82a14e8d6d8a77b0194b3dd25e3",
+    "lz4.ndckpt": "7871b0fb5054d51745e08e71e4f6c4823a1c4e156e1c9424ab6994e67682072d",
+    "mixed.ndckpt": "5c4a10545dadf6baab215e256d7a77357a5593c3890846ce9d8442a2232f1326",
+    "verbatim.ndckpt": "64040420f02b1d847c8b9f89a205fcb438c330dd71a19f7500b478d189d510c3",
 }
 
 
@@ -56,9 +56,9 @@ def test_golden_bytes_are_pinned(name: str) -> None:
     data = (DATA / name).read_bytes()
     assert hashlib.sha256(data).hexdigest() == SHA256[name], f"{name} changed: see this module's docstring"
     assert data[:8] == b"\x93NDCKPT\n"
-    assert struct.unpack_from("<II", data, 8) == (1, 0), "superblock version 1, flags 0"
+    assert struct.unpack_from("<II", data, 8) == (2, 0), "superblock version 2, flags 0"
     assert data[-8:] == b"NDCKEND\n"
-    assert struct.unpack_from("<II", data, len(data) - 16) == (1, 0), "trailer version 1, flags 0"
+    assert struct.unpack_from("<II", data, len(data) - 16) == (2, 0), "trailer version 2, flags 0"
     assert struct.unpack_from("<Q", data, len(data) - 24)[0] == len(data)
 
 

@@ -37,6 +37,7 @@ TR = struct.Struct("<QQQQII8s")
 REC = struct.Struct("<QQ")
 IDX = struct.Struct("<QQQ")
 RAW, LZ4 = 1, 2
+VERSION = 2
 VERBATIM = 1 << 63  # bit 63 of a record's stored_nbytes: an LZ4 frame stored verbatim
 
 
@@ -61,7 +62,7 @@ def canonical(doc: Any) -> bytes:
 
 def parse(data: bytes) -> Parsed:
     magic, version, flags, hn, _ = SB.unpack_from(data, 0)
-    assert (magic, version, flags) == (MAGIC, 1, 0)
+    assert (magic, version, flags) == (MAGIC, VERSION, 0)
     doc = json.loads(data[SB.size : SB.size + hn])
     pos = SB.size + hn
     stored, offsets = [], []
@@ -86,7 +87,7 @@ def parse(data: bytes) -> Parsed:
 def build(doc: Any, stored: list[bytes], claims: list[int] | None = None, head: bytes | None = None) -> bytes:
     """A file of head ``doc`` and frames ``stored``; ``claims`` overrides stored sizes in records/index."""
     h = canonical(doc) if head is None else head
-    out = bytearray(SB.pack(MAGIC, 1, 0, len(h), _lz4.xxh64(h))) + h
+    out = bytearray(SB.pack(MAGIC, VERSION, 0, len(h), _lz4.xxh64(h))) + h
     index = bytearray()
     for i, fr in enumerate(doc["frames"]):
         data = stored[i]
@@ -100,7 +101,7 @@ def build(doc: Any, stored: list[bytes], claims: list[int] | None = None, head: 
         out += data
     io_ = len(out)
     out += index
-    out += TR.pack(io_, len(doc["frames"]), _lz4.xxh64(bytes(index)), len(out) + TR.size, 1, 0, END_MAGIC)
+    out += TR.pack(io_, len(doc["frames"]), _lz4.xxh64(bytes(index)), len(out) + TR.size, VERSION, 0, END_MAGIC)
     return bytes(out)
 
 
@@ -119,7 +120,7 @@ ndckpt.save(_buf, ARRAYS, style={"z": {"big": "lz4", "small": "lz4"}}, metadata=
 BASE = _buf.getvalue()
 P = parse(BASE)
 FRAME_OF = {  # array name -> its (single) frame index
-    "/".join(P.doc["arrays"][part[0]]["path"]): fi for fi, fr in enumerate(P.doc["frames"]) for part in fr["parts"]
+    "/".join(P.doc["arrays"]["path"][ai]): fi for fi, fr in enumerate(P.doc["frames"]) for ai in fr["parts"][::4]
 }
 RAW_BIG, LZ4_BIG = FRAME_OF["raw/big"], FRAME_OF["z/big"]
 
@@ -202,12 +203,12 @@ def lz4_claims(b: bytes) -> bytes:
 
 
 def dup_array(doc: dict[str, Any]) -> None:
-    doc["arrays"][1]["path"] = doc["arrays"][0]["path"]
+    doc["arrays"]["path"][1] = doc["arrays"]["path"][0]
 
 
 def gap_in_parts(doc: dict[str, Any]) -> None:
     fr = doc["frames"][RAW_BIG]
-    fr["parts"][0][1] = 8  # starts at byte 8 of the array
+    fr["parts"][1] = 8  # the first part starts at byte 8 of the array
 
 
 def lz4_stored(raw: bytes) -> bytes:
@@ -217,13 +218,18 @@ def lz4_stored(raw: bytes) -> bytes:
     return parse(f.getvalue()).stored[0]
 
 
+def _columns(path: list[str], dtype: str, shape: list[int]) -> dict[str, Any]:
+    """The head's "arrays" object for one C-order array."""
+    return {"blocks": [], "dtype": [0], "dtypes": [dtype], "order": "C", "path": [path], "shape": [shape]}
+
+
 def _split_across_styles() -> bytes:
     """A valid-looking file whose one array has a RAW frame and an LZ4 frame."""
     doc = {
-        "arrays": [{"path": ["a"], "dtype": "|u1", "shape": [8192], "order": "C"}],
+        "arrays": _columns(["a"], "|u1", [8192]),
         "frames": [
-            {"style": RAW, "nbytes": 4096, "parts": [[0, 0, 4096, 0]]},
-            {"style": LZ4, "nbytes": 4096, "parts": [[0, 4096, 4096, 0]]},
+            {"style": RAW, "nbytes": 4096, "parts": [0, 0, 4096, 0]},
+            {"style": LZ4, "nbytes": 4096, "parts": [0, 4096, 4096, 0]},
         ],
         "groups": [],
         "metadata": None,
@@ -262,10 +268,11 @@ RAW_DATA = P.offsets[RAW_BIG]
 CASES = [
     Case("bad magic", flip(0), FE, "bad magic"),
     Case("magic of another format", lambda b: b"\x93NUMPY" + b[6:], FE, "bad magic"),
-    Case("superblock version 2", put(8, "<I", 2), FE, "version 2"),
+    Case("superblock version 3", put(8, "<I", 3), FE, "version 3"),
+    Case("superblock version 1 (development builds)", put(8, "<I", 1), FE, "unsupported ndckpt format version 1"),
     Case("superblock version 0", put(8, "<I", 0), FE, "version 0"),
     Case("superblock flags", put(12, "<I", 4), FE, "flags"),
-    Case("trailer version 2", put(-16, "<I", 2), FE, "version 2"),
+    Case("trailer version 3", put(-16, "<I", 3), FE, "version 3"),
     Case("trailer flags", put(-12, "<I", 1), FE, "flags"),
     Case("trailer end magic", flip(SIZE - 1), FE, "end magic"),
     Case("trailer file size", put(-24, "<Q", SIZE + 1), FE, "should be", FE, "disagree"),
@@ -290,27 +297,39 @@ CASES = [
     Case("head is a list", with_head_bytes(lambda h: b"[]"), FE, "exactly the keys"),
     Case("head unknown key", with_doc(lambda d: d.update(extra=1)), FE, "exactly the keys"),
     Case("head missing key", with_doc(lambda d: d.pop("groups")), FE, "exactly the keys"),
-    Case("array unknown key", with_doc(set_in(("arrays", 0, "endian"), "<")), FE, "keys"),
+    Case("arrays unknown column", with_doc(set_in(("arrays", "endian"), "<")), FE, "exactly the keys"),
+    Case("arrays missing column", with_doc(lambda d: d["arrays"].pop("blocks")), FE, "exactly the keys"),
+    Case("arrays as a list", with_doc(set_in(("arrays",), [])), FE, "exactly the keys"),
+    Case("arrays columns of different lengths", with_doc(lambda d: d["arrays"]["shape"].pop()), FE, "lengths"),
+    Case("order column too short", with_doc(lambda d: d["arrays"].update(order="CCC")), FE, "lengths"),
+    Case("order column not a string", with_doc(set_in(("arrays", "order"), ["C"] * 4)), FE, "expected a string"),
+    Case("dtype index out of range", with_doc(set_in(("arrays", "dtype", 0), 9)), FE, "dtype index"),
+    Case("dtype index negative", with_doc(set_in(("arrays", "dtype", 0), -1)), FE, "dtype index"),
+    Case("dtype index a bool", with_doc(set_in(("arrays", "dtype", 0), False)), FE, "dtype index"),
+    Case("blocks entry malformed", with_doc(set_in(("arrays", "blocks"), [[0]])), FE, r"\[array, blocks\]"),
+    Case("blocks of an unknown array", with_doc(set_in(("arrays", "blocks"), [[7, [[[0], [1]]]]])), FE, "blocks array"),
     Case("frame unknown key", with_doc(set_in(("frames", 0, "codec"), "x")), FE, "exactly the keys"),
-    Case("bad dtype string", with_doc(set_in(("arrays", 0, "dtype"), "<x8")), FE, "bad dtype"),
-    Case("object dtype", with_doc(set_in(("arrays", 0, "dtype"), "|O")), FE, "dtype"),
-    Case("dtype without byte order", with_doc(set_in(("arrays", 0, "dtype"), "f8")), FE, "bad dtype"),
+    Case("bad dtype string", with_doc(set_in(("arrays", "dtypes", 0), "<x8")), FE, "bad dtype"),
+    Case("object dtype", with_doc(set_in(("arrays", "dtypes", 0), "|O")), FE, "dtype"),
+    Case("dtype without byte order", with_doc(set_in(("arrays", "dtypes", 0), "f8")), FE, "bad dtype"),
     Case(
         "structured dtype with object field",
-        with_doc(set_in(("arrays", 0, "dtype"), {"names": ["a"], "formats": ["|O"], "offsets": [0], "itemsize": 8})),
+        with_doc(set_in(("arrays", "dtypes", 0), {"names": ["a"], "formats": ["|O"], "offsets": [0], "itemsize": 8})),
         FE,
         "dtype",
     ),
-    Case("shape disagrees with parts", with_doc(set_in(("arrays", 0, "shape"), [150_001])), FE, "need"),
-    Case("shape with a float", with_doc(set_in(("arrays", 0, "shape"), [150_000.0])), FE, "integer"),
-    Case("shape negative", with_doc(set_in(("arrays", 0, "shape"), [-150_000])), FE, "integer"),
-    Case("shape with a bool", with_doc(set_in(("arrays", 1, "shape"), [True, 10])), FE, "integer"),
-    Case("order not C or F", with_doc(set_in(("arrays", 0, "order"), "K")), FE, "order"),
-    Case("empty path", with_doc(set_in(("arrays", 0, "path"), [])), FE, "non-empty"),
+    Case("shape disagrees with parts", with_doc(set_in(("arrays", "shape", 0), [150_001])), FE, "need"),
+    Case("shape with a float", with_doc(set_in(("arrays", "shape", 0), [150_000.0])), FE, "integer"),
+    Case("shape negative", with_doc(set_in(("arrays", "shape", 0), [-150_000])), FE, "integer"),
+    Case("shape with a bool", with_doc(set_in(("arrays", "shape", 1), [True, 10])), FE, "integer"),
+    Case("order not C or F", with_doc(lambda d: d["arrays"].update(order="K" + d["arrays"]["order"][1:])), FE, "order"),
+    Case("empty path", with_doc(set_in(("arrays", "path", 0), [])), FE, "non-empty"),
     Case("duplicate names", with_doc(dup_array), FE, "twice"),
     Case("frame style 3", with_doc(set_in(("frames", 0, "style"), 3)), FE, "style"),
     Case("frame nbytes 0", with_doc(set_in(("frames", 0, "nbytes"), 0)), FE, "nbytes"),
-    Case("part beyond its array", with_doc(set_in(("frames", 0, "parts", 0, 0), 99)), FE, "part array"),
+    Case("parts not in fours", with_doc(lambda d: d["frames"][0]["parts"].pop()), FE, "quadruples"),
+    Case("parts nested as in version 1", with_doc(lambda d: d["frames"][0].update(parts=[[0, 0, 8, 0]])), FE, "part"),
+    Case("part beyond its array", with_doc(set_in(("frames", 0, "parts", 0), 99)), FE, "part array"),
     Case("part leaves a gap", with_doc(gap_in_parts), FE, "expected 0"),
     Case("array split across styles", lambda b: _split_across_styles(), FE, "different styles"),
     Case("metadata not JSON", with_head_bytes(lambda h: h.replace(b'{"m":1}', b'{"m":N}')), FE, "not valid JSON"),
@@ -416,8 +435,8 @@ G4 = 1 << 32
 def _huge_tiling_mismatch() -> bytes:
     """About 1 KB: a 1 TB array whose only frame holds 8 bytes."""
     doc = {
-        "arrays": [{"path": ["huge"], "dtype": "<f8", "shape": [TB // 8], "order": "C"}],
-        "frames": [{"style": LZ4, "nbytes": 8, "parts": [[0, 0, 8, 0]]}],
+        "arrays": _columns(["huge"], "<f8", [TB // 8]),
+        "frames": [{"style": LZ4, "nbytes": 8, "parts": [0, 0, 8, 0]}],
         "groups": [],
         "metadata": None,
     }
@@ -428,8 +447,8 @@ def _huge_tiling_mismatch() -> bytes:
 def _huge_frames(style: int) -> bytes:
     """A 1 TB array in 256 frames of 4 GiB whose records/index claim their full size (RAW) or 5 bytes."""
     doc = {
-        "arrays": [{"path": ["huge"], "dtype": "|u1", "shape": [TB], "order": "C"}],
-        "frames": [{"style": style, "nbytes": G4, "parts": [[0, i * G4, G4, 0]]} for i in range(256)],
+        "arrays": _columns(["huge"], "|u1", [TB]),
+        "frames": [{"style": style, "nbytes": G4, "parts": [0, i * G4, G4, 0]} for i in range(256)],
         "groups": [],
         "metadata": None,
     }

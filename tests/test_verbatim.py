@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from forge import Unseekable, flat, parse, save_bytes
+from forge import Unseekable, flat, parse, parts4, rows, save_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -47,8 +47,8 @@ def frame_plain(lay: Any, fi: int, arrays: dict[str, np.ndarray[Any, Any]]) -> b
     """The uncompressed buffer of frame ``fi``, rebuilt from the arrays and the head."""
     f = lay.head["frames"][fi]
     buf = bytearray(f["nbytes"])
-    for ai, start, n, at in f["parts"]:
-        a = lay.head["arrays"][ai]
+    for ai, start, n, at in parts4(f):
+        a = rows(lay.head)[ai]
         src = np.asarray(arrays["/".join(a["path"])])
         raw = np.ascontiguousarray(src.T if a["order"] == "F" else src).tobytes()
         buf[at : at + n] = raw[start : start + n]
@@ -146,7 +146,7 @@ def test_one_array_across_verbatim_and_lz4_frames(mixed_file: tuple[Path, dict[s
     big_frames = [
         fi
         for fi, f in enumerate(lay.head["frames"])
-        if any(lay.head["arrays"][p[0]]["path"] == ["big"] for p in f["parts"])
+        if any(lay.head["arrays"]["path"][ai] == ["big"] for ai in f["parts"][::4])
     ]
     assert [fi in lay.verbatim for fi in big_frames] == [True, False]
     want = flat(arrays)

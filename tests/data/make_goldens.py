@@ -1,4 +1,4 @@
-"""Regenerate the golden ndckpt files of this directory (format version 1).
+"""Regenerate the golden ndckpt files of this directory (format version 2).
 
 Usage: ``python tests/data/make_goldens.py`` (from the repository root).
 
