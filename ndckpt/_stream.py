@@ -15,6 +15,7 @@ terabyte and sends a kilobyte costs about a kilobyte.
 from __future__ import annotations
 
 import errno
+import functools
 import mmap
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from . import _lz4
 from .api import (
+    Where,
     _check_frame_sizes,
     _check_out,
     _decode_lz4,
@@ -32,6 +34,7 @@ from .api import (
     _new_array,
     _parse_superblock,
     _scatter_blocks,
+    _text,
     _verify_hash,
 )
 from .container import (
@@ -58,15 +61,15 @@ __all__ = ["load_stream"]
 _STEP = 64 << 20
 
 
-def _read(rs: Restore, buf: Any, what: str) -> None:
+def _read(rs: Restore, buf: Any, what: Where) -> None:
     try:
         rs.frame_open(FrameStyle.RAW)
         rs.buf(buf)
         rs.frame_close()
     except CheckptError as e:
         if isinstance(e, OSError) and e.errno is not None:  # keep the errno (ENOSPC, EIO, ...)
-            raise type(e)(e.errno, f"{what}: {e.strerror}") from e
-        raise type(e)(f"{what}: {e}") from e
+            raise type(e)(e.errno, f"{_text(what)}: {e.strerror}") from e
+        raise type(e)(f"{_text(what)}: {e}") from e
 
 
 class _Scratch:
@@ -75,7 +78,7 @@ class _Scratch:
     def __init__(self) -> None:
         self.buf = aligned_empty(RAW_ALIGN)
 
-    def read(self, rs: Restore, n: int, what: str, *, fresh: bool = False) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    def read(self, rs: Restore, n: int, what: Where, *, fresh: bool = False) -> np.ndarray[Any, np.dtype[np.uint8]]:
         """The next ``n`` bytes, in this buffer (or, with ``fresh``, in a new one kept by the caller)."""
         buf = aligned_empty(min(n, _STEP)) if fresh else self.buf
         got = 0
@@ -179,7 +182,7 @@ def load_stream(
     prog = Progress(progress, sum(fr.nbytes for fr in head.frames))
     for fi, fr in enumerate(head.frames):
         pos = rs.offset - base
-        where = f"frame {fi} at offset {pos}"
+        where: Where = f"frame {fi} at offset {pos}"
         if fr.style == FrameStyle.LZ4:
             rec = bytearray(RECORD.size)
             _read(rs, rec, f"{where}: record")
@@ -197,7 +200,7 @@ def load_stream(
             else:
                 layout.offsets[fi], layout.xxh[fi] = pos, x
                 layout.set_stored(fi, stored)
-                where = layout.where(fi)  # now with the data offset and the arrays' names
+                where = functools.partial(layout.where, fi)  # with the data offset and the arrays' names
                 data = scratch.read(rs, stored, where)
                 if verify is not False:
                     _verify_hash(_mv(data), x, where)
@@ -274,7 +277,7 @@ def _read_plain(
 ) -> int | None:
     """Read frame ``fi``'s verbatim bytes into its arrays; return their XXH64 if ``hash_it``."""
     head, fr = layout.head, layout.head.frames[fi]
-    where = layout.where(fi)
+    where = functools.partial(layout.where, fi)  # described only if something is wrong
     p0 = fr.parts[0]
     if len(fr.parts) == 1 and p0.at == 0 and p0.nbytes == fr.nbytes:
         d = dest.setdefault(p0.array, _Dest(head.arrays[p0.array].nbytes))
@@ -293,7 +296,7 @@ def _place(
     data: np.ndarray[Any, np.dtype[np.uint8]],
     dest: dict[int, _Dest],
     arrays: dict[int, np.ndarray[Any, Any]],
-    where: str,
+    where: Where,
     *,
     lz4: bool,
 ) -> None:

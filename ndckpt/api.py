@@ -830,7 +830,16 @@ def _check_out(spec: ArraySpec, out: Any) -> np.ndarray[Any, np.dtype[np.uint8]]
     return _bytes_of(out, spec.order)
 
 
-def _decode_lz4(stored: memoryview, dst: np.ndarray[Any, np.dtype[np.uint8]], where: str) -> None:
+#: Where a frame is, for error messages: the text, or a function making it (naming a frame's
+#: arrays costs a join per array, so readers describe a frame only when something is wrong).
+Where = str | Callable[[], str]
+
+
+def _text(where: Where) -> str:
+    return where if isinstance(where, str) else where()
+
+
+def _decode_lz4(stored: memoryview, dst: np.ndarray[Any, np.dtype[np.uint8]], where: Where) -> None:
     try:
         rs = Restore.mmio(stored)
         rs.frame_open(FrameStyle.LZ4)
@@ -838,14 +847,14 @@ def _decode_lz4(stored: memoryview, dst: np.ndarray[Any, np.dtype[np.uint8]], wh
         end = rs.frame_close()
         rs.fini()
     except CheckptError as e:
-        raise type(e)(f"{where}: {e}") from e
+        raise type(e)(f"{_text(where)}: {e}") from e
     if end != stored.nbytes:
-        raise FormatError(f"{where}: LZ4 data ends at byte {end} of {stored.nbytes} stored bytes")
+        raise FormatError(f"{_text(where)}: LZ4 data ends at byte {end} of {stored.nbytes} stored bytes")
 
 
-def _verify_hash(data: Any, expect: int, where: str) -> None:
+def _verify_hash(data: Any, expect: int, where: Where) -> None:
     if _lz4.xxh64(data) != expect:
-        raise FormatError(f"{where}: checksum mismatch (the file is corrupt)")
+        raise FormatError(f"{_text(where)}: checksum mismatch (the file is corrupt)")
 
 
 class _Src:
@@ -925,7 +934,7 @@ class _Loader:
             return bool(self.verify) if head.frames[fi].style == FrameStyle.RAW else self.verify is not False
 
         def work(fi: int) -> None:
-            f, off, where = head.frames[fi], lay.offsets[fi], lay.where(fi)
+            f, off, where = head.frames[fi], lay.offsets[fi], functools.partial(lay.where, fi)
             todo = jobs[fi]
             whole = len(todo) == 1 and todo[0][0].at == 0 and todo[0][2] - todo[0][1] == f.nbytes
             if lay.verbatim[fi]:
