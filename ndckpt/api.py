@@ -17,7 +17,6 @@ import io
 import json
 import math
 import mmap
-import operator
 import os
 import secrets
 import stat
@@ -623,6 +622,20 @@ class _Loc:
         return [fi for fi, _ in self.parts]
 
 
+def _contiguous_start(parts: list[tuple[int, Part]], offsets: list[int]) -> int | None:
+    """File offset of an array's first byte if its parts follow each other in the file, else None."""
+    pos: int | None = None
+    start: int | None = None
+    for fi, p in parts:
+        off = offsets[fi] + p.at
+        if pos is None:
+            start = off
+        elif off != pos:
+            return None
+        pos = off + p.nbytes
+    return start
+
+
 class _Layout:
     """A validated file: head, frame offsets/sizes/checksums, and where every array lives."""
 
@@ -633,20 +646,55 @@ class _Layout:
         self.stored, self.verbatim = [0] * len(stored), [False] * len(stored)
         for fi, n in enumerate(stored):
             self.set_stored(fi, n)
-        # Per part, not per array: a head may list 20,000 small arrays. (All of an array's frames
-        # have one style: Head checked it.) Arrays of zero bytes share one empty location.
-        empty = _Loc([], FrameStyle.RAW)
-        locs: list[_Loc] = [empty] * len(head.arrays)
-        for fi, f in enumerate(head.frames):
-            style = f.style
-            for p in f.parts:
-                loc = locs[p[0]]
-                if loc is empty:
-                    locs[p[0]] = _Loc([(fi, p)], style)
-                else:
-                    loc.parts.append((fi, p))
-        self.locs = locs
-        self.by_name = dict(zip(map("/".join, map(_PATH, head.arrays)), range(len(head.arrays)), strict=True))
+        self._locs: list[_Loc] | None = None
+        self._some: dict[int, _Loc] = {}  # built one at a time by loc()
+        self._by_array: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], list[int]] | None = None
+        self.by_name = dict(zip(head.names(), range(len(head.arrays)), strict=True))
+
+    @property
+    def locs(self) -> list[_Loc]:
+        """Every array's location, built on first use (after the offsets are known).
+
+        Whole loads of many small arrays do not need them (see _Loader.load);
+        building them costs 0.5 us per array.
+        """
+        if self._locs is None:
+            # Per part, not per array. (All of an array's frames have one style: Head checked
+            # it.) Arrays of zero bytes share one empty location.
+            empty = _Loc([], FrameStyle.RAW)
+            locs: list[_Loc] = [empty] * len(self.head.arrays)
+            for fi, f in enumerate(self.head.frames):
+                style = f.style
+                for p in f.parts:
+                    loc = locs[p[0]]
+                    if loc is empty:
+                        locs[p[0]] = _Loc([(fi, p)], style)
+                    else:
+                        loc.parts.append((fi, p))
+            self._locs = locs
+            self._place()
+        return self._locs
+
+    def loc(self, ai: int) -> _Loc:
+        """Array ``ai``'s location, without building every array's (see :attr:`locs`)."""
+        if self._locs is not None:
+            return self._locs[ai]
+        got = self._some.get(ai)
+        if got is None:
+            t = self.head.part_table()
+            if self._by_array is None:
+                order = np.argsort(t.array, kind="stable")
+                bounds = np.searchsorted(t.array[order], np.arange(len(self.head.arrays) + 1))
+                self._by_array = (order, bounds, np.cumsum([0, *t.per_frame]).tolist())
+            order, bounds, first = self._by_array
+            frames = self.head.frames
+            parts = []
+            for k in order[bounds[ai] : bounds[ai + 1]].tolist():
+                fi = int(t.frame[k])
+                parts.append((fi, frames[fi].parts[k - first[fi]]))
+            got = self._some[ai] = _Loc(parts, frames[parts[0][0]].style if parts else FrameStyle.RAW)
+            got.file_start = _contiguous_start(got.parts, self.offsets)
+        return got
 
     def set_stored(self, fi: int, n: int) -> None:
         """Record frame ``fi``'s stored_nbytes as found in its record or index entry."""
@@ -659,28 +707,17 @@ class _Layout:
         raw_lz4 = self.verbatim[fi] and self.head.frames[fi].style == FrameStyle.LZ4
         return self.stored[fi] | STORED_RAW if raw_lz4 else self.stored[fi]
 
-    def place(self) -> None:
+    def _place(self) -> None:
         """Compute file_start for arrays whose parts are contiguous in the file (needs offsets)."""
         offsets = self.offsets
-        for loc in self.locs:
+        assert self._locs is not None
+        for loc in self._locs:
             parts = loc.parts
             if len(parts) == 1:  # the common case: one part, trivially contiguous
                 fi, p = parts[0]
                 loc.file_start = offsets[fi] + p[3]
-                continue
-            if not parts:
-                continue
-            pos: int | None = None
-            start: int | None = None
-            for fi, p in parts:
-                off = offsets[fi] + p.at
-                if pos is None:
-                    start = off
-                elif off != pos:
-                    start = None
-                    break
-                pos = off + p.nbytes
-            loc.file_start = start
+            elif parts:
+                loc.file_start = _contiguous_start(parts, offsets)
 
     def index_of(self, name: Any) -> int:
         key = "/".join(name) if isinstance(name, tuple) else name
@@ -770,9 +807,7 @@ def _parse_region(region: memoryview) -> _Layout:
             raise FormatError(f"frame {fi} at offset {offsets[fi]}: {n} bytes run past the index")
     if pos != io:
         raise FormatError(f"{io - pos} unexplained bytes before the index at offset {io}")
-    layout = _Layout(head, offsets, stored, xxh)
-    layout.place()
-    return layout
+    return _Layout(head, offsets, stored, xxh)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -790,7 +825,6 @@ def _new_array(spec: ArraySpec) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, n
     return arr, raw
 
 
-_PATH = operator.attrgetter("path")
 #: dtypes np.frombuffer can make views of: not zero-sized, no subarray (numpy would reshape those).
 _FLAT_DTYPES: dict[np.dtype[Any], bool] = {}
 
@@ -1021,43 +1055,70 @@ class _Loader:
         self, ai: int, b0: int, b1: int, dst: np.ndarray[Any, np.dtype[np.uint8]], jobs: dict[int, list[Job]]
     ) -> None:
         """Add jobs that fill ``dst`` with stored bytes ``[b0, b1)`` of array ``ai``."""
-        for fi, p in self.layout.locs[ai].parts:
+        for fi, p in self.layout.loc(ai).parts:
             lo, hi = max(b0, p.start), min(b1, p.start + p.nbytes)
             if lo < hi:
                 jobs.setdefault(fi, []).append((p, lo, hi, dst[lo - b0 : hi - b0]))
 
     def _mapped(self, ai: int) -> bool:
-        loc = self.layout.locs[ai]
+        loc = self.layout.loc(ai)
         return self.mmap_views and loc.style == FrameStyle.RAW and loc.file_start is not None
 
     def _view(self, ai: int) -> np.ndarray[Any, Any]:
-        spec, start = self.layout.head.arrays[ai], self.layout.locs[ai].file_start
+        spec, start = self.layout.head.arrays[ai], self.layout.loc(ai).file_start
         return np.ndarray(spec.shape, spec.dtype, buffer=self.region, offset=start, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
 
     def _stored_view(self, ai: int, b0: int, b1: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
-        start = self.layout.locs[ai].file_start
+        start = self.layout.loc(ai).file_start
         assert start is not None
         return np.frombuffer(self.region, np.uint8, b1 - b0, start + b0)
 
     # -- whole arrays ----------------------------------------------------------------------
 
     def load(self, which: list[int], outs: dict[int, Any]) -> dict[int, np.ndarray[Any, Any]]:
-        head = self.layout.head
+        """Arrays ``which`` (indices), into ``outs[i]`` where given; views, copies or decodes.
+
+        Heads may list 20,000 small arrays, so the arrays are sorted into kinds a
+        column at a time (numpy over the part table); only arrays that need more
+        than a view of a mapped or read frame go through the per-array path.
+        """
+        lay = self.layout
+        head = lay.head
+        arrays, frames = head.arrays, head.frames
         result: dict[int, np.ndarray[Any, Any]] = {}
         jobs: dict[int, list[Job]] = {}
         keep: set[int] = set()
-        packed: list[tuple[int, int, int]] = []  # (array, frame, offset in the frame)
         scatter: list[tuple[int, np.ndarray[Any, np.dtype[np.uint8]]]] = []  # blocked arrays: stored bytes
-        arrays, locs, frames, views = head.arrays, self.layout.locs, head.frames, self.mmap_views
-        raw_style = FrameStyle.RAW
-        for ai in which:  # per-array work stays minimal: heads may list 20,000 small arrays
-            spec, loc = arrays[ai], locs[ai]
+        # Arrays held whole by one part: mapped views (RAW, mmap) or views of a packed frame.
+        t = head.part_table()
+        sel = np.asarray(which, dtype=np.int64)
+        single_part = np.bincount(t.array, minlength=len(arrays)) == 1
+        frame_of = np.zeros(len(arrays), dtype=np.int64)
+        at_of = np.zeros(len(arrays), dtype=np.int64)
+        mask = single_part[t.array]
+        frame_of[t.array[mask]] = t.frame[mask]
+        at_of[t.array[mask]] = t.at[mask]
+        fsel = frame_of[sel]
+        raw_frame = np.array([f.style == FrameStyle.RAW for f in frames] or [False])
+        shared = np.array([n > 1 for n in t.per_frame] or [False])
+        simple = single_part[sel]
+        if outs:
+            simple &= ~np.isin(sel, np.fromiter(outs, dtype=np.int64, count=len(outs)))
+        if any(a.blocks is not None for a in arrays):
+            simple &= np.array([arrays[ai].blocks is None for ai in which], dtype=bool)
+        mapped = simple & raw_frame[fsel] if self.mmap_views else np.zeros(len(sel), dtype=bool)
+        packed = simple & ~mapped & shared[fsel]
+        for ai in sel[~(mapped | packed)].tolist():  # per-array path: the few others
+            spec, loc = arrays[ai], lay.loc(ai)
             out = outs.get(ai) if outs else None
             if spec.blocks is not None:
                 result[ai] = _check_global_out(spec, out) if out is not None else _new_array(spec)[0]
                 if spec.nbytes:
                     if self._mapped(ai):
                         stored = self._stored_view(ai, 0, spec.nbytes)
+                        if self.verify:
+                            for fi, _ in loc.parts:
+                                jobs.setdefault(fi, [])
                     else:
                         stored = aligned_empty(spec.nbytes)
                         self._jobs_for(ai, 0, spec.nbytes, stored, jobs)
@@ -1069,28 +1130,31 @@ class _Loader:
             elif not loc.parts:  # zero bytes
                 # not np.empty: it turns a big-endian generic timedelta (">m8") native
                 result[ai] = np.ndarray(spec.shape, spec.dtype, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
-            elif views and loc.style is raw_style and loc.file_start is not None:
+            elif self._mapped(ai):
+                assert loc.file_start is not None
                 result[ai] = _array_at(self.region, spec, loc.file_start)
-            elif len(loc.parts) == 1 and len(frames[(part := loc.parts[0])[0]].parts) > 1:
-                # Packed with others: read (or decode) the frame once; the array is a view of it.
-                fi = part[0]
-                if fi not in keep:
-                    keep.add(fi)
-                    jobs.setdefault(fi, [])
-                packed.append((ai, fi, part[1][3]))
+                if self.verify:  # mapped arrays are read by nobody else: check their frames here
+                    for fi, _ in loc.parts:
+                        jobs.setdefault(fi, [])
             else:
                 result[ai], raw = _new_array(spec)
                 self._jobs_for(ai, 0, spec.nbytes, raw, jobs)
-        if self.verify and self.mmap_views:
-            for ai in which:  # mapped RAW arrays are read by nobody else: check their frames here
-                if self._mapped(ai):
-                    for fi, _ in self.layout.locs[ai].parts:
-                        jobs.setdefault(fi, [])
+        packed_ai, packed_fi, packed_at = sel[packed].tolist(), fsel[packed].tolist(), at_of[sel[packed]].tolist()
+        for fi in set(packed_fi):  # read (or decode) each such frame once; its arrays are views of it
+            keep.add(fi)
+            jobs.setdefault(fi, [])
+        mapped_ai, mapped_fi = sel[mapped].tolist(), fsel[mapped].tolist()
+        if self.verify:  # mapped RAW arrays are read by nobody else: check their frames here
+            for fi in set(mapped_fi):
+                jobs.setdefault(fi, [])
         kept = self._run(jobs, keep)
-        for ai, fi, at in packed:
+        region, offsets = self.region, lay.offsets
+        for ai, fi in zip(mapped_ai, mapped_fi, strict=True):
+            result[ai] = _array_at(region, arrays[ai], offsets[fi] + int(at_of[ai]))
+        for ai, fi, at in zip(packed_ai, packed_fi, packed_at, strict=True):
             result[ai] = _array_at(kept[fi], arrays[ai], at)
         for ai, stored in scatter:
-            _scatter_blocks(head.arrays[ai], stored, result[ai])
+            _scatter_blocks(arrays[ai], stored, result[ai])
         return result
 
     # -- regions ---------------------------------------------------------------------------

@@ -80,6 +80,7 @@ __all__ = [
     "FrameSpec",
     "Head",
     "Part",
+    "PartTable",
     "decode_dtype",
     "encode_dtype",
 ]
@@ -268,6 +269,17 @@ class FrameSpec:
     parts: list[Part] = field(default_factory=list)
 
 
+class PartTable(NamedTuple):
+    """Every part of every frame as int64 columns, in frame order (see :meth:`Head.part_table`)."""
+
+    array: np.ndarray[Any, np.dtype[np.int64]]
+    start: np.ndarray[Any, np.dtype[np.int64]]
+    nbytes: np.ndarray[Any, np.dtype[np.int64]]
+    at: np.ndarray[Any, np.dtype[np.int64]]
+    frame: np.ndarray[Any, np.dtype[np.int64]]  # the frame holding the part
+    per_frame: list[int]  # number of parts of each frame
+
+
 @dataclass
 class Head:
     """The head record: arrays, frame plan, empty groups and user metadata."""
@@ -276,6 +288,25 @@ class Head:
     frames: list[FrameSpec]
     groups: list[tuple[str, ...]]
     metadata: Any
+    _table: PartTable | None = field(default=None, init=False, repr=False, compare=False)
+    _names: list[str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def names(self) -> list[str]:
+        """Every array's name (path joined by "/"), built once. The head must not change afterwards."""
+        if self._names is None:
+            self._names = list(map("/".join, map(_PATH, self.arrays)))
+        return self._names
+
+    def part_table(self) -> PartTable:
+        """The parts as numpy columns, built once (validation and readers work on whole columns:
+        a head may list 20,000 small arrays). The head must not change afterwards."""
+        if self._table is None:
+            chain = itertools.chain.from_iterable
+            flat = np.array(list(chain(chain(f.parts for f in self.frames))), dtype=np.int64).reshape(-1, 4)
+            per_frame = [len(f.parts) for f in self.frames]
+            frame = np.repeat(np.arange(len(self.frames), dtype=np.int64), per_frame)
+            self._table = PartTable(flat[:, 0], flat[:, 1], flat[:, 2], flat[:, 3], frame, per_frame)
+        return self._table
 
     def to_json(self) -> bytes:
         """Canonical JSON (sorted keys, no spaces, ASCII): the same Head always gives the same bytes.
@@ -514,12 +545,9 @@ def _parse_arrays(obj: Any) -> list[ArraySpec]:
             raise FormatError("head.arrays: dtypes or blocks without arrays")
         return []
     # Paths: non-empty lists of non-empty strings.
-    comps = list(itertools.chain.from_iterable(p for p in paths if type(p) is list))
-    if (
-        set(map(type, paths)) != _LIST_ONLY
-        or min(map(len, paths)) == 0
-        or (comps and (set(map(type, comps)) != _STR_ONLY or "" in set(comps)))
-    ):
+    lists = set(map(type, paths)) == _LIST_ONLY
+    comps = list(itertools.chain.from_iterable(paths)) if lists else []
+    if not lists or min(map(len, paths)) == 0 or set(map(type, comps)) != _STR_ONLY or "" in set(comps):
         for i, p in enumerate(paths):
             _parse_path(p, f"head.arrays.path[{i}]")
     path_tuples = list(map(tuple, paths))
@@ -529,10 +557,9 @@ def _parse_arrays(obj: Any) -> list[ArraySpec]:
         for i, k in enumerate(index):
             _int(k, f"array {'/'.join(path_tuples[i])!r} dtype index", 0, len(dtypes) - 1)
     # Shapes: lists of integers in [0, 2**62].
-    dims = list(itertools.chain.from_iterable(sh for sh in shapes if type(sh) is list))
-    if set(map(type, shapes)) != _LIST_ONLY or (
-        dims and (set(map(type, dims)) != _INT_ONLY or min(dims) < 0 or max(dims) > _LIM)
-    ):
+    lists = set(map(type, shapes)) == _LIST_ONLY
+    dims = list(itertools.chain.from_iterable(shapes)) if lists else []
+    if not lists or (dims and (set(map(type, dims)) != _INT_ONLY or min(dims) < 0 or max(dims) > _LIM)):
         for i, sh in enumerate(shapes):
             what = f"array {'/'.join(path_tuples[i])!r} shape"
             for d in _list(sh, what):
@@ -589,7 +616,7 @@ def _tiling_ok_fast(head: Head) -> bool:
     narr = len(arrays)
     # Names and paths: unique, and no path inside another (only possible with deeper paths or groups).
     paths = list(map(_PATH, arrays))
-    if len(set(map("/".join, paths))) != narr:
+    if len(set(head.names())) != narr:
         return False
     if head.groups or (paths and max(map(len, paths)) > 1):
         every = paths + head.groups
@@ -600,15 +627,13 @@ def _tiling_ok_fast(head: Head) -> bool:
             for k in range(1, len(p)):
                 if p[:k] in seen:
                     return False
-    chain = itertools.chain.from_iterable
-    flat = list(chain(chain(f.parts for f in frames)))
     sizes = map(math.prod, map(_SHAPE, arrays))
     nbytes = np.array(list(map(operator.mul, sizes, map(_ITEMSIZE, map(_DTYPE, arrays)))), dtype=np.int64)
-    if not flat:
+    table = head.part_table()
+    if not len(table.array):
         return not nbytes.any()
-    parts = np.array(flat, dtype=np.int64).reshape(-1, 4)
-    ai, start, n, at = parts.T
-    counts = [len(f.parts) for f in frames]
+    ai, start, n, at = table.array, table.start, table.nbytes, table.at
+    counts = table.per_frame
     fsize = np.repeat(np.array([f.nbytes for f in frames], dtype=np.int64), counts)
     fstyle = np.repeat(np.array([int(f.style) for f in frames], dtype=np.int64), counts)
     first = np.zeros(len(ai), dtype=bool)
