@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 
-from .container import PART_ALIGN, RAW_ALIGN, ArraySpec, FrameSpec, Part, align_up
+from .container import PART_ALIGN, RAW_ALIGN, ArraySpec, FrameSpec, Part
 from .format import FrameStyle
 
 __all__ = ["DEFAULT_FRAME_BYTES", "DEFAULT_RAW_FRAME_BYTES", "plan"]
@@ -59,18 +59,20 @@ def plan(
     pack_max = frame_bytes // 4
     keys = [(int(styles[i]), a.path) for i, a in enumerate(arrays)]
     order = sorted(range(len(arrays)), key=keys.__getitem__)
+    sizes = [math.prod(a.shape) * a.dtype.itemsize for a in arrays]
     frames: list[FrameSpec] = []
     pack: FrameSpec | None = None
-    prod, new_part = math.prod, tuple.__new__
+    new_part, raw_align, part_align = tuple.__new__, RAW_ALIGN, PART_ALIGN
     for pos, i in enumerate(order):  # per-array work stays minimal: a state may hold 20,000 arrays
-        a = arrays[i]
-        n, style = prod(a.shape) * a.dtype.itemsize, styles[i]
+        n, style = sizes[i], styles[i]
         if n == 0:
             continue
         if pack is not None and pack.style is not style:
             pack = None
         if n <= pack_max:
-            at = align_up(pack.nbytes, RAW_ALIGN if n >= RAW_ALIGN else PART_ALIGN) if pack is not None else 0
+            if pack is not None:
+                a = raw_align if n >= raw_align else part_align
+                at = -(-pack.nbytes // a) * a  # align_up, inlined
             if pack is None or at + n > frame_bytes:
                 pack = FrameSpec(style, 0)
                 frames.append(pack)

@@ -83,13 +83,15 @@ def _flatten(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[tuple
     items: list[tuple[tuple[str, ...], Any]] = []
     groups: list[tuple[str, ...]] = []
 
+    ndarray = np.ndarray
+
     def walk(m: Mapping[Any, Any], prefix: tuple[str, ...]) -> None:
-        for k, v in m.items():
-            if not isinstance(k, str) or not k:
+        for k, v in m.items():  # per-array work stays minimal: a state may hold 20,000 arrays
+            if (type(k) is not str and not isinstance(k, str)) or not k:
                 where = "/".join(prefix) or "top level"
                 raise InvalidArgumentError(f"arrays: key {k!r} at {where} must be a non-empty str")
             path = (*prefix, k)
-            if isinstance(v, Mapping):
+            if type(v) is not ndarray and isinstance(v, Mapping):  # (isinstance of an ABC is slow)
                 if v:
                     walk(v, path)
                 else:
@@ -98,12 +100,14 @@ def _flatten(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[tuple
                 items.append((path, v))
 
     walk(arrays, ())
-    seen: dict[str, tuple[str, ...]] = {}
-    for path in [p for p, _ in items] + groups:
-        name = "/".join(path)
-        if name in seen:
-            raise InvalidArgumentError(f"arrays: names {seen[name]} and {path} both flatten to {name!r}")
-        seen[name] = path
+    paths = [p for p, _ in items] + groups
+    if len(set(map("/".join, paths))) != len(paths):
+        seen: dict[str, tuple[str, ...]] = {}
+        for path in paths:
+            name = "/".join(path)
+            if name in seen:
+                raise InvalidArgumentError(f"arrays: names {seen[name]} and {path} both flatten to {name!r}")
+            seen[name] = path
     return items, groups
 
 
