@@ -166,9 +166,9 @@ def _ndckpt() -> Any:
     return importlib.import_module("ndckpt")
 
 
-def _ndckpt_save(style: str, threads: int) -> SaveFn:
+def _ndckpt_save(style: str, threads: int, durable: bool = True) -> SaveFn:
     def save(path: str, arrays: Arrays) -> None:
-        _ndckpt().save(path, arrays, style=style, threads=threads)
+        _ndckpt().save(path, arrays, style=style, threads=threads, durable=durable)
 
     return save
 
@@ -332,6 +332,14 @@ def make_peers(threads: int) -> dict[str, Peer]:
     peers.extend(
         Peer(f"ndckpt_lz4_t{t}", f"ndckpt.save(style='lz4', threads={t}) / load",
              "ndckpt", ".ndckpt", "ndckpt", t, _ndckpt_save("lz4", t), _ndckpt_load(t))
+        for t in ts
+    )
+    # Like for like with plain f.write, np.save and safetensors, which do not fsync: ndckpt's
+    # default save fsyncs the file and its directory (durable; free on tmpfs, not on a disk).
+    peers.extend(
+        Peer(f"ndckpt_rawnd_t{t}", f"ndckpt.save(style='raw', threads={t}, durable=False) / load(mmap=False)",
+             "ndckpt", ".ndckpt", "ndckpt", t, _ndckpt_save("raw", t, durable=False), _ndckpt_load(t),
+             optional=True)
         for t in ts
     )
     # Like for like with blosc2, which keeps no checksums: ndckpt's default load checks the

@@ -468,6 +468,9 @@ def check_targets(rows: list[dict[str, Any]], threads: int, probe_label: str | N
         add(f"raw save t{T}: x plain_write throughput", ctx, ratio("save", ctx, "plain_write", raw), 0.9)
         # Informational: ndckpt.save fsyncs (atomic, durable); plain_fsync is the same floor.
         add(f"raw save t{T}: x plain_fsync throughput (info)", ctx, ratio("save", ctx, "plain_fsync", raw), 0.9)
+        # (info) without the fsyncs, as plain_write, np.save and safetensors write: optional ndckpt_rawnd_*
+        add(f"raw save t{T} durable=False (info): x plain_write throughput", ctx,
+            ratio("save", ctx, "plain_write", f"ndckpt_rawnd_t{T}"), 0.9)
         for peer in ("npy", "safetensors"):
             add(f"raw save t{T}: ahead of {peer}", ctx, ratio("save", ctx, peer, raw), 1.0, True)
         for op in ("save", "load"):

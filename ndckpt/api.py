@@ -483,6 +483,7 @@ def save(
     threads: int | None = None,
     metadata: Mapping[str, Any] | None = None,
     progress: ProgressCallback | None = None,
+    durable: bool = True,
 ) -> None:
     """Write ``arrays`` (a possibly nested mapping of names to numpy arrays) as one ndckpt file.
 
@@ -511,6 +512,15 @@ def save(
     progress
         Optional ``callback(done, total)``, in uncompressed bytes, called after
         each frame is written (from the calling thread).
+    durable
+        For a path: fsync the file before the rename and the directory after
+        it (default), so that the new checkpoint survives a power failure or
+        OS crash once ``save`` returns. ``False`` skips both fsyncs, which on
+        a disk can cost more than the write itself: the save stays atomic for
+        readers and survives a crash of this process, but after a power
+        failure or OS crash the target may hold an incomplete file (readers
+        then raise, never returning wrong arrays) or neither version. Ignored
+        for file objects and descriptors, which are never fsynced.
 
     Raises
     ------
@@ -530,10 +540,12 @@ def save(
     options give identical bytes.
     """
     th = resolve_threads(threads)
+    if not isinstance(durable, bool):
+        raise InvalidArgumentError(f"durable must be a bool, got {durable!r}")
     with _no_gc():
         prep = _prepare(arrays, style, metadata, DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES)
     if _is_pathlike(target):
-        _save_path(Path(os.fspath(target)), prep, th, progress)  # type: ignore[arg-type]
+        _save_path(Path(os.fspath(target)), prep, th, progress, durable=durable)  # type: ignore[arg-type]
         return
     if isinstance(target, bool | io.TextIOBase) or not (isinstance(target, int) or hasattr(target, "write")):
         raise InvalidArgumentError(
@@ -544,7 +556,9 @@ def save(
     _write_checkpoint(StreamSink(target, _WBUF), prep, th, progress)
 
 
-def _save_path(path: Path, prep: _Prepared, threads: int, progress: ProgressCallback | None) -> None:
+def _save_path(
+    path: Path, prep: _Prepared, threads: int, progress: ProgressCallback | None, *, durable: bool = True
+) -> None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -573,10 +587,11 @@ def _save_path(path: Path, prep: _Prepared, threads: int, progress: ProgressCall
     ok = False
     try:
         _write_checkpoint(StreamSink(fd, _WBUF), prep, threads, progress)
-        try:
-            os.fsync(fd)
-        except OSError as e:
-            raise CheckptIOError(e.errno, f"fsync of {str(tmp)!r} failed: {e.strerror}") from e
+        if durable:
+            try:
+                os.fsync(fd)
+            except OSError as e:
+                raise CheckptIOError(e.errno, f"fsync of {str(tmp)!r} failed: {e.strerror}") from e
         os.close(fd)
         fd = -1
         try:
@@ -584,7 +599,8 @@ def _save_path(path: Path, prep: _Prepared, threads: int, progress: ProgressCall
         except OSError as e:
             raise CheckptIOError(e.errno, f"rename to {str(path)!r} failed: {e.strerror}") from e
         ok = True
-        _fsync_dir(directory)
+        if durable:
+            _fsync_dir(directory)
     finally:
         if fd >= 0:
             os.close(fd)
