@@ -697,8 +697,8 @@ class _Layout:
 
     def loc(self, ai: int) -> _Loc:
         """Array ``ai``'s location, without building every array's (see :attr:`locs`)."""
-        if self._locs is not None:
-            return self._locs[ai]
+        if self._locs is not None or len(self.head.arrays) < _MANY:  # (small heads: build them all)
+            return self.locs[ai]
         got = self._some.get(ai)
         if got is None:
             t = self.head.part_table()
@@ -946,6 +946,9 @@ class _Src:
             self.fd = None
 
 
+#: Loads of at least this many arrays sort them with numpy (_Loader._sort_many); for fewer, the
+#: per-array path is cheaper (numpy's per-call overhead dominated a one-array open: 0.7 ms).
+_MANY = 64
 Job = tuple[Part, int, int, np.ndarray[Any, np.dtype[np.uint8]]]  # part, lo, hi (stored bytes), destination
 #: Large RAW frames are copied in pieces of this size, so that one big array uses every thread.
 _SPLIT = 64 << 20
@@ -1095,21 +1098,17 @@ class _Loader:
 
     # -- whole arrays ----------------------------------------------------------------------
 
-    def load(self, which: list[int], outs: dict[int, Any]) -> dict[int, np.ndarray[Any, Any]]:
-        """Arrays ``which`` (indices), into ``outs[i]`` where given; views, copies or decodes.
+    def _sort_many(
+        self, which: list[int], outs: dict[int, Any]
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int, int]], list[int], set[int]]:
+        """Split ``which`` into mapped views, views of packed frames and the rest, with numpy.
 
-        Heads may list 20,000 small arrays, so the arrays are sorted into kinds a
-        column at a time (numpy over the part table); only arrays that need more
-        than a view of a mapped or read frame go through the per-array path.
+        Returns ``(mapped, packed, rest, mapped_frames)``: the first three as
+        :meth:`load` uses them, and the frames holding the mapped arrays.
         """
         lay = self.layout
         head = lay.head
         arrays, frames = head.arrays, head.frames
-        result: dict[int, np.ndarray[Any, Any]] = {}
-        jobs: dict[int, list[Job]] = {}
-        keep: set[int] = set()
-        scatter: list[tuple[int, np.ndarray[Any, np.dtype[np.uint8]]]] = []  # blocked arrays: stored bytes
-        # Arrays held whole by one part: mapped views (RAW, mmap) or views of a packed frame.
         t = head.part_table()
         sel = np.asarray(which, dtype=np.int64)
         single_part = np.bincount(t.array, minlength=len(arrays)) == 1
@@ -1126,9 +1125,39 @@ class _Loader:
             simple &= ~np.isin(sel, np.fromiter(outs, dtype=np.int64, count=len(outs)))
         if any(a.blocks is not None for a in arrays):
             simple &= np.array([arrays[ai].blocks is None for ai in which], dtype=bool)
-        mapped = simple & raw_frame[fsel] if self.mmap_views else np.zeros(len(sel), dtype=bool)
-        packed = simple & ~mapped & shared[fsel]
-        for ai in sel[~(mapped | packed)].tolist():  # per-array path: the few others
+        is_mapped = simple & raw_frame[fsel] if self.mmap_views else np.zeros(len(sel), dtype=bool)
+        is_packed = simple & ~is_mapped & shared[fsel]
+        offsets = np.array(lay.offsets, dtype=np.int64)
+        m_ai = sel[is_mapped]
+        mapped = list(zip(m_ai.tolist(), (offsets[frame_of[m_ai]] + at_of[m_ai]).tolist(), strict=True))
+        p_ai = sel[is_packed]
+        packed = list(zip(p_ai.tolist(), frame_of[p_ai].tolist(), at_of[p_ai].tolist(), strict=True))
+        return mapped, packed, sel[~(is_mapped | is_packed)].tolist(), set(frame_of[m_ai].tolist())
+
+    def load(self, which: list[int], outs: dict[int, Any]) -> dict[int, np.ndarray[Any, Any]]:
+        """Arrays ``which`` (indices), into ``outs[i]`` where given; views, copies or decodes.
+
+        Heads may list 20,000 small arrays, so the arrays are sorted into kinds a
+        column at a time (numpy over the part table); only arrays that need more
+        than a view of a mapped or read frame go through the per-array path.
+        """
+        lay = self.layout
+        head = lay.head
+        arrays, frames = head.arrays, head.frames
+        result: dict[int, np.ndarray[Any, Any]] = {}
+        jobs: dict[int, list[Job]] = {}
+        keep: set[int] = set()
+        scatter: list[tuple[int, np.ndarray[Any, np.dtype[np.uint8]]]] = []  # blocked arrays: stored bytes
+        # Arrays held whole by one part: mapped views (RAW, mmap) or views of a packed frame.
+        mapped: list[tuple[int, int]] = []  # (array, file offset)
+        packed: list[tuple[int, int, int]] = []  # (array, frame, offset in the frame)
+        rest = which
+        if len(which) >= _MANY:
+            mapped, packed, rest, mapped_frames = self._sort_many(which, outs)
+            if self.verify:  # mapped arrays are read by nobody else: check their frames here
+                for fi in mapped_frames:
+                    jobs.setdefault(fi, [])
+        for ai in rest:  # per-array path: few arrays, or the few others
             spec, loc = arrays[ai], lay.loc(ai)
             out = outs.get(ai) if outs else None
             if spec.blocks is not None:
@@ -1152,26 +1181,24 @@ class _Loader:
                 result[ai] = np.ndarray(spec.shape, spec.dtype, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
             elif self._mapped(ai):
                 assert loc.file_start is not None
-                result[ai] = _array_at(self.region, spec, loc.file_start)
+                mapped.append((ai, loc.file_start))
                 if self.verify:  # mapped arrays are read by nobody else: check their frames here
                     for fi, _ in loc.parts:
                         jobs.setdefault(fi, [])
+            elif len(loc.parts) == 1 and len(frames[loc.parts[0][0]].parts) > 1:
+                packed.append((ai, loc.parts[0][0], loc.parts[0][1].at))
             else:
                 result[ai], raw = _new_array(spec)
                 self._jobs_for(ai, 0, spec.nbytes, raw, jobs)
-        packed_ai, packed_fi, packed_at = sel[packed].tolist(), fsel[packed].tolist(), at_of[sel[packed]].tolist()
-        for fi in set(packed_fi):  # read (or decode) each such frame once; its arrays are views of it
-            keep.add(fi)
-            jobs.setdefault(fi, [])
-        mapped_ai, mapped_fi = sel[mapped].tolist(), fsel[mapped].tolist()
-        if self.verify:  # mapped RAW arrays are read by nobody else: check their frames here
-            for fi in set(mapped_fi):
+        for _, fi, _ in packed:  # read (or decode) each such frame once; its arrays are views of it
+            if fi not in keep:
+                keep.add(fi)
                 jobs.setdefault(fi, [])
         kept = self._run(jobs, keep)
-        region, offsets = self.region, lay.offsets
-        for ai, fi in zip(mapped_ai, mapped_fi, strict=True):
-            result[ai] = _array_at(region, arrays[ai], offsets[fi] + int(at_of[ai]))
-        for ai, fi, at in zip(packed_ai, packed_fi, packed_at, strict=True):
+        region = self.region
+        for ai, off in mapped:
+            result[ai] = _array_at(region, arrays[ai], off)
+        for ai, fi, at in packed:
             result[ai] = _array_at(kept[fi], arrays[ai], at)
         for ai, stored in scatter:
             _scatter_blocks(arrays[ai], stored, result[ai])

@@ -614,6 +614,8 @@ def _tiling_ok_fast(head: Head) -> bool:
     """
     arrays, frames = head.arrays, head.frames
     narr = len(arrays)
+    if sum(len(f.parts) for f in frames) < 64:
+        return False  # a small head: check_tiling's loops cost less than numpy's per-call overhead
     # Names and paths: unique, and no path inside another (only possible with deeper paths or groups).
     paths = list(map(_PATH, arrays))
     if len(set(head.names())) != narr:
