@@ -1428,6 +1428,8 @@ def load(
         the saved mapping; any subset of names. Each must match dtype and shape
         and be contiguous in the saved order; the result holds these same
         objects. Works for RAW (copied) and LZ4 (decoded in place) arrays.
+        If the load raises, the contents of these arrays are undefined: data
+        is read or decoded into them before its frame's checksum is checked.
     threads
         Worker threads (None: all cores). A stream is read and decoded in the
         calling thread (its arrays grow with the bytes that arrive).
