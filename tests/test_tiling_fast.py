@@ -1,0 +1,147 @@
+"""The numpy tiling check (``_tiling_ok_fast``, used for heads of 64 parts or more) never
+accepts a head that :meth:`Head.check_tiling` rejects, and accepts every valid head.
+
+Readers trust a head that passes it, so a miss here would let a malformed file load. The
+heads are real (planned by the writer, many small arrays over several frames), then damaged
+one field at a time."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ndckpt._backend import StreamSink
+from ndckpt.api import _prepare, _write_checkpoint
+from ndckpt.container import SUPERBLOCK, ArraySpec, FrameSpec, Head, Part, _tiling_ok_fast
+from ndckpt.errors import FormatError
+from ndckpt.format import FrameStyle
+
+
+def _head(n: int, seed: int, deep: bool) -> Head:
+    rng = np.random.default_rng(seed)
+    arrays: dict[str, Any] = {}
+    for i in range(n):
+        a = rng.integers(0, 9, int(rng.integers(1, 5000)), dtype=np.uint8)
+        if deep and i % 4 == 0:
+            arrays.setdefault("g", {})[f"x{i}"] = a
+        else:
+            arrays[f"a{i:04d}"] = a
+    style = {f"a{i:04d}": "lz4" for i in range(0, n, 3) if not (deep and i % 4 == 0)}
+    buf = io.BytesIO()
+    _write_checkpoint(StreamSink(buf, 1 << 20), _prepare(arrays, style, None, 1 << 16), 1, None)
+    data = buf.getvalue()
+    hn = SUPERBLOCK.unpack_from(data, 0)[3]
+    return Head.from_json(data[SUPERBLOCK.size : SUPERBLOCK.size + hn])
+
+
+def _fresh(head: Head) -> Head:
+    """A copy that shares nothing mutable and has no cached columns."""
+    return Head(
+        list(head.arrays),
+        [FrameSpec(f.style, f.nbytes, list(f.parts)) for f in head.frames],
+        list(head.groups),
+        head.metadata,
+    )
+
+
+def _slow_ok(head: Head) -> bool:
+    try:
+        _fresh(head).check_tiling()
+    except FormatError:
+        return False
+    return True
+
+
+MUTATIONS = [
+    "start",
+    "nbytes",
+    "at",
+    "array",
+    "swap",
+    "drop",
+    "dup",
+    "style",
+    "shape",
+    "dtype",
+    "name",
+    "prefix",
+    "group",
+    "frame_nbytes",
+]
+
+
+def _mutate(head: Head, kind: str, data: st.DataObject) -> None:
+    frames = [f for f in head.frames if f.parts]
+    f = data.draw(st.sampled_from(frames), label="frame")
+    k = data.draw(st.integers(0, len(f.parts) - 1), label="part")
+    p = f.parts[k]
+    delta = data.draw(st.sampled_from([-4097, -64, -1, 1, 63, 64, 4096]), label="delta")
+    if kind in ("start", "nbytes", "at"):
+        f.parts[k] = p._replace(**{kind: max(0, getattr(p, kind) + delta)})
+    elif kind == "array":
+        f.parts[k] = p._replace(array=data.draw(st.integers(0, len(head.arrays) - 1), label="array"))
+    elif kind == "swap" and len(f.parts) > 1:
+        j = (k + 1) % len(f.parts)
+        f.parts[k], f.parts[j] = f.parts[j], f.parts[k]
+    elif kind == "drop" and len(f.parts) > 1:
+        del f.parts[k]
+    elif kind == "dup":
+        f.parts.insert(k, p)
+    elif kind == "style":
+        f.style = FrameStyle.LZ4 if f.style == FrameStyle.RAW else FrameStyle.RAW
+    elif kind == "frame_nbytes":
+        f.nbytes = max(1, f.nbytes + delta)
+    else:
+        i = data.draw(st.integers(0, len(head.arrays) - 1), label="array")
+        a = head.arrays[i]
+        j = (i + 1) % len(head.arrays)
+        if kind == "shape":
+            head.arrays[i] = a._replace(shape=(max(0, a.shape[0] + delta),))
+        elif kind == "dtype":
+            head.arrays[i] = a._replace(dtype=np.dtype("<u2"))
+        elif kind == "name":
+            head.arrays[i] = a._replace(path=head.arrays[j].path)
+        elif kind == "prefix":
+            head.arrays[i] = a._replace(path=(*head.arrays[j].path, "inner"))
+        elif kind == "group":
+            head.groups.append(head.arrays[j].path)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(64, 160),
+    seed=st.integers(0, 3),
+    deep=st.booleans(),
+    kinds=st.lists(st.sampled_from(MUTATIONS), min_size=0, max_size=2),
+    data=st.data(),
+)
+def test_fast_check_never_accepts_what_check_tiling_rejects(
+    n: int, seed: int, deep: bool, kinds: list[str], data: st.DataObject
+) -> None:
+    head = _fresh(_head(n, seed, deep))
+    assert sum(len(f.parts) for f in head.frames) >= 64
+    for kind in kinds:
+        _mutate(head, kind, data)
+    slow = _slow_ok(head)
+    fast = _tiling_ok_fast(_fresh(head))
+    if fast:
+        assert slow, f"fast check accepted a head check_tiling rejects ({kinds})"
+    if not kinds:
+        assert fast, "a valid head must pass the fast check"
+
+
+def test_small_heads_defer_to_check_tiling() -> None:
+    head = Head(
+        [ArraySpec(("a",), np.dtype("u1"), (4,), "C")],
+        [FrameSpec(FrameStyle.RAW, 4, [Part(0, 0, 4, 0)])],
+        [],
+        None,
+    )
+    assert not _tiling_ok_fast(head)  # below 64 parts: the loops of check_tiling decide
+    head.check_tiling()
+    assert dataclasses.replace(head).arrays == head.arrays
