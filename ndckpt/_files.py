@@ -61,12 +61,14 @@ _HASHED_RE = re.compile(r".*~[0-9a-f]{32}", re.DOTALL)
 #: Target names longer than this (in bytes) get a hashed stem.
 _STEM_MAX = 160
 _STEM_PREFIX = 64
-
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 #: Errors of a directory fsync that mean "not supported here", not "the data may be lost".
 _DIR_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.EBADF, getattr(errno, "ENOTSUP", -1), getattr(errno, "EOPNOTSUPP", -1)}
+
+
+def _flag(name: str) -> int:
+    """``os.<name>`` where the platform has it, else 0 (looked up at each call)."""
+    v = getattr(os, name, 0)
+    return v if isinstance(v, int) else 0
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,7 @@ def fsync_dir(directory: Path) -> None:
     Raises CheckptIOError when the fsync itself reports an I/O error.
     """
     try:
-        dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _O_CLOEXEC)
+        dfd = os.open(directory, os.O_RDONLY | _flag("O_DIRECTORY") | _flag("O_CLOEXEC"))
     except OSError:
         return  # e.g. Windows: a directory cannot be opened
     try:
@@ -243,19 +245,16 @@ def fsync_dir(directory: Path) -> None:
 
 
 def _keep_mode(fd: int, tmp: Path, mode: int) -> None:
-    """Give the temporary file the replaced file's permission bits (never wider ones)."""
-    try:
+    """Give the temporary file exactly the replaced file's permission bits.
+
+    It was created with ``mode & ~umask``, never wider than ``mode``: where the
+    file system refuses the change, the file is left narrower, never wider.
+    """
+    with contextlib.suppress(OSError):
         if hasattr(os, "fchmod"):
             os.fchmod(fd, mode)
-        else:  # Windows before 3.13
+        else:  # Windows before Python 3.13
             os.chmod(tmp, mode)
-    except OSError as e:
-        try:
-            got = stat.S_IMODE(os.fstat(fd).st_mode)
-        except OSError:
-            got = ~0
-        if got & ~mode:  # a file system without modes is fine; one left wider than the old file is not
-            raise CheckptIOError(e.errno, f"cannot set the mode of {str(tmp)!r} to {mode:o}: {e.strerror}") from e
 
 
 @contextlib.contextmanager
@@ -274,7 +273,9 @@ def open_output(path: PathLike, *, durable: bool = True) -> Iterator[int]:
     target with ``os.replace``, and the directory is fsynced (``durable``).
     If anything fails, including the block, the temporary file is removed,
     the target is untouched and the error propagates (OS failures as
-    CheckptIOError naming the step).
+    CheckptIOError naming the step). The one exception is the last step: if
+    only the directory fsync fails, the new file is already in place (its
+    durability is unknown) and CheckptIOError says so.
 
     For a FIFO, character device or socket (``/dev/stdout``, a named pipe):
     it is opened for writing and written in place, with no temporary file,
@@ -284,7 +285,7 @@ def open_output(path: PathLike, *, durable: bool = True) -> Iterator[int]:
     final, st = resolve_target(path)
     if st is not None and not stat.S_ISREG(st.st_mode):
         try:
-            fd = os.open(final, os.O_WRONLY | _O_CLOEXEC | _O_BINARY)
+            fd = os.open(final, os.O_WRONLY | _flag("O_CLOEXEC") | _flag("O_BINARY"))
         except OSError as e:
             raise CheckptIOError(e.errno, f"cannot open {str(final)!r}: {e.strerror}") from e
         try:
@@ -298,7 +299,9 @@ def open_output(path: PathLike, *, durable: bool = True) -> Iterator[int]:
     mode = 0o666 if st is None else stat.S_IMODE(st.st_mode) & 0o777
     tmp = directory / temp_name(name)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY, mode)
+        # O_BINARY: no newline translation on Windows.
+        flags = os.O_CREAT | os.O_EXCL | _flag("O_NOFOLLOW") | _flag("O_CLOEXEC") | _flag("O_BINARY")
+        fd = os.open(tmp, os.O_WRONLY | flags, mode)
     except OSError as e:
         raise CheckptIOError(e.errno, f"cannot create a temporary file in {str(directory)!r}: {e.strerror}") from e
     ok = False

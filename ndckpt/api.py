@@ -525,14 +525,17 @@ def save(
     Raises
     ------
     InvalidArgumentError
-        Bad arguments (the message names the array or argument); nothing is
+        Bad arguments (the message names the array or argument), or a
+        ``target`` that is a directory or a symlink to one; nothing is
         written at ``target`` then.
     UnsupportedError
         LZ4 requested and no LZ4 library available; nothing is written.
     CheckptIOError
         The write failed (disk full, broken pipe, ...). For a path, the
         temporary file is removed and any previous file at ``target`` is
-        untouched; for a file object, its content is undefined.
+        untouched (except when only the final fsync of the directory fails:
+        the new file is then in place, its durability unknown); for a file
+        object, its content is undefined.
 
     Notes
     -----

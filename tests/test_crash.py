@@ -316,7 +316,8 @@ def test_stale_temporary_files_do_not_disturb_the_next_save(
         w.wait_stopped()
         w.kill()
         left.append(temps(tmp_path))
-    assert len(left[0]) == len(left[1]) == 1 and left[0] != left[1]  # the second writer removed the first's
+    assert len(left[0]) == len(left[1]) == 1
+    assert left[0] != left[1]
     assert path.read_bytes() == sizes["old"]
     # Files whose names look like temporary files of this target but that no dead writer of
     # this host left: one of *this* process, one of the pre-host-tag form. Never touched.
