@@ -86,11 +86,24 @@ def test_temporaries_of_one_target_are_never_taken_for_another_s(a: str, b: str)
     assert is_temp_of(temp_name(a), b) is None
 
 
-@given(st.text(st.characters(exclude_categories=()), max_size=120))
+@st.composite
+def near_temp_names(draw: st.DrawFn) -> str:
+    """Built temporary names with one character inserted, deleted or replaced somewhere."""
+    name = temp_name(draw(file_names), pid=draw(pids), host=draw(hosts), token=draw(tokens))
+    i = draw(st.integers(0, len(name)))
+    c = draw(st.sampled_from("0a9fF-./~x\n"))
+    edit = draw(st.sampled_from(["insert", "delete", "replace"]))
+    if edit == "insert":
+        return name[:i] + c + name[i:]
+    return name[:i] + ("" if edit == "delete" else c) + name[i + 1 :]
+
+
+@given(st.one_of(st.text(st.characters(exclude_categories=()), max_size=120), near_temp_names()))
 def test_the_recogniser_accepts_exactly_the_built_form(text: str) -> None:
     t = parse_temp_name(text)
     if t is not None:
         assert text == f".{t.stem}{_files.TEMP_MARK}{t.pid}-{t.host}-{t.token}"
+        assert temp_name("x", pid=t.pid, host=t.host, token=t.token).endswith(text[len(t.stem) + 1 :])
 
 
 def test_long_and_hash_like_names_get_hashed_stems() -> None:
