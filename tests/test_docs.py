@@ -24,7 +24,7 @@ from typing import Any
 
 import lz4.block
 import pytest
-from fdvectors import cases, content, load_case
+from fdvectors import VECTORS_DIR, cases, content, load_case
 
 from ndckpt import FrameStyle, frame_style_is_supported
 
@@ -98,7 +98,7 @@ def test_fd_checkpt_reference_reader_decodes_every_golden_vector(tmp_path: Path)
     globs = run_blocks("fd_checkpt.md", tmp_path)
     read_frame = globs["read_frame"]
     names = cases()
-    assert len(names) >= 14, f"golden vectors missing: found {names}"
+    assert len(names) >= 14, f"golden vectors missing in {VECTORS_DIR}: found {names}"
     for name in names:
         d, data = load_case(name)
         off = 0

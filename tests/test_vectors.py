@@ -1,6 +1,6 @@
 """Golden fd_checkpt vectors: ndckpt writes and reads exactly Firedancer's bytes.
 
-Every case in ``shared/vectors/fd_checkpt`` is replayed in every write mode
+Every case in ``tests/data/fd_checkpt`` (read only from there) is replayed in every write mode
 (stream into BytesIO, a real file and an int fd; mmio into a bytearray, a
 numpy array and an np.memmap) and must give the ``.ckpt`` bytes and the
 JSON's offsets; it is restored in every read mode, across modes, frame by
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fdvectors import cases, content, decode_lz4_frame, gen, load_case
+from fdvectors import VECTORS_DIR, cases, check_files, content, decode_lz4_frame, gen, load_case
 from strategies import FrameSpec, Offsets, literal, read_frames, write_frames
 
 from ndckpt import Checkpt, FrameStyle, Restore
@@ -31,9 +31,22 @@ SENTINEL = 0xA5
 SLACK = 64  # bytes past the bound that must stay untouched
 
 
+#: The 14 cases of the vectors' README; a case that disappears from SHA256SUMS fails here.
+EXPECTED_CASES = {
+    "big_1mib_plus7_lz4", "compressible_lz4", "empty_checkpoint", "empty_frame_lz4", "empty_frame_raw",
+    "exact_64k", "gather_threshold_crossing", "incompressible_lz4", "lz4_stream_reuse", "many_tiny_lz4",
+    "mixed_frames", "tiny_lz4", "tiny_raw", "zero_size_buffers",
+}
+
+
 def test_vectors_present() -> None:
-    assert len(CASES) >= 14, f"golden vectors missing: found {CASES}"
-    assert "lz4_stream_reuse" in CASES
+    """Every vector file is in the repository and matches SHA256SUMS; nothing is read from outside it."""
+    assert set(CASES) == EXPECTED_CASES, (
+        f"golden vectors missing in {VECTORS_DIR}: found {CASES}; restore them with "
+        f"`git checkout -- tests/data/fd_checkpt`"
+    )
+    assert check_files() == []
+    assert VECTORS_DIR.is_relative_to(Path(__file__).resolve().parent)
 
 
 @functools.cache
