@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, Union
 
 import numpy as np
 
-from . import _lz4
+from . import _lz4, _platform
 from ._backend import StreamSink
 from ._plan import DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES, plan
 from .container import (
@@ -916,7 +916,8 @@ class _Src:
 
     Copies and LZ4 input are read with ``pread`` when an fd is there: reading
     into the destination is the fastest path here (aligned ``preadv`` ran at
-    6-14 GB/s) and mapped pages never inflate the process's RSS.
+    6-14 GB/s) and mapped pages never inflate the process's RSS. Where
+    ``preadv`` is missing the read falls back as :mod:`ndckpt._platform` says.
     """
 
     def __init__(self, region: memoryview, fd: int | None = None) -> None:
@@ -932,7 +933,7 @@ class _Src:
         mv = _mv(dst)
         while done < n:
             try:
-                r = os.preadv(self.fd, [mv[done:]], off + done)
+                r = _platform.preadinto(self.fd, mv[done:], off + done)
             except OSError as e:
                 raise CheckptIOError(e.errno, f"read of {n} bytes at offset {off} failed: {e.strerror}") from e
             if r <= 0:
@@ -1355,7 +1356,7 @@ def _map_path(path: PathLike) -> _Src:
     p = os.fspath(path)
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(p, _platform.open_flags(os.O_RDONLY) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError as e:
         raise CheckptIOError(e.errno, f"no such file: {p!r}") from e
     except OSError as e:

@@ -73,6 +73,7 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
+from . import _platform
 from .api import _as_array, _bytes_of, _check_metadata, _flatten, _parse_style_arg, _resolve_styles, load, save
 from .api import open as open_checkpoint
 from .container import END_MAGIC, MAGIC, SUPERBLOCK, TRAILER
@@ -130,6 +131,9 @@ def _check_optional_positive(value: Any, what: str) -> int | None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` may exist; True (keep its files) wherever that cannot be told."""
+    if not _platform.can_probe_pids():
+        return True  # os.kill would terminate it (Windows), not probe it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -146,12 +150,12 @@ def _looks_complete(path: str, size: int) -> bool:
     if size < SUPERBLOCK.size + TRAILER.size:
         return False
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, _platform.open_flags(os.O_RDONLY))
     except OSError:
         return False
     try:
-        head = os.pread(fd, len(MAGIC), 0)
-        tail = os.pread(fd, TRAILER.size, size - TRAILER.size)
+        head = _platform.pread(fd, len(MAGIC), 0)
+        tail = _platform.pread(fd, TRAILER.size, size - TRAILER.size)
     except OSError:
         return False
     finally:
@@ -893,8 +897,11 @@ class CheckpointManager:
                 removed.append(p)
         return removed
 
-    def install_signal_handlers(self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGUSR1)) -> None:
+    def install_signal_handlers(self, signals: Sequence[int] | None = None) -> None:
         """Make ``signals`` request a final checkpoint instead of killing the process.
+
+        ``signals=None`` means SIGTERM and SIGUSR1, or those of the two the
+        platform has (Windows has no SIGUSR1: SIGTERM only).
 
         Each handler only counts the signal: the next :meth:`save` writes
         whatever ``every`` says (synchronously) and, once it is written,
@@ -910,7 +917,7 @@ class CheckpointManager:
         """
         if threading.current_thread() is not threading.main_thread():
             raise InvalidArgumentError("install_signal_handlers must be called from the main thread")
-        for sig in signals:
+        for sig in _platform.default_preempt_signals() if signals is None else signals:
             try:
                 previous = signal.signal(sig, self._on_signal)
             except (ValueError, OSError, TypeError) as e:
