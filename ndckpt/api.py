@@ -771,7 +771,9 @@ def _parse_superblock(sb: bytes | bytearray | memoryview) -> tuple[int, int]:
     if magic != MAGIC:
         raise FormatError("not an ndckpt file: bad magic at offset 0")
     if version != VERSION:
-        raise FormatError(f"unsupported ndckpt format version {version} (this ndckpt reads version {VERSION})")
+        # Refused before anything else is read; a newer version is a reason to upgrade, not corruption.
+        hint = "; upgrade ndckpt to read it" if version > VERSION else ""
+        raise FormatError(f"unsupported ndckpt format version {version} (this ndckpt reads version {VERSION}){hint}")
     if flags:
         raise FormatError(f"superblock: unknown flags {flags:#x}")
     if hn > HEAD_MAX:
