@@ -367,7 +367,7 @@ class CheckpointManager:
     async_save
         Write in the background; see :meth:`save`.
     comm
-        An mpi4py communicator (``pip install 'ndckpt[mpi]'``): every rank of
+        An mpi4py communicator (``pip install -e '.[mpi]'`` from a checkout): every rank of
         it makes the same calls, ``state`` may hold :class:`ndckpt.mpi.Block`
         and each checkpoint is one file written by all ranks with
         :func:`ndckpt.mpi.save`. :meth:`save`, :meth:`steps`, :meth:`latest`,
@@ -392,9 +392,9 @@ class CheckpointManager:
     >>> with CheckpointManager(tempfile.mkdtemp(), every=10, keep=2) as mgr:
     ...     for step in range(1, 31):
     ...         x += 1
-    ...         _ = mgr.save(step, {"x": x, "step": np.int64(step)})
-    ...     print(mgr.steps(), mgr.restore()["x"])
-    [20, 30] [30. 30. 30. 30.]
+    ...         _ = mgr.save(step, {"x": x, "step": np.int64(step)}, metadata={"run": "a"})
+    ...     print(mgr.steps(), mgr.restore()["x"], mgr.restored_step, mgr.metadata())
+    [20, 30] [30. 30. 30. 30.] 30 {'run': 'a'}
     """
 
     def __init__(
@@ -421,7 +421,7 @@ class CheckpointManager:
         self._async = async_save
         self._comm = comm
         if comm is not None:
-            from . import mpi  # noqa: F401  (ImportError naming ndckpt[mpi] when mpi4py is missing)
+            from . import mpi  # noqa: F401  (ImportError naming the mpi extra when mpi4py is missing)
 
             if async_save:
                 raise UnsupportedError("async_save=True cannot be combined with comm (MPI saves are synchronous)")
