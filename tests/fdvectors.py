@@ -161,6 +161,8 @@ def decode_lz4_frame(
                 piece = lz4.block.decompress(block, uncompressed_size=usz, dict=history)
             except lz4.block.LZ4BlockError as e:
                 raise ValueError(f"chunk at offset {off}: {e}") from e
+            if len(piece) != usz:  # python-lz4 returns a short decode without raising
+                raise ValueError(f"chunk at offset {off}: decoded to {len(piece)} bytes, not {usz}")
             history = (history + piece)[-65536:]
             out += piece
             cks.append((usz, csz + 3))

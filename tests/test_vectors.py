@@ -410,3 +410,18 @@ def test_restore_single_frames(name: str, mode: str, tmp_path: Path) -> None:
     finally:
         for f in files:
             f.close()
+
+
+def test_independent_decoder_refuses_a_short_block() -> None:
+    """python-lz4 returns a block that decodes short without raising; the independent decoder must not.
+
+    A flipped byte made a 65536-byte chunk decode to 65535 bytes: the engine refused it, the
+    decoder accepted it and read on out of step (test_engine's flipped-bytes property).
+    """
+    import lz4.block
+
+    block = lz4.block.compress(b"abc" * 10, store_size=False)
+    data = len(block).to_bytes(3, "little") + block
+    assert decode_lz4_frame(data, 0, [30])[0] == [b"abc" * 10]
+    with pytest.raises(ValueError, match="chunk at offset 0: decoded to 30 bytes, not 40"):
+        decode_lz4_frame(data, 0, [40])
