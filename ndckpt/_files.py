@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
+from . import _platform
 from .errors import CheckptIOError, InvalidArgumentError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -141,7 +142,7 @@ def is_temp_of(name: str, target_name: str) -> TempName | None:
 
 def pid_alive(pid: int) -> bool:
     """False only when no process ``pid`` exists on this host; True when it does or cannot be told."""
-    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
+    if not _platform.can_probe_pids():  # os.kill(pid, 0) would terminate the process (Windows)
         return True
     try:
         os.kill(pid, 0)
@@ -285,7 +286,7 @@ def open_output(path: PathLike, *, durable: bool = True) -> Iterator[int]:
     final, st = resolve_target(path)
     if st is not None and not stat.S_ISREG(st.st_mode):
         try:
-            fd = os.open(final, os.O_WRONLY | _flag("O_CLOEXEC") | _flag("O_BINARY"))
+            fd = os.open(final, _platform.open_flags(os.O_WRONLY))
         except OSError as e:
             raise CheckptIOError(e.errno, f"cannot open {str(final)!r}: {e.strerror}") from e
         try:
@@ -299,9 +300,8 @@ def open_output(path: PathLike, *, durable: bool = True) -> Iterator[int]:
     mode = 0o666 if st is None else stat.S_IMODE(st.st_mode) & 0o777
     tmp = directory / temp_name(name)
     try:
-        # O_BINARY: no newline translation on Windows.
-        flags = os.O_CREAT | os.O_EXCL | _flag("O_NOFOLLOW") | _flag("O_CLOEXEC") | _flag("O_BINARY")
-        fd = os.open(tmp, os.O_WRONLY | flags, mode)
+        # O_BINARY (in open_flags): no newline translation on Windows.
+        fd = os.open(tmp, _platform.open_flags(os.O_WRONLY | os.O_CREAT | os.O_EXCL | _flag("O_NOFOLLOW")), mode)
     except OSError as e:
         raise CheckptIOError(e.errno, f"cannot create a temporary file in {str(directory)!r}: {e.strerror}") from e
     ok = False

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _lz4
+from . import _lz4, _platform
 from .api import (
     Where,
     _check_frame_sizes,
@@ -118,12 +118,12 @@ class _Dest:
     def _grow(self, cap: int) -> None:
         try:
             if self.map is None:
-                self.map = mmap.mmap(-1, cap, flags=mmap.MAP_PRIVATE)
+                self.map = _platform.anonymous_map(cap)
             else:
                 try:
                     self.map.resize(cap)  # mremap: pages move, bytes are not copied
                 except (SystemError, OSError):  # no mremap on this platform: copy
-                    new = mmap.mmap(-1, cap, flags=mmap.MAP_PRIVATE)
+                    new = _platform.anonymous_map(cap)
                     new[: self.cap] = self.map[: self.cap]
                     self.map.close()
                     self.map = new

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Union
 
 import numpy as np
 
-from . import _files, _lz4
+from . import _files, _lz4, _platform
 from ._backend import StreamSink
 from ._plan import DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES, plan
 from .container import (
@@ -739,7 +739,9 @@ def _parse_superblock(sb: bytes | bytearray | memoryview) -> tuple[int, int]:
     if magic != MAGIC:
         raise FormatError("not an ndckpt file: bad magic at offset 0")
     if version != VERSION:
-        raise FormatError(f"unsupported ndckpt format version {version} (this ndckpt reads version {VERSION})")
+        # Refused before anything else is read; a newer version is a reason to upgrade, not corruption.
+        hint = "; upgrade ndckpt to read it" if version > VERSION else ""
+        raise FormatError(f"unsupported ndckpt format version {version} (this ndckpt reads version {VERSION}){hint}")
     if flags:
         raise FormatError(f"superblock: unknown flags {flags:#x}")
     if hn > HEAD_MAX:
@@ -884,7 +886,8 @@ class _Src:
 
     Copies and LZ4 input are read with ``pread`` when an fd is there: reading
     into the destination is the fastest path here (aligned ``preadv`` ran at
-    6-14 GB/s) and mapped pages never inflate the process's RSS.
+    6-14 GB/s) and mapped pages never inflate the process's RSS. Where
+    ``preadv`` is missing the read falls back as :mod:`ndckpt._platform` says.
     """
 
     def __init__(self, region: memoryview, fd: int | None = None) -> None:
@@ -900,7 +903,7 @@ class _Src:
         mv = _mv(dst)
         while done < n:
             try:
-                r = os.preadv(self.fd, [mv[done:]], off + done)
+                r = _platform.preadinto(self.fd, mv[done:], off + done)
             except OSError as e:
                 raise CheckptIOError(e.errno, f"read of {n} bytes at offset {off} failed: {e.strerror}") from e
             if r <= 0:
@@ -1323,7 +1326,7 @@ def _map_path(path: PathLike) -> _Src:
     p = os.fspath(path)
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(p, _platform.open_flags(os.O_RDONLY) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError as e:
         raise CheckptIOError(e.errno, f"no such file: {p!r}") from e
     except OSError as e:

@@ -62,6 +62,25 @@ CHECKPOINT_STYLES: dict[str, str] = {
 _PATTERN = "ckpt-*.ndckpt"
 
 
+#: SIGKILL where it exists; elsewhere (Windows) Popen.kill, which is TerminateProcess.
+_KILL_NAME = "SIGKILL" if hasattr(signal, "SIGKILL") else "TerminateProcess"
+
+
+def _hard_kill(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc`` without letting it run any handler: SIGKILL, or TerminateProcess where no SIGKILL."""
+    sig = getattr(signal, "SIGKILL", None)
+    if sig is None:
+        proc.kill()
+    else:
+        proc.send_signal(sig)
+
+
+def _was_hard_killed(rc: int) -> bool:
+    """Whether exit status ``rc`` is that of a :func:`_hard_kill` (TerminateProcess gives exit code 1)."""
+    sig = getattr(signal, "SIGKILL", None)
+    return rc == 1 if sig is None else rc == -int(sig)
+
+
 def checkpoint_path(directory: Path, step: int) -> Path:
     """Where the checkpoint of ``step`` goes: ``directory/ckpt-{step:012d}.ndckpt``."""
     return directory / f"ckpt-{step:012d}.ndckpt"
@@ -340,7 +359,7 @@ def _run(args: argparse.Namespace, directory: Path, kill_step: int) -> int:
                 if rec["step"] == kill_step:
                     time.sleep(delay)
                     if proc.poll() is None:
-                        proc.send_signal(signal.SIGKILL)
+                        _hard_kill(proc)
                         killed = True
                     break
             proc.stdout.read()  # whatever it printed before dying
@@ -348,8 +367,8 @@ def _run(args: argparse.Namespace, directory: Path, kill_step: int) -> int:
             if proc.poll() is None:
                 proc.kill()
             rc = proc.wait()
-    if killed and rc == -signal.SIGKILL:
-        say(f"      child killed with SIGKILL (exit status {rc}) before finishing")
+    if killed and _was_hard_killed(rc):
+        say(f"      child killed with {_KILL_NAME} (exit status {rc}) before finishing")
     elif rc != 0:
         say(f"FAIL: the child process failed with exit status {rc}")
         return 1

@@ -73,7 +73,7 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
-from . import _files
+from . import _files, _platform
 from .api import _as_array, _bytes_of, _check_metadata, _flatten, _parse_style_arg, _resolve_styles, load, save
 from .api import open as open_checkpoint
 from .container import END_MAGIC, MAGIC, SUPERBLOCK, TRAILER
@@ -133,12 +133,12 @@ def _looks_complete(path: str, size: int) -> bool:
     if size < SUPERBLOCK.size + TRAILER.size:
         return False
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, _platform.open_flags(os.O_RDONLY))
     except OSError:
         return False
     try:
-        head = os.pread(fd, len(MAGIC), 0)
-        tail = os.pread(fd, TRAILER.size, size - TRAILER.size)
+        head = _platform.pread(fd, len(MAGIC), 0)
+        tail = _platform.pread(fd, TRAILER.size, size - TRAILER.size)
     except OSError:
         return False
     finally:
@@ -350,7 +350,7 @@ class CheckpointManager:
     async_save
         Write in the background; see :meth:`save`.
     comm
-        An mpi4py communicator (``pip install 'ndckpt[mpi]'``): every rank of
+        An mpi4py communicator (``pip install -e '.[mpi]'`` from a checkout): every rank of
         it makes the same calls, ``state`` may hold :class:`ndckpt.mpi.Block`
         and each checkpoint is one file written by all ranks with
         :func:`ndckpt.mpi.save`. :meth:`save`, :meth:`steps`, :meth:`latest`,
@@ -375,9 +375,9 @@ class CheckpointManager:
     >>> with CheckpointManager(tempfile.mkdtemp(), every=10, keep=2) as mgr:
     ...     for step in range(1, 31):
     ...         x += 1
-    ...         _ = mgr.save(step, {"x": x, "step": np.int64(step)})
-    ...     print(mgr.steps(), mgr.restore()["x"])
-    [20, 30] [30. 30. 30. 30.]
+    ...         _ = mgr.save(step, {"x": x, "step": np.int64(step)}, metadata={"run": "a"})
+    ...     print(mgr.steps(), mgr.restore()["x"], mgr.restored_step, mgr.metadata())
+    [20, 30] [30. 30. 30. 30.] 30 {'run': 'a'}
     """
 
     def __init__(
@@ -404,7 +404,7 @@ class CheckpointManager:
         self._async = async_save
         self._comm = comm
         if comm is not None:
-            from . import mpi  # noqa: F401  (ImportError naming ndckpt[mpi] when mpi4py is missing)
+            from . import mpi  # noqa: F401  (ImportError naming the mpi extra when mpi4py is missing)
 
             if async_save:
                 raise UnsupportedError("async_save=True cannot be combined with comm (MPI saves are synchronous)")
@@ -869,8 +869,11 @@ class CheckpointManager:
         except OSError as e:
             raise CheckptIOError(e.errno, f"cannot list {str(self._dir)!r}: {e.strerror}") from e
 
-    def install_signal_handlers(self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGUSR1)) -> None:
+    def install_signal_handlers(self, signals: Sequence[int] | None = None) -> None:
         """Make ``signals`` request a final checkpoint instead of killing the process.
+
+        ``signals=None`` means SIGTERM and SIGUSR1, or those of the two the
+        platform has (Windows has no SIGUSR1: SIGTERM only).
 
         Each handler only counts the signal: the next :meth:`save` writes
         whatever ``every`` says (synchronously) and, once it is written,
@@ -886,7 +889,7 @@ class CheckpointManager:
         """
         if threading.current_thread() is not threading.main_thread():
             raise InvalidArgumentError("install_signal_handlers must be called from the main thread")
-        for sig in signals:
+        for sig in _platform.default_preempt_signals() if signals is None else signals:
             try:
                 previous = signal.signal(sig, self._on_signal)
             except (ValueError, OSError, TypeError) as e:

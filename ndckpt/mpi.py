@@ -86,7 +86,8 @@ try:
     from mpi4py import MPI
 except (ImportError, RuntimeError) as _e:  # no mpi4py, or no MPI library it can load
     raise ImportError(
-        f"ndckpt.mpi needs mpi4py and an MPI library; install them with: pip install 'ndckpt[mpi]' ({_e})"
+        "ndckpt.mpi needs mpi4py and an MPI library; install them from an ndckpt checkout with: "
+        f"pip install -e '.[mpi]' ({_e})"
     ) from _e
 
 from . import _files, _lz4

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from . import _platform
 from .errors import InvalidArgumentError
 
 __all__ = ["Staging", "aligned_empty", "resolve_threads", "run_all"]
@@ -81,7 +82,7 @@ class Staging:
         cls._lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=Staging._after_fork)
+_platform.at_fork_in_child(Staging._after_fork)
 
 
 def run_all(fn: Callable[[T], None], items: list[T], threads: int) -> None:

@@ -1,12 +1,17 @@
 """Golden fd_checkpt vectors: locate them and regenerate their buffer contents.
 
-The generators follow ``../shared/vectors/fd_checkpt/README.md`` exactly.
+The vectors live in the repository, in ``tests/data/fd_checkpt/`` (see its
+``PROVENANCE.md``), and are read only from there: no environment variable or
+path outside the repository is consulted. ``SHA256SUMS`` in that directory
+lists every file; a listed file that is missing is a ``FileNotFoundError``
+naming the path looked at, so a test fails instead of being skipped. The
+generators follow ``tests/data/fd_checkpt/README.md`` exactly.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +28,39 @@ WORDS = [
 _M64 = (1 << 64) - 1
 
 
+#: The only place the vectors are read from.
+VECTORS_DIR = Path(__file__).resolve().parent / "data" / "fd_checkpt"
+
+
 def vectors_dir() -> Path:
-    env = os.environ.get("NDCKPT_VECTORS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "fd_checkpt"
+    return VECTORS_DIR
+
+
+def manifest() -> dict[str, str]:
+    """``SHA256SUMS``: file name -> sha256 hex of every vector file (raises if the list is missing)."""
+    sums = VECTORS_DIR / "SHA256SUMS"
+    if not sums.is_file():
+        raise FileNotFoundError(
+            f"golden vectors missing: no {sums} (the fd_checkpt vectors are part of the repository, in "
+            f"tests/data/fd_checkpt/; restore them with `git checkout -- tests/data/fd_checkpt`)"
+        )
+    out: dict[str, str] = {}
+    for line in sums.read_text(encoding="ascii").splitlines():
+        digest, name = line.split(maxsplit=1)
+        out[name.lstrip("*")] = digest
+    return out
+
+
+def check_files() -> list[str]:
+    """The problems with the vector files: each listed file missing or not matching its sha256."""
+    problems = []
+    for name, digest in manifest().items():
+        p = VECTORS_DIR / name
+        if not p.is_file():
+            problems.append(f"missing {p}")
+        elif hashlib.sha256(p.read_bytes()).hexdigest() != digest:
+            problems.append(f"{p} differs from its sha256 in SHA256SUMS")
+    return problems
 
 
 def splitmix64(n: int, seed: int) -> bytes:
@@ -77,12 +110,22 @@ def content(c: dict[str, Any]) -> bytes | None:
 
 
 def cases() -> list[str]:
-    return sorted(p.stem for p in vectors_dir().glob("*.json"))
+    """The case names, from ``SHA256SUMS`` (not from the files present, so a lost file fails its test)."""
+    return sorted(n[: -len(".json")] for n in manifest() if n.endswith(".json"))
+
+
+def _read(p: Path) -> bytes:
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"golden vector missing: {p} (listed in {VECTORS_DIR / 'SHA256SUMS'}; restore it with "
+            f"`git checkout -- tests/data/fd_checkpt`)"
+        )
+    return p.read_bytes()
 
 
 def load_case(name: str) -> tuple[dict[str, Any], bytes]:
     d = vectors_dir()
-    return json.loads((d / f"{name}.json").read_text()), (d / f"{name}.ckpt").read_bytes()
+    return json.loads(_read(d / f"{name}.json")), _read(d / f"{name}.ckpt")
 
 
 def decode_lz4_frame(
@@ -118,6 +161,8 @@ def decode_lz4_frame(
                 piece = lz4.block.decompress(block, uncompressed_size=usz, dict=history)
             except lz4.block.LZ4BlockError as e:
                 raise ValueError(f"chunk at offset {off}: {e}") from e
+            if len(piece) != usz:  # python-lz4 returns a short decode without raising
+                raise ValueError(f"chunk at offset {off}: decoded to {len(piece)} bytes, not {usz}")
             history = (history + piece)[-65536:]
             out += piece
             cks.append((usz, csz + 3))

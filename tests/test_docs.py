@@ -24,7 +24,7 @@ from typing import Any
 
 import lz4.block
 import pytest
-from fdvectors import cases, content, load_case
+from fdvectors import VECTORS_DIR, cases, content, load_case
 
 from ndckpt import FrameStyle, frame_style_is_supported
 
@@ -98,7 +98,7 @@ def test_fd_checkpt_reference_reader_decodes_every_golden_vector(tmp_path: Path)
     globs = run_blocks("fd_checkpt.md", tmp_path)
     read_frame = globs["read_frame"]
     names = cases()
-    assert len(names) >= 14, f"golden vectors missing: found {names}"
+    assert len(names) >= 14, f"golden vectors missing in {VECTORS_DIR}: found {names}"
     for name in names:
         d, data = load_case(name)
         off = 0
@@ -159,3 +159,38 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     api = (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8")
     for name in ("Checkpt", "Restore", "FrameStyle", "CheckptError", "CompressionError"):
         assert name in api, f"API page does not document {name}"
+    ids = set(re.findall(r'id="(ndckpt\.[\w.]+)"', api))
+    missing = [q for q in _public_api() if q not in ids]
+    assert missing == [], f"the API page (which says it lists every parameter) leaves out {missing}"
+    # Long code lines wrap instead of being cut off.
+    assert '<link rel="stylesheet" href="../css/extra.css">' in api
+    css = (tmp_path / "site" / "css" / "extra.css").read_text(encoding="utf-8")
+    assert re.search(r"\.md-typeset pre > code \{[^}]*white-space: pre-wrap;", css), css
+
+
+def _public_api() -> list[str]:
+    """Qualified names of every public object: ndckpt.__all__, ndckpt.mpi's, and their public methods."""
+    import inspect
+
+    import ndckpt
+
+    objs: list[Any] = [getattr(ndckpt, n) for n in ndckpt.__all__ if n not in {"__version__", "errors"}]
+    mpi = ROOT / "ndckpt" / "mpi.py"
+    mpi_all = re.search(r"^__all__ = \[(.*?)\]", mpi.read_text(encoding="utf-8"), re.M | re.S)
+    assert mpi_all is not None
+    out = [f"ndckpt.mpi.{n}" for n in re.findall(r'"(\w+)"', mpi_all.group(1))]  # no mpi4py needed
+    for obj in objs:
+        qual = f"{obj.__module__}.{obj.__qualname__}"
+        out.append(qual)
+        if inspect.isclass(obj) and not issubclass(obj, BaseException):
+            out += [f"{qual}.{m}" for m in vars(obj) if not m.startswith("_")]
+    return sorted(set(out))
+
+
+def test_manager_docstring_examples_run() -> None:
+    """The CheckpointManager example (restore, restored_step, metadata) in its docstring is right."""
+    import ndckpt.manager
+
+    res = doctest.testmod(ndckpt.manager, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert res.attempted >= 5
+    assert res.failed == 0

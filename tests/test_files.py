@@ -284,7 +284,7 @@ def test_pid_alive_never_signals_on_windows(monkeypatch: pytest.MonkeyPatch) -> 
     def kill(pid: int, sig: int) -> None:
         raise AssertionError("os.kill called")
 
-    monkeypatch.setattr(os, "name", "nt")
+    monkeypatch.setattr(os, "name", "nt")  # can_probe_pids() is then False
     monkeypatch.setattr(os, "kill", kill)
     assert _files.pid_alive(gone)
 

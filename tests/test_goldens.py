@@ -1,8 +1,10 @@
-"""Golden files pin format version 2: today's writer reproduces them byte for byte, readers load them.
+"""Golden files pin every format version this release reads; today's writer reproduces the current one.
 
 The files in ``tests/data`` come from ``tests/data/make_goldens.py``. If one of these tests
 fails, either the writer changed the format by accident (fix the writer), or the change is
-deliberate: then bump the format version, regenerate the files and update :data:`SHA256`.
+deliberate: then bump the format version, write the new version's goldens into their own
+directory (``tests/data/v3/``...), add a row to :data:`SHA256_BY_VERSION`, and keep every
+older row and file: each release reads every older format version (``docs/compatibility.md``).
 LZ4 frames are the output of liblz4's block compressor (acceleration 1); their bytes were
 produced with liblz4 1.9.4.
 """
@@ -21,16 +23,28 @@ from strategies import assert_same_tree
 
 import ndckpt
 from ndckpt import _lz4
+from ndckpt.container import VERSION
 
 DATA = Path(__file__).resolve().parent / "data"
 
-#: Pinned contents of the goldens: changing a golden must also change this table.
-SHA256 = {
-    "raw.ndckpt": "1226191611580f4374cc601e3e847cdcff9eb82a14e8d6d8a77b0194b3dd25e3",
-    "lz4.ndckpt": "7871b0fb5054d51745e08e71e4f6c4823a1c4e156e1c9424ab6994e67682072d",
-    "mixed.ndckpt": "5c4a10545dadf6baab215e256d7a77357a5593c3890846ce9d8442a2232f1326",
-    "verbatim.ndckpt": "64040420f02b1d847c8b9f89a205fcb438c330dd71a19f7500b478d189d510c3",
-}
+#: The oldest format version this release reads (version 1 was development-only and is refused).
+OLDEST_READ = 2
+
+#: Format version -> (directory, pinned contents of its goldens). Changing a golden must also
+#: change this table; a new format version adds a row and keeps the older ones.
+SHA256_BY_VERSION: dict[int, tuple[Path, dict[str, str]]] = {
+    2: (DATA, {
+        "raw.ndckpt": "1226191611580f4374cc601e3e847cdcff9eb82a14e8d6d8a77b0194b3dd25e3",
+        "lz4.ndckpt": "7871b0fb5054d51745e08e71e4f6c4823a1c4e156e1c9424ab6994e67682072d",
+        "mixed.ndckpt": "5c4a10545dadf6baab215e256d7a77357a5593c3890846ce9d8442a2232f1326",
+        "verbatim.ndckpt": "64040420f02b1d847c8b9f89a205fcb438c330dd71a19f7500b478d189d510c3",
+    }),
+}  # fmt: skip
+
+#: The current version's goldens (the ones today's writer must reproduce).
+SHA256 = SHA256_BY_VERSION[VERSION][1]
+#: Every (version, file name) pair: each is read, verified and loaded by every reader.
+ALL = [(v, n) for v, (_, sums) in sorted(SHA256_BY_VERSION.items()) for n in sorted(sums)]
 
 
 def _load_generator() -> Any:
@@ -48,18 +62,43 @@ NAMES = sorted(GEN.GOLDENS)
 
 def test_every_golden_is_pinned() -> None:
     assert sorted(SHA256) == NAMES
-    assert sorted(p.name for p in DATA.glob("*.ndckpt")) == NAMES
+    for d, sums in SHA256_BY_VERSION.values():
+        assert sorted(p.name for p in d.glob("*.ndckpt")) == sorted(sums)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_golden_bytes_are_pinned(name: str) -> None:
-    data = (DATA / name).read_bytes()
-    assert hashlib.sha256(data).hexdigest() == SHA256[name], f"{name} changed: see this module's docstring"
+def test_every_version_read_has_goldens() -> None:
+    """Each format version from the oldest read to the current one has its own goldens."""
+    assert sorted(SHA256_BY_VERSION) == list(range(OLDEST_READ, VERSION + 1))
+    assert len({d for d, _ in SHA256_BY_VERSION.values()}) == len(SHA256_BY_VERSION)
+
+
+@pytest.mark.parametrize(("version", "name"), ALL)
+def test_golden_bytes_are_pinned(version: int, name: str) -> None:
+    d, sums = SHA256_BY_VERSION[version]
+    data = (d / name).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == sums[name], f"{name} changed: see this module's docstring"
     assert data[:8] == b"\x93NDCKPT\n"
-    assert struct.unpack_from("<II", data, 8) == (2, 0), "superblock version 2, flags 0"
+    assert struct.unpack_from("<II", data, 8) == (version, 0), f"superblock version {version}, flags 0"
     assert data[-8:] == b"NDCKEND\n"
-    assert struct.unpack_from("<II", data, len(data) - 16) == (2, 0), "trailer version 2, flags 0"
+    assert struct.unpack_from("<II", data, len(data) - 16) == (version, 0), f"trailer version {version}, flags 0"
     assert struct.unpack_from("<Q", data, len(data) - 24)[0] == len(data)
+
+
+@pytest.mark.parametrize("version", [1, VERSION + 1, 2**32 - 1])
+def test_other_versions_are_refused_at_once(tmp_path: Path, version: int) -> None:
+    """A version not read is refused from the superblock alone; a newer one says to upgrade."""
+    data = bytearray((DATA / "raw.ndckpt").read_bytes())
+    struct.pack_into("<I", data, 8, version)
+    struct.pack_into("<I", data, len(data) - 16, version)
+    p = tmp_path / "v.ndckpt"
+    msg = rf"unsupported ndckpt format version {version} \(this ndckpt reads version {VERSION}\)"
+    if version > VERSION:
+        msg += "; upgrade ndckpt to read it"
+    p.write_bytes(data)
+    for call in (lambda: ndckpt.load(p), lambda: ndckpt.verify(p), lambda: ndckpt.open(p).close(),
+                 lambda: ndckpt.load(io.BytesIO(bytes(data)))):  # fmt: skip
+        with pytest.raises(ndckpt.FormatError, match=msg + "$"):
+            call()
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -71,10 +110,10 @@ def test_todays_writer_reproduces_the_golden(name: str) -> None:
     assert f.getvalue() == want, f"writer output differs from {name} (liblz4 {_lz4.library_version()})"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_goldens_load_and_verify(name: str) -> None:
+@pytest.mark.parametrize(("version", "name"), ALL)
+def test_goldens_load_and_verify(version: int, name: str) -> None:
     make, kw = GEN.GOLDENS[name]
-    path = DATA / name
+    path = SHA256_BY_VERSION[version][0] / name
     want = make()
     assert_same_tree(ndckpt.load(path), want)
     assert_same_tree(ndckpt.load(path, mmap=False, verify=True), want)

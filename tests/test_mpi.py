@@ -32,7 +32,7 @@ import ndckpt
 from ndckpt import CheckpointManager, FormatError
 
 SCRIPTS = Path(__file__).parent / "mpi_scripts"
-_EXTRA = "pip install 'ndckpt[mpi]'"
+_EXTRA = "pip install -e '.[mpi]'"
 
 
 def _load_common() -> ModuleType:

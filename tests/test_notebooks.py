@@ -51,3 +51,17 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     if "simulation" in path.stem:
         images = [o for o in outputs if "image/png" in o.get("data", {})]
         assert len(images) == 3, "expected the restore, final-state and throughput figures"
+        # The difference panels (right third of the restore figure) show something, not blank
+        # white that looks like a failed plot: the old all-zero image was 96% white, today's 38%.
+        import base64
+        import io
+
+        import matplotlib.image
+
+        img = matplotlib.image.imread(io.BytesIO(base64.b64decode(images[0]["data"]["image/png"])), format="png")
+        right = img[:, img.shape[1] * 2 // 3 :, :3]
+        assert (right > 0.97).all(axis=-1).mean() < 0.6, "the |difference| panels are blank"
+        # The throughput comparisons are like with like, and say so.
+        text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+        for comparison in ("save, no fsync", "save with fsync", "load into memory"):
+            assert f"MiB, {comparison} (GB/s)" in text, comparison

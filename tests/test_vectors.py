@@ -1,6 +1,6 @@
 """Golden fd_checkpt vectors: ndckpt writes and reads exactly Firedancer's bytes.
 
-Every case in ``shared/vectors/fd_checkpt`` is replayed in every write mode
+Every case in ``tests/data/fd_checkpt`` (read only from there) is replayed in every write mode
 (stream into BytesIO, a real file and an int fd; mmio into a bytearray, a
 numpy array and an np.memmap) and must give the ``.ckpt`` bytes and the
 JSON's offsets; it is restored in every read mode, across modes, frame by
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fdvectors import cases, content, decode_lz4_frame, gen, load_case
+from fdvectors import VECTORS_DIR, cases, check_files, content, decode_lz4_frame, gen, load_case
 from strategies import FrameSpec, Offsets, literal, read_frames, write_frames
 
 from ndckpt import Checkpt, FrameStyle, Restore
@@ -31,9 +31,22 @@ SENTINEL = 0xA5
 SLACK = 64  # bytes past the bound that must stay untouched
 
 
+#: The 14 cases of the vectors' README; a case that disappears from SHA256SUMS fails here.
+EXPECTED_CASES = {
+    "big_1mib_plus7_lz4", "compressible_lz4", "empty_checkpoint", "empty_frame_lz4", "empty_frame_raw",
+    "exact_64k", "gather_threshold_crossing", "incompressible_lz4", "lz4_stream_reuse", "many_tiny_lz4",
+    "mixed_frames", "tiny_lz4", "tiny_raw", "zero_size_buffers",
+}
+
+
 def test_vectors_present() -> None:
-    assert len(CASES) >= 14, f"golden vectors missing: found {CASES}"
-    assert "lz4_stream_reuse" in CASES
+    """Every vector file is in the repository and matches SHA256SUMS; nothing is read from outside it."""
+    assert set(CASES) == EXPECTED_CASES, (
+        f"golden vectors missing in {VECTORS_DIR}: found {CASES}; restore them with "
+        f"`git checkout -- tests/data/fd_checkpt`"
+    )
+    assert check_files() == []
+    assert VECTORS_DIR.is_relative_to(Path(__file__).resolve().parent)
 
 
 @functools.cache
@@ -397,3 +410,18 @@ def test_restore_single_frames(name: str, mode: str, tmp_path: Path) -> None:
     finally:
         for f in files:
             f.close()
+
+
+def test_independent_decoder_refuses_a_short_block() -> None:
+    """python-lz4 returns a block that decodes short without raising; the independent decoder must not.
+
+    A flipped byte made a 65536-byte chunk decode to 65535 bytes: the engine refused it, the
+    decoder accepted it and read on out of step (test_engine's flipped-bytes property).
+    """
+    import lz4.block
+
+    block = lz4.block.compress(b"abc" * 10, store_size=False)
+    data = len(block).to_bytes(3, "little") + block
+    assert decode_lz4_frame(data, 0, [30])[0] == [b"abc" * 10]
+    with pytest.raises(ValueError, match="chunk at offset 0: decoded to 30 bytes, not 40"):
+        decode_lz4_frame(data, 0, [40])
