@@ -64,7 +64,7 @@ from .errors import (
     UnsupportedError,
 )
 from .format import FrameStyle, parse_style
-from .parallel import Progress, ProgressCallback, Staging, aligned_empty, resolve_threads, run_all
+from .parallel import Progress, ProgressCallback, Staging, aligned_empty, progress_phase, resolve_threads, run_all
 
 __all__ = ["Reader", "load", "open", "save", "verify"]
 
@@ -421,7 +421,17 @@ def _write_checkpoint(sink: StreamSink, prep: _Prepared, threads: int, progress:
                 raw_hashes.append((fi, h, gathered))
                 _write_pad(sink)
                 index[fi] = (sink.offset, f.nbytes, 0)
-                sink.write(_mv(src))
+                mv = _mv(src)
+                cuts = prog.pieces(f.nbytes)
+                if len(cuts) > 1:  # a large RAW frame: written and reported in pieces (views, no copies)
+                    for a in cuts[:-1]:
+                        sink.write(mv[a : a + cuts.step])
+                        prog.advance(cuts.step)
+                    a = cuts[-1]
+                    sink.write(mv[a:])
+                    prog.advance(f.nbytes - a)
+                    continue
+                sink.write(mv)
             prog.advance(f.nbytes)
         for fi, h, gathered in raw_hashes:
             index[fi]["xxh64"] = h if isinstance(h, int) else h.result()
@@ -510,8 +520,16 @@ def save(
     metadata
         A JSON-compatible dict stored with the arrays (``Reader.metadata``).
     progress
-        Optional ``callback(done, total)``, in uncompressed bytes, called after
-        each frame is written (from the calling thread).
+        Optional ``callback(done, total)``, in uncompressed bytes, called from
+        the calling thread: once with ``done == 0`` before any frame, then
+        after each frame is written and inside large RAW frames, at least
+        every ``max(16 MiB, total // 100)`` bytes, with ``done`` never
+        decreasing and the last call ``(total, total)``. If the callback also
+        has a ``phase`` method, ``progress.phase("fsync")`` is called after
+        that last call when the fsyncs begin (a path with ``durable=True``
+        only). An exception raised by either aborts the save as a failed
+        write does (for a path: the temporary file is removed, any previous
+        file is untouched) and propagates.
     durable
         For a path: fsync the file before the rename and the directory after
         it (default), so that the new checkpoint survives a power failure or
@@ -588,6 +606,7 @@ def _save_path(
     try:
         _write_checkpoint(StreamSink(fd, _WBUF), prep, threads, progress)
         if durable:
+            progress_phase(progress, "fsync")
             try:
                 os.fsync(fd)
             except OSError as e:
@@ -1047,21 +1066,23 @@ class _Loader:
                         Staging.put(stored_buf)
             prog.advance(f.nbytes)
 
-        # A whole large RAW frame is read in pieces by several threads, then checked if asked.
+        # A whole large RAW frame is read in pieces by several threads, then checked if asked
+        # (pieces no larger than the progress step when progress is reported).
+        split = min(_SPLIT, prog.step) if prog.step else _SPLIT
         tasks: list[Callable[[], None]] = []
         checks: list[tuple[int, np.ndarray[Any, np.dtype[np.uint8]]]] = []
         for fi in sorted(jobs):
             f, todo = head.frames[fi], jobs[fi]
             if (
                 lay.verbatim[fi]
-                and f.nbytes > _SPLIT
+                and f.nbytes > split
                 and len(todo) == 1
                 and todo[0][2] - todo[0][1] == f.nbytes
                 and fi not in keep
             ):
                 dst, off = todo[0][3], lay.offsets[fi]
-                pieces = range(0, f.nbytes, _SPLIT)
-                tasks.extend(functools.partial(self._piece, dst[a : a + _SPLIT], off + a, prog) for a in pieces)
+                pieces = range(0, f.nbytes, split)
+                tasks.extend(functools.partial(self._piece, dst[a : a + split], off + a, prog) for a in pieces)
                 if check(fi):
                     checks.append((fi, dst))
             else:
