@@ -1460,8 +1460,12 @@ def load(
         Structure, sizes and exact decoded sizes are always checked.
     progress
         Optional ``callback(done, total)`` in uncompressed bytes of the frames
-        read (zero-copy views are not read and not counted). It may be called
-        from worker threads, one call at a time.
+        read (zero-copy views are not read and not counted): ``(0, total)``
+        first, then after each frame and, inside large RAW frames, at least
+        every ``max(16 MiB, total // 100)`` bytes, never decreasing, ending at
+        ``(total, total)``. It may be called from worker threads, one call at
+        a time (a stream is read in the calling thread). An exception it
+        raises aborts the load and propagates.
 
     Raises
     ------
@@ -1505,6 +1509,9 @@ def verify(
     blocks are malformed fails even if its checksum was forged, and the zero
     pads before RAW frames (covered by no checksum; loads never read them) must
     be zero. Raises as :func:`load`; returns None when the file is sound.
+    ``progress`` is called as by :func:`load`, except that a path's or
+    buffer's RAW frames are reported whole once checked (their checksum is
+    computed in one pass), however large.
     """
     th = resolve_threads(threads)
     src = _region_of(source)
