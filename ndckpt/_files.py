@@ -259,7 +259,9 @@ def _keep_mode(fd: int, tmp: Path, mode: int) -> None:
 
 
 @contextlib.contextmanager
-def open_output(path: PathLike, *, durable: bool = True) -> Iterator[int]:
+def open_output(
+    path: PathLike, *, durable: bool = True, before_sync: Callable[[], None] | None = None
+) -> Iterator[int]:
     """Yield a file descriptor open for writing whose content replaces ``path`` when the block succeeds.
 
     For a regular file or a missing one (after :func:`resolve_target`: a
@@ -276,7 +278,10 @@ def open_output(path: PathLike, *, durable: bool = True) -> Iterator[int]:
     the target is untouched and the error propagates (OS failures as
     CheckptIOError naming the step). The one exception is the last step: if
     only the directory fsync fails, the new file is already in place (its
-    durability is unknown) and CheckptIOError says so.
+    durability is unknown) and CheckptIOError says so. ``before_sync``, if
+    given, is called once when the block has returned and the fsyncs are
+    about to start (only with ``durable``, only for a temporary file); an
+    exception from it aborts like one from the block.
 
     For a FIFO, character device or socket (``/dev/stdout``, a named pipe):
     it is opened for writing and written in place, with no temporary file,
@@ -310,6 +315,8 @@ def open_output(path: PathLike, *, durable: bool = True) -> Iterator[int]:
             _keep_mode(fd, tmp, mode)
         yield fd
         if durable:
+            if before_sync is not None:
+                before_sync()
             try:
                 os.fsync(fd)
             except OSError as e:

@@ -210,7 +210,8 @@ def load_stream(
             pos += _skip_pad(rs, scratch, pos, f"{where}: padding", check_pads)
             layout.offsets[fi] = pos
             layout.set_stored(fi, fr.nbytes)
-            hashes.append(_read_plain(rs, scratch, layout, fi, dest, arrays, hash_it=bool(verify)))
+            hashes.append(_read_plain(rs, scratch, layout, fi, dest, arrays, hash_it=bool(verify), prog=prog))
+            continue  # _read_plain reported the frame's bytes
         prog.advance(fr.nbytes)
     pos = rs.offset - base
     ib = bytearray(nfr * INDEX_DTYPE.itemsize)
@@ -274,18 +275,29 @@ def _read_plain(
     arrays: dict[int, np.ndarray[Any, Any]],
     *,
     hash_it: bool,
+    prog: Progress | None = None,
 ) -> int | None:
-    """Read frame ``fi``'s verbatim bytes into its arrays; return their XXH64 if ``hash_it``."""
+    """Read frame ``fi``'s verbatim bytes into its arrays; return their XXH64 if ``hash_it``.
+
+    With ``prog``, the frame's bytes are reported to it as they arrive (in pieces no larger
+    than its step); without, the caller reports them.
+    """
     head, fr = layout.head, layout.head.frames[fi]
     where = functools.partial(layout.where, fi)  # described only if something is wrong
     p0 = fr.parts[0]
     if len(fr.parts) == 1 and p0.at == 0 and p0.nbytes == fr.nbytes:
         d = dest.setdefault(p0.array, _Dest(head.arrays[p0.array].nbytes))
-        for s in range(0, p0.nbytes, _STEP):  # a step at a time: memory follows the data
-            _read(rs, d.view(p0.start + s, min(_STEP, p0.nbytes - s)), where)
+        step = min(_STEP, prog.step) if prog is not None and prog.step else _STEP
+        for s in range(0, p0.nbytes, step):  # a step at a time: memory follows the data
+            n = min(step, p0.nbytes - s)
+            _read(rs, d.view(p0.start + s, n), where)
+            if prog is not None:
+                prog.advance(n)
         return _lz4.xxh64(d.view(p0.start, p0.nbytes)) if hash_it else None
     data = scratch.read(rs, fr.nbytes, where, fresh=True)
     _place(head, fi, fr, data, dest, arrays, where, lz4=False)
+    if prog is not None:
+        prog.advance(fr.nbytes)
     return _lz4.xxh64(data) if hash_it else None
 
 

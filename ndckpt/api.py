@@ -63,7 +63,7 @@ from .errors import (
     UnsupportedError,
 )
 from .format import FrameStyle, parse_style
-from .parallel import Progress, ProgressCallback, Staging, aligned_empty, resolve_threads, run_all
+from .parallel import Progress, ProgressCallback, Staging, aligned_empty, progress_phase, resolve_threads, run_all
 
 __all__ = ["Reader", "load", "open", "save", "verify"]
 
@@ -420,7 +420,17 @@ def _write_checkpoint(sink: StreamSink, prep: _Prepared, threads: int, progress:
                 raw_hashes.append((fi, h, gathered))
                 _write_pad(sink)
                 index[fi] = (sink.offset, f.nbytes, 0)
-                sink.write(_mv(src))
+                mv = _mv(src)
+                cuts = prog.pieces(f.nbytes)
+                if len(cuts) > 1:  # a large RAW frame: written and reported in pieces (views, no copies)
+                    for a in cuts[:-1]:
+                        sink.write(mv[a : a + cuts.step])
+                        prog.advance(cuts.step)
+                    a = cuts[-1]
+                    sink.write(mv[a:])
+                    prog.advance(f.nbytes - a)
+                    continue
+                sink.write(mv)
             prog.advance(f.nbytes)
         for fi, h, gathered in raw_hashes:
             index[fi]["xxh64"] = h if isinstance(h, int) else h.result()
@@ -510,8 +520,16 @@ def save(
     metadata
         A JSON-compatible dict stored with the arrays (``Reader.metadata``).
     progress
-        Optional ``callback(done, total)``, in uncompressed bytes, called after
-        each frame is written (from the calling thread).
+        Optional ``callback(done, total)``, in uncompressed bytes, called from
+        the calling thread: once with ``done == 0`` before any frame, then
+        after each frame is written and inside large RAW frames, at least
+        every ``max(16 MiB, total // 100)`` bytes, with ``done`` never
+        decreasing and the last call ``(total, total)``. If the callback also
+        has a ``phase`` method, ``progress.phase("fsync")`` is called after
+        that last call when the fsyncs begin (a path with ``durable=True``
+        only). An exception raised by either aborts the save as a failed
+        write does (for a path: the temporary file is removed, any previous
+        file is untouched) and propagates.
     durable
         For a path: fsync the file before the rename and the directory after
         it (default), so that the new checkpoint survives a power failure or
@@ -581,7 +599,10 @@ def save(
 def _save_path(
     path: Path, prep: _Prepared, threads: int, progress: ProgressCallback | None, *, durable: bool = True
 ) -> None:
-    with _files.open_output(path, durable=durable) as fd:
+    def before_sync() -> None:
+        progress_phase(progress, "fsync")
+
+    with _files.open_output(path, durable=durable, before_sync=before_sync) as fd:
         _write_checkpoint(StreamSink(fd, _WBUF), prep, threads, progress)
 
 
@@ -1018,21 +1039,23 @@ class _Loader:
                         Staging.put(stored_buf)
             prog.advance(f.nbytes)
 
-        # A whole large RAW frame is read in pieces by several threads, then checked if asked.
+        # A whole large RAW frame is read in pieces by several threads, then checked if asked
+        # (pieces no larger than the progress step when progress is reported).
+        split = min(_SPLIT, prog.step) if prog.step else _SPLIT
         tasks: list[Callable[[], None]] = []
         checks: list[tuple[int, np.ndarray[Any, np.dtype[np.uint8]]]] = []
         for fi in sorted(jobs):
             f, todo = head.frames[fi], jobs[fi]
             if (
                 lay.verbatim[fi]
-                and f.nbytes > _SPLIT
+                and f.nbytes > split
                 and len(todo) == 1
                 and todo[0][2] - todo[0][1] == f.nbytes
                 and fi not in keep
             ):
                 dst, off = todo[0][3], lay.offsets[fi]
-                pieces = range(0, f.nbytes, _SPLIT)
-                tasks.extend(functools.partial(self._piece, dst[a : a + _SPLIT], off + a, prog) for a in pieces)
+                pieces = range(0, f.nbytes, split)
+                tasks.extend(functools.partial(self._piece, dst[a : a + split], off + a, prog) for a in pieces)
                 if check(fi):
                     checks.append((fi, dst))
             else:
@@ -1410,8 +1433,12 @@ def load(
         Structure, sizes and exact decoded sizes are always checked.
     progress
         Optional ``callback(done, total)`` in uncompressed bytes of the frames
-        read (zero-copy views are not read and not counted). It may be called
-        from worker threads, one call at a time.
+        read (zero-copy views are not read and not counted): ``(0, total)``
+        first, then after each frame and, inside large RAW frames, at least
+        every ``max(16 MiB, total // 100)`` bytes, never decreasing, ending at
+        ``(total, total)``. It may be called from worker threads, one call at
+        a time (a stream is read in the calling thread). An exception it
+        raises aborts the load and propagates.
 
     Raises
     ------
@@ -1455,6 +1482,9 @@ def verify(
     blocks are malformed fails even if its checksum was forged, and the zero
     pads before RAW frames (covered by no checksum; loads never read them) must
     be zero. Raises as :func:`load`; returns None when the file is sound.
+    ``progress`` is called as by :func:`load`, except that a path's or
+    buffer's RAW frames are reported whole once checked (their checksum is
+    computed in one pass), however large.
     """
     th = resolve_threads(threads)
     src = _region_of(source)

@@ -13,7 +13,8 @@ Exit status: 0 on success; 1 when a checkpoint is unsound or a user error occurs
 (missing file, not an ndckpt file, unknown array, bad input), with one line on
 stderr and no traceback; 2 for bad command-line usage (and ``bench`` outside a
 source checkout). Long operations draw a progress bar on stderr only when
-stderr is a terminal.
+stderr is a terminal (one line redrawn in place, fitted to the terminal's
+width, with rate and time left); otherwise they print no progress at all.
 """
 
 from __future__ import annotations

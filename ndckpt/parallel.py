@@ -104,20 +104,27 @@ def run_all(fn: Callable[[T], None], items: list[T], threads: int) -> None:
 
 ProgressCallback = Callable[[int, int], None]
 
+#: Fewest bytes between two progress reports inside one frame: a report comes at least every
+#: ``max(PROGRESS_STEP, total // 100)`` bytes (per frame when frames are smaller than that).
+PROGRESS_STEP = 16 << 20
+
 
 class Progress:
     """Thread-safe progress reporting: calls ``callback(done, total)`` in bytes, serialised.
 
     ``total`` counts uncompressed bytes of the frames the call processes. The
-    callback runs in whichever thread finished a frame, under a lock; it must
-    be quick and must not call back into ndckpt. An exception it raises aborts
-    the operation and propagates.
+    callback runs in whichever thread finished a piece of work, under a lock;
+    it must be quick and must not call back into ndckpt. An exception it raises
+    aborts the operation and propagates. Work longer than :attr:`step` bytes
+    (a large RAW frame) is reported in pieces of at most :attr:`step` bytes.
     """
 
     def __init__(self, callback: ProgressCallback | None, total: int) -> None:
         if callback is not None and not callable(callback):
             raise InvalidArgumentError(f"progress must be callable(done, total) or None, got {callback!r}")
         self._cb, self.total, self.done = callback, total, 0
+        #: Largest number of bytes between two reports (0 without a callback: nothing to split).
+        self.step = max(PROGRESS_STEP, total // 100) if callback is not None else 0
         self._lock = threading.Lock()
         if callback is not None:
             callback(0, total)
@@ -128,3 +135,21 @@ class Progress:
         with self._lock:
             self.done += n
             self._cb(self.done, self.total)
+
+    def pieces(self, nbytes: int) -> range:
+        """Offsets at which to cut ``nbytes`` of work into reported pieces of at most :attr:`step`."""
+        return range(0, nbytes, self.step if 0 < self.step < nbytes else max(nbytes, 1))
+
+
+def progress_phase(callback: ProgressCallback | None, phase: str) -> None:
+    """Tell a progress callback that a new phase begins, if it has a ``phase`` method.
+
+    ``save`` to a path with ``durable=True`` calls ``callback.phase("fsync")``
+    in the calling thread after the last ``callback(total, total)``, when the
+    fsyncs of the file and its directory begin. Callbacks without a callable
+    ``phase`` attribute (plain functions) are not called. An exception raised
+    by ``phase`` aborts the save like one raised by the callback.
+    """
+    hook = getattr(callback, "phase", None) if callback is not None else None
+    if callable(hook):
+        hook(phase)
