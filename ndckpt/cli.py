@@ -193,6 +193,25 @@ def _flat(tree: Any) -> dict[str, Any]:
     return out
 
 
+def _nest(arrays: dict[str, Any], where: str) -> dict[str, Any]:
+    """``{"group/name": array}`` (a numpy file's keys) as the nested mapping :func:`ndckpt.save`
+    takes, so that ``/`` makes groups as in ndckpt names; UserError when one name is an array
+    and a group of others (``a`` and ``a/b``). Iterative: keys may hold thousands of ``/``."""
+    tree: dict[str, Any] = {}
+    for name, arr in arrays.items():
+        *groups, leaf = name.split("/")
+        node = tree
+        for g in groups:
+            nxt = node.setdefault(g, {})
+            if not isinstance(nxt, dict):
+                raise UserError(f"{where}: {name!r} is inside {g!r}, which is an array, not a group")
+            node = nxt
+        if leaf in node:
+            raise UserError(f"{where}: {name!r} is both an array and a group of arrays")
+        node[leaf] = arr
+    return tree
+
+
 def _sniff(path: str) -> str:
     """``"ndckpt"``, ``"npy"``, ``"npz"`` or ``"unknown"`` from a file's first bytes."""
     try:
@@ -239,6 +258,7 @@ def _source(path: str) -> str | bytes | memoryview:
         return path
     with tempfile.TemporaryFile(prefix="ndckpt-stdin-") as f:
         shutil.copyfileobj(_stdin(), f, 1 << 20)
+        f.flush()
         size = f.tell()
         return memoryview(mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)) if size else b""
 
@@ -559,19 +579,20 @@ def cmd_convert(args: argparse.Namespace) -> int:
         label = _label(src)
         with _bar(f"read {label}") as bar:
             tree = _api.load(_stdin() if src == "-" else src, threads=args.threads, verify=True, progress=bar)
-        arrays = _flat(tree)
+        arrays = _flat(tree)  # ndckpt output gets ``tree`` itself: the same paths and empty groups
         if src != "-":
             with _api.open(src, verify=False) as r:
                 metadata = r.metadata
     else:
         arrays = _read_numpy(src, in_kind)
+        tree = _nest(arrays, src) if out_kind == "ndckpt" else {}
     raw = sum(a.nbytes for a in arrays.values())
 
     if out_kind == "ndckpt":
         style = _style(args.style, list(arrays))
         with _bar(f"write {'stdout' if dst == '-' else dst}") as bar:
             target: Any = _stdout() if dst == "-" else dst
-            _api.save(target, arrays, style=style, threads=args.threads, metadata=metadata, progress=bar)
+            _api.save(target, tree, style=style, threads=args.threads, metadata=metadata, progress=bar)
         if dst == "-":
             _stdout().flush()
     elif out_kind == "npy":
