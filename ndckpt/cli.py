@@ -2,9 +2,9 @@
 
 Installed as the ``ndckpt`` console script and runnable as ``python -m ndckpt``::
 
-    ndckpt info FILE [--json]                 format version, metadata, table of arrays
-    ndckpt verify FILE                        check every frame; exit 1 naming the bad one
-    ndckpt extract FILE NAME [-o OUT.npy]     one array to a .npy file
+    ndckpt info FILE|- [--json]               format version, metadata, table of arrays
+    ndckpt verify FILE|-                      check every frame; exit 1 naming the bad one
+    ndckpt extract FILE|- NAME [-o OUT.npy]   one array to a .npy file
     ndckpt convert IN OUT [--style [NAME=]raw|lz4 ...] [--force]
                                               .npy/.npz <-> ndckpt (and ndckpt -> ndckpt)
     ndckpt demo [...]                         kill-and-resume simulation demo
@@ -18,7 +18,7 @@ stderr is a terminal.
 
 Files are untrusted: whatever a file makes the command print (names, dtypes,
 messages) is shown with control and other non-printable characters escaped
-(``\x1b``, ``\u202e``, lone surrogates as ``\udc80``), and any failure a file
+(``\\x1b``, ``\\u202e``, lone surrogates as ``\\udc80``), and any failure a file
 causes (a malformed or hostile file, too little memory, nesting too deep for
 Python) is reported as ``ndckpt COMMAND: error`` in one line with exit status 1.
 """
