@@ -1483,8 +1483,9 @@ def verify(
     LZ4 frames are also decoded (into scratch memory) so that a frame whose
     blocks are malformed fails even if its checksum was forged, and the zero
     pads before RAW frames (covered by no checksum; loads never read them) must
-    be zero. An MPI subfile index (from a path or buffer) must list only its
-    writer's subfile names (``docs/mpi.md``), else FormatError. Raises as
+    be zero. An MPI subfile index must list only its writer's subfile names
+    (``docs/mpi.md``; from a stream or buffer, whose name is unknown, names of
+    that form for any one-component prefix), else FormatError. Raises as
     :func:`load`; returns None when the file is sound.
     """
     th = resolve_threads(threads)
@@ -1492,7 +1493,14 @@ def verify(
     if src is None:
         from ._stream import load_stream
 
-        load_stream(source, out=None, verify=True, progress=progress, check_pads=True)
+        load_stream(
+            source,
+            out=None,
+            verify=True,
+            progress=progress,
+            check_pads=True,
+            check_head=lambda head: _check_subfile_index(head.metadata, None),
+        )
         return
     src.close()  # verify reads through the mapping
     region = src.region

@@ -142,10 +142,18 @@ def test_foreign_entries_of_malformed_indexes() -> None:
     assert foreign_subfiles({INDEX_KEY: {"files": ["/u.0123abcd.sub0"]}}, None) == ["/u.0123abcd.sub0"]
 
 
-def test_verify_of_a_buffer_reports_foreign_names() -> None:
+def test_verify_of_a_buffer_or_stream_reports_foreign_names() -> None:
     import io
 
     buf = io.BytesIO()
     ndckpt.save(buf, {}, metadata={INDEX_KEY: {"files": ["/etc/passwd"]}})
     with pytest.raises(FormatError, match="subfile index lists '/etc/passwd'"):
         ndckpt.verify(buf.getvalue())
+    buf.seek(0)
+    with pytest.raises(FormatError, match="subfile index lists '/etc/passwd'"):
+        ndckpt.verify(buf)  # a stream
+    cli = subprocess.run(
+        [sys.executable, "-m", "ndckpt", "verify", "-"], input=buf.getvalue(), capture_output=True, timeout=60
+    )
+    assert cli.returncode == 1
+    assert b"stdin: FAILED: subfile index lists '/etc/passwd'" in cli.stderr
