@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import functools
 import mmap
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -147,6 +148,7 @@ def load_stream(
     verify: bool | None,
     progress: ProgressCallback | None = None,
     check_pads: bool = False,
+    check_head: Callable[[Head], None] | None = None,
 ) -> dict[str, Any]:
     """Read a whole checkpoint from ``f`` sequentially (see :func:`ndckpt.load`), in this thread.
 
@@ -155,7 +157,8 @@ def load_stream(
     must not hold a view of a mapping that may still move when it grows.
 
     ``check_pads`` (for :func:`ndckpt.verify`) also requires the zero pads before RAW frames
-    to be zero; loads ignore them, as the format says.
+    to be zero; loads ignore them, as the format says. ``check_head`` (also for verify) is
+    called with the parsed head before any frame is read; what it raises propagates.
     """
     rs = Restore.stream(f, rbuf_size=DEFAULT_RBUF_SIZE)
     base = rs.offset
@@ -167,6 +170,8 @@ def load_stream(
     if _lz4.xxh64(head_raw) != hx:
         raise FormatError(f"head at offset {SUPERBLOCK.size}: checksum mismatch")
     head = Head.from_json(_mv(head_raw))
+    if check_head is not None:
+        check_head(head)
     nfr = len(head.frames)
     layout = _Layout(head, [0] * nfr, [0] * nfr, [0] * nfr)
     outs = _flatten_out(out, layout)

@@ -1481,17 +1481,27 @@ def verify(
     LZ4 frames are also decoded (into scratch memory) so that a frame whose
     blocks are malformed fails even if its checksum was forged, and the zero
     pads before RAW frames (covered by no checksum; loads never read them) must
-    be zero. Raises as :func:`load`; returns None when the file is sound.
-    ``progress`` is called as by :func:`load`, except that a path's or
-    buffer's RAW frames are reported whole once checked (their checksum is
-    computed in one pass), however large.
+    be zero. An MPI subfile index must list only its writer's subfile names
+    (``docs/mpi.md``; from a stream or buffer, whose name is unknown, names of
+    that form for any one-component prefix), else FormatError. Raises as
+    :func:`load`; returns None when the file is sound. ``progress`` is called
+    as by :func:`load`, except that a path's or buffer's RAW frames are
+    reported whole once checked (their checksum is computed in one pass),
+    however large.
     """
     th = resolve_threads(threads)
     src = _region_of(source)
     if src is None:
         from ._stream import load_stream
 
-        load_stream(source, out=None, verify=True, progress=progress, check_pads=True)
+        load_stream(
+            source,
+            out=None,
+            verify=True,
+            progress=progress,
+            check_pads=True,
+            check_head=lambda head: _check_subfile_index(head.metadata, None),
+        )
         return
     src.close()  # verify reads through the mapping
     region = src.region
@@ -1525,6 +1535,25 @@ def verify(
         prog.advance(layout.head.frames[fi].nbytes)
 
     run_all(step, list(range(len(layout.head.frames))), th)
+    _check_subfile_index(layout.head.metadata, source)
+
+
+def _check_subfile_index(metadata: Any, source: Any) -> None:
+    """FormatError if ``metadata`` is an MPI subfile index listing a name that is not one of its
+    writer's subfile names (``<index name>.<token>.sub<k>`` next to the index): a tampered index.
+    ``ndckpt.mpi.save`` never deletes such a name when it replaces the index."""
+    from ._subfiles import foreign_subfiles
+
+    name = os.path.basename(os.fsdecode(source)) if isinstance(source, str | os.PathLike) else None
+    bad = foreign_subfiles(metadata, name)
+    if bad:
+        form = f"{name}.<token>.sub<k>" if name is not None else "<index name>.<token>.sub<k>"
+        shown = repr(bad[0]) if len(repr(bad[0])) <= 200 else repr(bad[0])[:200] + "..."
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise FormatError(
+            f"subfile index lists {shown}{more}, not a subfile name its writer makes ({form!r}, next to the "
+            "index): the index was altered; ndckpt.mpi.save never deletes such files when it replaces it"
+        )
 
 
 # ----------------------------------------------------------------------------------------------

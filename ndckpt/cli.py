@@ -2,10 +2,11 @@
 
 Installed as the ``ndckpt`` console script and runnable as ``python -m ndckpt``::
 
-    ndckpt info FILE [--json]                 format version, metadata, table of arrays
-    ndckpt verify FILE                        check every frame; exit 1 naming the bad one
-    ndckpt extract FILE NAME [-o OUT.npy]     one array to a .npy file
-    ndckpt convert IN OUT [--style raw|lz4]   .npy/.npz <-> ndckpt (and ndckpt -> ndckpt)
+    ndckpt info FILE|- [--json]               format version, metadata, table of arrays
+    ndckpt verify FILE|-                      check every frame; exit 1 naming the bad one
+    ndckpt extract FILE|- NAME [-o OUT.npy]   one array to a .npy file
+    ndckpt convert IN OUT [--style [NAME=]raw|lz4 ...] [--force]
+                                              .npy/.npz <-> ndckpt (and ndckpt -> ndckpt)
     ndckpt demo [...]                         kill-and-resume simulation demo
     ndckpt bench [ARGS...]                    the peer benchmark suite (source checkout only)
 
@@ -15,19 +16,31 @@ stderr and no traceback; 2 for bad command-line usage (and ``bench`` outside a
 source checkout). Long operations draw a progress bar on stderr only when
 stderr is a terminal (one line redrawn in place, fitted to the terminal's
 width, with rate and time left); otherwise they print no progress at all.
+
+Files are untrusted: whatever a file makes the command print (names, dtypes,
+messages) is shown with control and other non-printable characters escaped
+(``\\x1b``, ``\\u202e``, lone surrogates as ``\\udc80``), and any failure a file
+causes (a malformed or hostile file, too little memory, nesting too deep for
+Python) is reported as ``ndckpt COMMAND: error`` in one line with exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
+import math
+import mmap
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -36,7 +49,6 @@ import numpy as np
 from . import __version__, _files
 from . import api as _api
 from ._progress import ProgressBar, format_bytes, progress_bar
-from .api import flat_names
 from .container import MAGIC, SUPERBLOCK
 from .demo import positive_int
 from .errors import CheckptError, CheckptIOError, InvalidArgumentError
@@ -46,6 +58,8 @@ __all__ = ["UserError", "main"]
 PROG = "ndckpt"
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
+EMPTY_ZIP_MAGIC = b"PK\x05\x06"  # an archive with no members: np.savez() with no arrays
+STYLES = ("raw", "lz4")
 
 
 class UserError(Exception):
@@ -96,6 +110,109 @@ def _ranges(idx: Sequence[int]) -> str:
     return ",".join(out)
 
 
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _show(s: str) -> str:
+    """``s`` safe to print on a terminal, on one line: printable characters as they are, every other
+    one (C0/C1 controls, DEL, format characters, lone surrogates, unassigned code points, line and
+    paragraph separators) as a backslash escape like ``repr`` makes (``\\x1b``, ``\\u202e``)."""
+    if s.isprintable():
+        return s
+    out = []
+    for ch in s:
+        if ch.isprintable():
+            out.append(ch)
+        elif ch in _NAMED_ESCAPES:
+            out.append(_NAMED_ESCAPES[ch])
+        else:
+            o = ord(ch)
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
+    return "".join(out)
+
+
+#: Characters written as %XX in zip member and file names besides non-printable ones: the escape
+#: character itself, and Windows' path separator and drive/stream separator.
+_NAME_UNSAFE = frozenset("%\\:")
+
+
+def _escape_part(part: str, dots: bool = True) -> str:
+    """One path component with unsafe characters as %XX (UTF-8 bytes, lone surrogates as their
+    three surrogatepass bytes); with ``dots``, a component of dots only (``.``, ``..``) gets its
+    dots escaped (not needed where a suffix such as ``.npy`` follows)."""
+    if dots and part and part.strip(".") == "":
+        return "%2E" * len(part)
+    if part.isprintable() and _NAME_UNSAFE.isdisjoint(part):
+        return part
+    return "".join(
+        "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
+        if ch in _NAME_UNSAFE or not ch.isprintable()
+        else ch
+        for ch in part
+    )
+
+
+def safe_relative_name(name: str, suffix: str = "") -> str:
+    """``name`` ("group/array") plus ``suffix`` as a safe relative path: distinct names give
+    distinct results, and names of printable characters without ``%``, ``\\`` or ``:`` and
+    without empty, ``.`` or ``..`` components come back unchanged.
+
+    Each component is escaped as :func:`_escape_part` does (the last one's dots only when there
+    is no suffix), and a ``/`` stays a separator only between two non-empty components
+    (otherwise it is ``%2F``), so the result has no leading ``/``, no ``.``/``..`` component, no
+    backslash, drive letter, NUL or control character. Percent-decoding the result without
+    ``suffix`` (UTF-8, surrogatepass) gives ``name`` back.
+    """
+    parts = name.split("/")
+    last = len(parts) - 1
+    out = [_escape_part(parts[0], dots=last > 0 or not suffix)]
+    for i, (prev, part) in enumerate(itertools.pairwise(parts), 1):
+        out.append("/" if prev and part else "%2F")
+        out.append(_escape_part(part, dots=i < last or not suffix))
+    return "".join(out) + suffix
+
+
+def _flat(tree: Any) -> dict[str, Any]:
+    """A nested mapping as ``{"group/name": leaf}``, in the mapping's order, without recursion
+    (a hostile file's names may nest thousands deep)."""
+    out: dict[str, Any] = {}
+    stack: list[Iterator[tuple[str, Any]]] = [iter(tree.items())]
+    prefixes = [""]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            prefixes.pop()
+            continue
+        k, v = item
+        name = f"{prefixes[-1]}{k}"
+        if isinstance(v, Mapping):
+            stack.append(iter(v.items()))
+            prefixes.append(name + "/")
+        else:
+            out[name] = v
+    return out
+
+
+def _nest(arrays: dict[str, Any], where: str) -> dict[str, Any]:
+    """``{"group/name": array}`` (a numpy file's keys) as the nested mapping :func:`ndckpt.save`
+    takes, so that ``/`` makes groups as in ndckpt names; UserError when one name is an array
+    and a group of others (``a`` and ``a/b``). Iterative: keys may hold thousands of ``/``."""
+    tree: dict[str, Any] = {}
+    for name, arr in arrays.items():
+        *groups, leaf = name.split("/")
+        node = tree
+        for g in groups:
+            nxt = node.setdefault(g, {})
+            if not isinstance(nxt, dict):
+                raise UserError(f"{where}: {name!r} is inside {g!r}, which is an array, not a group")
+            node = nxt
+        if leaf in node:
+            raise UserError(f"{where}: {name!r} is both an array and a group of arrays")
+        node[leaf] = arr
+    return tree
+
+
 def _sniff(path: str) -> str:
     """``"ndckpt"``, ``"npy"``, ``"npz"`` or ``"unknown"`` from a file's first bytes."""
     try:
@@ -111,7 +228,7 @@ def _sniff(path: str) -> str:
         return "ndckpt"
     if head.startswith(NPY_MAGIC):
         return "npy"
-    if head.startswith(ZIP_MAGIC):
+    if head.startswith((ZIP_MAGIC, EMPTY_ZIP_MAGIC)):
         return "npz"
     return "unknown"
 
@@ -124,10 +241,31 @@ def _require_file(path: str) -> None:
         raise UserError(f"{path}: not a regular file")
 
 
-def _read_version(path: str) -> int:
-    with open(path, "rb") as f:
-        sb = f.read(SUPERBLOCK.size)
+def _read_version(src: str | bytes | memoryview) -> int:
+    if isinstance(src, str):
+        with open(src, "rb") as f:
+            sb = f.read(SUPERBLOCK.size)
+    else:
+        sb = bytes(src[: SUPERBLOCK.size])
     return int(SUPERBLOCK.unpack(sb)[1])
+
+
+def _source(path: str) -> str | bytes | memoryview:
+    """What :func:`ndckpt.open` reads for the command's FILE: the path, or for ``-`` the bytes of
+    stdin (a pipe or a file), copied to an unlinked temporary file and mapped (random access is
+    needed; memory is the page cache, not the process). A path that is not a regular file (a FIFO,
+    a device) is refused by the reader at once."""
+    if path != "-":
+        return path
+    with tempfile.TemporaryFile(prefix="ndckpt-stdin-") as f:
+        shutil.copyfileobj(_stdin(), f, 1 << 20)
+        f.flush()
+        size = f.tell()
+        return memoryview(mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)) if size else b""
+
+
+def _label(path: str) -> str:
+    return "stdin" if path == "-" else path
 
 
 class _CountingWriter:
@@ -192,37 +330,77 @@ def _write_npy(path: str, name: str, arr: np.ndarray[Any, Any], label: str) -> N
         _npy_into(f, name, arr, _Counter(bar, arr.nbytes))
 
 
+def npz_member(name: str) -> str:
+    """The zip member an array is written to in a .npz: ``safe_relative_name(name) + ".npy"``."""
+    return safe_relative_name(name, ".npy")
+
+
 def _write_npz(path: str, arrays: dict[str, np.ndarray[Any, Any]], label: str) -> None:
+    members = {name: npz_member(name) for name in arrays}
+    for name, member in members.items():
+        if len(member.encode()) > 0xFFFF:
+            raise UserError(f"array {_show(repr(name[:60]))}... : name too long for a zip member (64 KiB)")
     with _bar(label) as bar, _atomic_output(path) as f:
         count = _Counter(bar, sum(a.nbytes for a in arrays.values()))
         with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             for name, arr in arrays.items():
-                with zf.open(name + ".npy", "w", force_zip64=True) as member:
-                    _npy_into(member, name, arr, count)
+                with zf.open(members[name], "w", force_zip64=True) as mf:
+                    _npy_into(mf, name, arr, count)
+
+
+def _npy_dtype(f: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """Shape and dtype from a .npy header (``f`` at its start), reading nothing else."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    else:  # 2.0 and 3.0 share the layout (3.0's utf-8 header decodes as latin-1: dtype codes are ASCII)
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    return tuple(shape), dtype
+
+
+def _no_objects(where: str, dtype: np.dtype[Any]) -> None:
+    if dtype.hasobject:
+        raise UserError(
+            f"{where} holds Python objects (dtype {dtype}), which ndckpt cannot store: re-save it with a "
+            "plain dtype (numbers, bools, fixed-size strings, or structured records of these), e.g. "
+            "arr.astype(np.float64) or, for strings, arr.astype(str)"
+        )
 
 
 def _read_numpy(path: str, kind: str) -> dict[str, np.ndarray[Any, Any]]:
     """All arrays of a .npy (memory-mapped, key = file stem) or .npz file (read, with a bar)."""
     try:
         if kind == "npy":
+            with open(path, "rb") as f:
+                _no_objects(f"{path}:", _npy_dtype(f)[1])
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            if arr.dtype.hasobject:
-                raise UserError(f"{path}: holds Python objects, which ndckpt does not store")
             return {Path(path).stem or "array": arr}
         with np.load(path, allow_pickle=False) as z, _bar(f"read {path}") as bar:
             sizes = {i.filename: i.file_size for i in z.zip.infolist()}
             count = _Counter(bar, sum(sizes.values()))
             out: dict[str, np.ndarray[Any, Any]] = {}
             for n in z.files:
-                a = z[n]
-                if not isinstance(a, np.ndarray):
-                    raise UserError(f"{path}: member {n!r} is not a .npy array")
+                member = f"{n}.npy" if f"{n}.npy" in sizes else n
+                with z.zip.open(member) as mf:
+                    if mf.read(len(NPY_MAGIC)) != NPY_MAGIC:
+                        raise UserError(f"{path}: member {n!r} is not a .npy array")
+                with z.zip.open(member) as mf:
+                    shape, dtype = _npy_dtype(mf)
+                _no_objects(f"{path}: array {n!r}", dtype)
+                try:
+                    a = z[n]
+                except MemoryError:
+                    claimed = math.prod(shape) * dtype.itemsize
+                    raise UserError(
+                        f"{path}: array {n!r}: not enough memory to read it (its header says {shape}, "
+                        f"{format_bytes(claimed)})"
+                    ) from None
                 out[n] = a
-                count(sizes.get(f"{n}.npy", a.nbytes))
+                count(sizes.get(member, a.nbytes))
             return out
     except UserError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as e:
         raise UserError(f"{path}: cannot read as .{kind}: {e}") from None
 
 
@@ -241,15 +419,16 @@ def _stdout() -> BinaryIO:
 
 def cmd_info(args: argparse.Namespace) -> int:
     path: str = args.file
-    with _api.open(path, verify=False) as r:
+    src = _source(path)
+    with _api.open(src, verify=False) as r:
         rows = r.info()
-        version = _read_version(path)
+        version = _read_version(src)
         metadata = r.metadata
         size = r.nbytes
     frames = sorted({fi for row in rows for fi in row["frames"]})
     raw = sum(int(row["nbytes"]) for row in rows)
     stored = sum(int(row["stored_nbytes"]) for row in rows)
-    if args.json:
+    if args.json:  # json.dumps escapes every control and non-ASCII character
         doc = {
             "file": path,
             "format_version": version,
@@ -261,8 +440,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         }
         print(json.dumps(doc, indent=2, sort_keys=True))
         return 0
-    print(f"file      {path}  ({format_bytes(size)}, ndckpt format version {version})")
-    print(f"metadata  {json.dumps(metadata, sort_keys=True) if metadata is not None else '(none)'}")
+    print(_show(f"file      {_label(path)}  ({format_bytes(size)}, ndckpt format version {version})"))
+    print(_show(f"metadata  {json.dumps(metadata, sort_keys=True) if metadata is not None else '(none)'}"))
     print(
         f"arrays    {len(rows)} in {_plural(len(frames), 'frame')}; {format_bytes(raw)} raw -> "
         f"{format_bytes(stored)} stored (ratio {_ratio(raw, stored)})"
@@ -272,8 +451,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     table = [("name", "dtype", "shape", "style", "raw", "stored", "ratio", "frames")]
     table += [
         (
-            row["name"],
-            row["dtype"],
+            _show(row["name"]),
+            _show(row["dtype"]),
             str(tuple(row["shape"])),
             row["style"],
             format_bytes(row["nbytes"]),
@@ -295,7 +474,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     path: str = args.file
     src: Any = _stdin() if path == "-" else path
-    label = "stdin" if path == "-" else path
+    label = _label(path)
     if path != "-":
         _require_file(path)
     t0 = time.perf_counter()
@@ -303,7 +482,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         with _bar(f"verify {label}") as bar:
             _api.verify(src, threads=args.threads, progress=bar)
     except CheckptError as e:
-        print(f"{PROG} verify: {label}: FAILED: {_message(e)}", file=sys.stderr)
+        print(_show(f"{PROG} verify: {label}: FAILED: {_message(e)}"), file=sys.stderr)
         return 1
     dt = time.perf_counter() - t0
     if path == "-":
@@ -314,22 +493,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
         size = r.nbytes
     nframes = len({fi for row in rows for fi in row["frames"]})
     what = f"{_plural(len(rows), 'array')}, {_plural(nframes, 'frame')}, {format_bytes(size)}"
-    print(f"{label}: OK: {what} checked in {dt:.2f} s")
+    print(_show(f"{label}: OK: {what} checked in {dt:.2f} s"))
     return 0
+
+
+def extract_name(name: str) -> str:
+    """The default output file of ``ndckpt extract FILE NAME``: NAME with ``/`` as ``_``, escaped
+    as :func:`safe_relative_name` escapes a component (one file name in the current directory)."""
+    return _escape_part(name.replace("/", "_"), dots=False) + ".npy"
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
     path: str = args.file
     name: str = args.name
-    with _api.open(path, mmap=True, threads=args.threads, verify=True) as r:
+    with _api.open(_source(path), mmap=True, threads=args.threads, verify=True) as r:
         if name not in r:
             names = r.keys()
             shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
-            raise UserError(f"{path}: no array named {name!r} (arrays: {shown or 'none'})")
+            raise UserError(f"{_label(path)}: no array named {name!r} (arrays: {shown or 'none'})")
         arr = r.get(name)
-    out: str = args.output or (name.replace("/", "_") + ".npy")
+    out: str = args.output or extract_name(name)
     _write_npy(out, name, arr, f"write {out}")
-    print(f"{name}: {arr.dtype} {tuple(arr.shape)} -> {out} ({format_bytes(arr.nbytes)})")
+    print(_show(f"{name}: {arr.dtype} {tuple(arr.shape)} -> {out} ({format_bytes(arr.nbytes)})"))
     return 0
 
 
@@ -340,9 +525,42 @@ def _out_kind(out: str) -> str:
     return {".npy": "npy", ".npz": "npz"}.get(suffix, "ndckpt")
 
 
+def style_arg(value: str) -> tuple[str | None, str]:
+    """``--style`` values: ``STYLE`` (every array not named otherwise) or ``NAME=STYLE`` (an array or
+    a group; split at the last ``=``), STYLE being raw or lz4."""
+    name, eq, style = value.rpartition("=")
+    if style not in STYLES:
+        raise argparse.ArgumentTypeError(f"expected raw, lz4, NAME=raw or NAME=lz4, got {value!r}")
+    if eq and not name:
+        raise argparse.ArgumentTypeError(f"empty NAME in {value!r}")
+    return (name if eq else None), style
+
+
+def _style(specs: list[tuple[str | None, str]] | None, names: Sequence[str]) -> Any:
+    """The ``style`` argument of :func:`ndckpt.save` for the ``--style`` values: a string, or a
+    mapping of names (arrays or groups, most specific wins, as the library reads it) with the
+    default filled in for every array no key covers."""
+    specs = specs or []
+    defaults = {st for n, st in specs if n is None}
+    if len(defaults) > 1:
+        raise UserError(f"--style: conflicting defaults {sorted(defaults)} (give one, plus NAME=STYLE pairs)", code=2)
+    default = defaults.pop() if defaults else "raw"
+    named = {n: st for n, st in specs if n is not None}
+    if not named:
+        return default
+    style: dict[str, str] = dict(named)
+    if default != "raw":  # the library's default for arrays no key covers
+        for n in names:
+            if not any(n == k or n.startswith(k + "/") for k in named):
+                style[n] = default
+    return style
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     src: str = args.input
     dst: str = args.output
+    if src != "-":
+        _require_file(src)  # a FIFO or device: refused now, not read (which could block forever)
     in_kind = "ndckpt" if src == "-" else _sniff(src)
     out_kind = _out_kind(dst)
     if in_kind == "unknown":
@@ -351,26 +569,29 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise UserError(f"one side must be an ndckpt file ({src} is .{in_kind}, {dst} is .{out_kind})")
     if args.style is not None and out_kind != "ndckpt":
         raise UserError(f"--style applies to ndckpt output, not .{out_kind}")
+    if dst == "-" and not args.force and _stdout_is_terminal():
+        raise UserError("ndckpt data not written to a terminal: redirect stdout to a file or a pipe (or use --force)")
 
     metadata: Any = None
     t0 = time.perf_counter()
     if in_kind == "ndckpt":
-        label = "stdin" if src == "-" else src
+        label = _label(src)
         with _bar(f"read {label}") as bar:
             tree = _api.load(_stdin() if src == "-" else src, threads=args.threads, verify=True, progress=bar)
-        arrays = flat_names(tree)
+        arrays = _flat(tree)  # ndckpt output gets ``tree`` itself: the same paths and empty groups
         if src != "-":
             with _api.open(src, verify=False) as r:
                 metadata = r.metadata
     else:
         arrays = _read_numpy(src, in_kind)
+        tree = _nest(arrays, src) if out_kind == "ndckpt" else {}
     raw = sum(a.nbytes for a in arrays.values())
 
     if out_kind == "ndckpt":
-        style = args.style or "raw"
+        style = _style(args.style, list(arrays))
         with _bar(f"write {'stdout' if dst == '-' else dst}") as bar:
             target: Any = _stdout() if dst == "-" else dst
-            _api.save(target, arrays, style=style, threads=args.threads, metadata=metadata, progress=bar)
+            _api.save(target, tree, style=style, threads=args.threads, metadata=metadata, progress=bar)
         if dst == "-":
             _stdout().flush()
     elif out_kind == "npy":
@@ -387,10 +608,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if dst != "-":
         size = os.path.getsize(dst)
         print(
-            f"{src} -> {dst}: {_plural(len(arrays), 'array')}, {format_bytes(raw)} -> {format_bytes(size)} "
-            f"(ratio {_ratio(raw, size)}) in {dt:.2f} s"
+            _show(
+                f"{_label(src)} -> {dst}: {_plural(len(arrays), 'array')}, {format_bytes(raw)} -> "
+                f"{format_bytes(size)} (ratio {_ratio(raw, size)}) in {dt:.2f} s"
+            )
         )
     return 0
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stdout
+        return False
 
 
 def bench_script() -> Path:
@@ -442,9 +672,10 @@ def build_parser() -> argparse.ArgumentParser:
         "info",
         help="format version, metadata and a table of arrays",
         description="Print a checkpoint's format version, metadata and a table of its arrays (name, dtype, shape, "
-        "style, raw and stored size, ratio, frames). Reads only the head and index, not the data.",
+        "style, raw and stored size, ratio, frames). Reads only the head and index, not the data. "
+        "Names and other text from the file are printed with non-printable characters escaped (\\x1b, \\u202e).",
     )
-    q.add_argument("file", metavar="FILE", help="an ndckpt file")
+    q.add_argument("file", metavar="FILE", help="an ndckpt file, or - to read one from stdin")
     q.add_argument("--json", action="store_true", help="print the same as JSON (exact byte counts)")
     q.set_defaults(func=cmd_info)
 
@@ -463,9 +694,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="write one array to a .npy file",
         description="Write one array of a checkpoint to a .npy file (reads only the frames holding it).",
     )
-    q.add_argument("file", metavar="FILE", help="an ndckpt file")
+    q.add_argument("file", metavar="FILE", help="an ndckpt file, or - to read one from stdin")
     q.add_argument("name", metavar="NAME", help="the array's name, as 'ndckpt info' lists it (e.g. fields/u)")
-    q.add_argument("-o", "--output", metavar="OUT.npy", help="output file (default: NAME with / -> _, plus .npy)")
+    q.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.npy",
+        help="output file (default: NAME with / -> _, plus .npy; %%, \\, : and non-printable characters as %%XX)",
+    )
     threads_opt(q)
     q.set_defaults(func=cmd_extract)
 
@@ -474,11 +710,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="convert between .npy/.npz and ndckpt",
         description="Convert between numpy files and ndckpt. The input kind is read from its first bytes; the output "
         "kind comes from its suffix (.npy, .npz, anything else is ndckpt). One side must be ndckpt; ndckpt -> ndckpt "
-        "rewrites the file (e.g. with another --style). Use - for an ndckpt stream on stdin/stdout.",
+        "rewrites the file (e.g. with another --style). Use - for an ndckpt stream on stdin/stdout (not written to a "
+        "terminal unless --force). In a .npz every array NAME is the member NAME.npy; to keep member names safe "
+        "relative paths, %%, \\, : and non-printable characters are written as %%XX (their UTF-8 bytes), a group "
+        "named . or .. (dots only) as %%2E..., and a / that would start the name or make an empty component as %%2F; "
+        "other names are unchanged, and distinct names stay distinct.",
     )
     q.add_argument("input", metavar="IN", help="a .npy, .npz or ndckpt file (- : ndckpt on stdin)")
     q.add_argument("output", metavar="OUT", help="a .npy, .npz or ndckpt file (- : ndckpt on stdout)")
-    q.add_argument("--style", choices=("raw", "lz4"), default=None, help="frame style of ndckpt output (default: raw)")
+    q.add_argument(
+        "--style",
+        type=style_arg,
+        action="append",
+        default=None,
+        metavar="[NAME=]STYLE",
+        help="frame style of ndckpt output, raw or lz4: STYLE for every array (default: raw), NAME=STYLE for an "
+        "array or a group (the most specific name wins); repeat for several, e.g. --style lz4 --style step=raw",
+    )
+    q.add_argument("-f", "--force", action="store_true", help="write ndckpt data to stdout even if it is a terminal")
     threads_opt(q)
     q.set_defaults(func=cmd_convert)
 
@@ -522,25 +771,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except UserError as e:
         msg = str(e)
-        print(msg if msg.startswith(PROG) else f"{PROG} {args.command}: {msg}", file=sys.stderr)
+        _complain(msg if msg.startswith(PROG) else f"{PROG} {args.command}: {msg}")
         return e.code
     except KeyError as e:  # unknown array names from the library
-        print(f"{PROG} {args.command}: {e.args[0] if e.args else e}", file=sys.stderr)
+        _complain(f"{PROG} {args.command}: {e.args[0] if e.args else e}")
         return 1
     except CheckptError as e:
         msg = _message(e)
-        print(f"{PROG} {args.command}: {_path_prefix(args, msg)}{msg}{_numpy_hint(args, msg)}", file=sys.stderr)
+        _complain(f"{PROG} {args.command}: {_path_prefix(args, msg)}{msg}{_numpy_hint(args, msg)}")
         return 1
     except OSError as e:
         if isinstance(e, BrokenPipeError):
             _silence_stdout()
             return 1
         where = f"{e.filename}: " if e.filename else ""
-        print(f"{PROG} {args.command}: {where}{e.strerror or e}", file=sys.stderr)
+        _complain(f"{PROG} {args.command}: {where}{e.strerror or e}")
+        return 1
+    except MemoryError:
+        _complain(f"{PROG} {args.command}: {_path_prefix(args, '')}not enough memory")
+        return 1
+    except RecursionError:  # a hostile file's dtypes, names or metadata nested beyond Python's recursion limit
+        _complain(f"{PROG} {args.command}: {_path_prefix(args, '')}nested too deeply to process")
+        return 1
+    except (ValueError, OverflowError, zipfile.BadZipFile, EOFError, zlib.error) as e:
+        # What numpy and the codecs raise on content they cannot represent (65 dimensions, a lone
+        # surrogate in a name written to a file name): the file's doing, not the user's.
+        msg = str(e) or type(e).__name__
+        _complain(f"{PROG} {args.command}: {_path_prefix(args, msg)}cannot process: {msg}")
         return 1
     except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        _complain(f"{PROG} {args.command}: interrupted")
         return 130
+
+
+def _complain(line: str) -> None:
+    """One line on stderr, escaped for a terminal (an error can quote what a file says)."""
+    print(_show(line), file=sys.stderr)
 
 
 def _message(e: CheckptError) -> str:

@@ -92,6 +92,7 @@ except (ImportError, RuntimeError) as _e:  # no mpi4py, or no MPI library it can
 
 from . import _files, _lz4
 from ._plan import DEFAULT_FRAME_BYTES, plan
+from ._subfiles import INDEX_KEY, listed_subfiles, removable_subfile, subfile_name
 from .api import (
     _as_array,
     _bytes_of,
@@ -147,7 +148,7 @@ PRIVATE = "ranks"
 #: Group of the blocks in a subfile: rank r's block of global array "u" is "blocks/<r>/u".
 _BLOCKS = "blocks"
 #: Metadata key of a subfile index.
-_INDEX_KEY = "ndckpt.mpi.subfiles"
+_INDEX_KEY = INDEX_KEY
 #: Seconds any exchange between ranks may wait before the job is aborted.
 DEFAULT_TIMEOUT = 600.0
 #: Exit code passed to MPI_Abort when an exchange times out.
@@ -846,7 +847,7 @@ def _save_subfiled(
     m = lead.subfiles
     color = rank * m // size
     members = [r for r in range(size) if r * m // size == color]
-    names = [f"{path.name}.{lead.token}.sub{k}" for k in range(m)]
+    names = [subfile_name(path.name, lead.token, k) for k in range(m)]
     sub_path = path.parent / names[color]
     sub = comm.Split(color, rank)
     assert isinstance(sub, MPI.Intracomm)
@@ -861,11 +862,9 @@ def _save_subfiled(
         sub.Free()
 
     def write_index() -> None:
-        old: list[str] = []
+        old: list[Any] = []
         with contextlib.suppress(CheckptError, OSError), open_checkpoint(path) as r:
-            md = r.metadata
-            if isinstance(md, dict) and _INDEX_KEY in md:
-                old = list(md[_INDEX_KEY]["files"])
+            old = listed_subfiles(r.metadata) or []
         globals_ = [
             {
                 "path": list(g.path),
@@ -884,10 +883,12 @@ def _save_subfiled(
             "private": sorted("/".join(i.path) for i in lead.items if i.start is None),
         }
         save_single(path, {}, metadata={_INDEX_KEY: desc, "metadata": json.loads(lead.metadata)})
+        # The old index is untrusted: only names this writer makes for this target are deleted.
         for name in old:
-            if name not in names:
+            victim = removable_subfile(path, name) if name not in names else None
+            if victim is not None:
                 with contextlib.suppress(OSError):
-                    os.unlink(path.parent / name)
+                    os.unlink(victim)
 
     got = _allgather(comm, [] if err is None else _errs_of(err, rank), timeout, "save: subfiles written")
     errs = [e for g in got for e in g]

@@ -388,7 +388,7 @@ def test_convert_user_errors(capsys: pytest.CaptureFixture[str], ckpt: Path, tmp
         (["convert", str(tmp_path / "a.npy"), str(tmp_path / "o.npz")], "one side must be an ndckpt file"),
         (["convert", str(ckpt), str(tmp_path / "o.npy")], "holds 6 arrays"),
         (["convert", str(ckpt), str(tmp_path / "o.npz"), "--style", "lz4"], "--style applies to ndckpt output"),
-        (["convert", str(tmp_path / "objs.npz"), str(tmp_path / "o.ndckpt")], "cannot read as .npz"),
+        (["convert", str(tmp_path / "objs.npz"), str(tmp_path / "o.ndckpt")], "array 'o' holds Python objects"),
         (["convert", str(ckpt), str(tmp_path)], "is a directory"),
         (["convert", str(tmp_path / "notes.npz"), str(tmp_path / "o.ndckpt")], "'readme.txt' is not a .npy array"),
     ]
