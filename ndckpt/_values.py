@@ -95,7 +95,8 @@ def _enc(v: Any, where: str, depth: int) -> Any:
             raise InvalidArgumentError(
                 f"{where}: numpy scalar of dtype {dt} holds a Python object, which ndckpt does not store"
             )
-        return {"numpy": [encode_dtype(dt, what=where), _b64(np.asarray(v).tobytes())]}
+        raw = np.asarray(v).tobytes() if dt.itemsize else b""  # np.bytes_(b"") is |S0, its array |S1
+        return {"numpy": [encode_dtype(dt, what=where), _b64(raw)]}
     if t is list or t is tuple or t is dict:
         if depth >= VALUE_DEPTH_MAX:
             raise InvalidArgumentError(
@@ -205,8 +206,11 @@ def _dec(j: Any, where: str, depth: int) -> Any:
     raw = _dec_b64(x[1], where)
     if len(raw) != dt.itemsize:
         raise FormatError(f"{where}: numpy scalar of {dt} needs {dt.itemsize} bytes, got {len(raw)}")
-    a = np.zeros((), dt) if not raw else np.frombuffer(bytearray(raw), dt).reshape(())
-    return a[()]
+    if not raw:
+        if dt.kind not in "SU":  # (encode_dtype refuses zero-size void dtypes)
+            raise FormatError(f"{where}: numpy scalar of zero-size dtype {dt}")
+        return dt.type()  # np.bytes_() / np.str_(): dtype |S0 / <U0
+    return np.frombuffer(bytearray(raw), dt).reshape(())[()]
 
 
 def _dec_str(s: str, where: str) -> None:
