@@ -534,10 +534,15 @@ def save(
         open for writing (pipes, sockets and stdout included; the writer never
         seeks and the bytes are identical to a file's). File objects stay open.
     arrays
-        Mapping of non-empty str keys to numpy arrays or numpy/Python scalars,
-        possibly nested; nesting comes back on load. Flat names join the path
-        with "/" and must be unique. Every dtype without Python objects is
-        stored exactly (byte order, structured layouts and memory order kept).
+        Mapping of non-empty str keys without "/" to leaves, possibly nested
+        (a mapping is a group; nesting comes back on load; flat names join
+        the path with "/"). A leaf is a numpy array (every dtype without Python
+        objects is stored exactly: byte order, structured layouts and memory
+        order kept), or a *value* stored in the head and given back as an
+        equal object of the same type, bit for bit: a numpy scalar, ``int`` of
+        any size, ``float``, ``bool``, ``complex``, ``str``, ``bytes``,
+        ``None``, or a list, tuple or (inside those) dict with str keys of
+        values (docs/guide.md, "Python values and numpy scalars").
     style
         ``"raw"`` (zero-copy on load), ``"lz4"``, a FrameStyle, or a mapping
         from array names (flat "a/b" or nested like ``arrays``) to styles;
@@ -546,7 +551,9 @@ def save(
         Worker threads for checksumming and compression (None: all cores).
         The bytes written never depend on it.
     metadata
-        A JSON-compatible dict stored with the arrays (``Reader.metadata``).
+        Any JSON value (dict with str keys, list, str, int, float, bool, None;
+        numpy scalars are converted with ``.item()``, tuples become lists),
+        stored with the arrays (``Reader.metadata``).
     progress
         Optional ``callback(done, total)``, in uncompressed bytes, called after
         each frame is written (from the calling thread).
@@ -563,8 +570,10 @@ def save(
     Raises
     ------
     InvalidArgumentError
-        Bad arguments (the message names the array or argument); nothing is
-        written at ``target`` then.
+        Bad arguments (the message names the array, value or argument): a key
+        that is empty, not a str or contains "/", a leaf of a type not stored
+        exactly, a head (values and metadata) beyond the readers' 256 MiB
+        limit; nothing is written at ``target`` then.
     UnsupportedError
         LZ4 requested and no LZ4 library available; nothing is written.
     CheckptIOError
@@ -1466,7 +1475,7 @@ def load(
     verify: bool | None = None,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
-    """Read a whole checkpoint and return its arrays as a nested dict.
+    """Read a whole checkpoint and return its arrays and values as a nested dict.
 
     Parameters
     ----------
@@ -1483,6 +1492,8 @@ def load(
         the saved mapping; any subset of names. Each must match dtype and shape
         and be contiguous in the saved order; the result holds these same
         objects. Works for RAW (copied) and LZ4 (decoded in place) arrays.
+        Entries at the name of a value (Python value or numpy scalar) are
+        skipped: the result holds the stored value.
         If the load raises, the contents of these arrays are undefined: data
         is read or decoded into them before its frame's checksum is checked.
     threads
@@ -1502,6 +1513,9 @@ def load(
     FormatError
         Not an ndckpt file, unknown version, malformed structure, checksum
         mismatch; names the frame, offset and arrays. No arrays are returned.
+    UnsupportedError
+        The file needs a format feature this version does not implement
+        ("upgrade ndckpt"; docs/format.md §5).
     CheckptIOError
         Missing file, read error or truncated stream.
     CompressionError
