@@ -428,3 +428,37 @@ def test_style_keys_naming_values_are_accepted() -> None:
     tree = {"x": np.ones(2), "cfg": {"a": 1}, "s": np.float64(2)}
     data = save_bytes(tree, style={"cfg": "lz4", "s": "lz4", "x": "lz4"})
     assert_same_tree(ndckpt.load(data), tree)
+
+
+# ----------------------------------------------------------------------------------------------
+# The CLI shows values, and refuses them where they cannot go
+# ----------------------------------------------------------------------------------------------
+
+
+def test_cli_info_extract_and_convert_with_values(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from ndckpt import cli
+
+    p = tmp_path / "v.ndckpt"
+    ndckpt.save(p, {"u": np.arange(3.0), "cfg": {"name": "run\n1", "n": 2**70}, "s": np.uint8(7)})
+    assert cli.main(["info", str(p)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[3] == "values    3 (Python values and numpy scalars, stored in the head)"
+    assert out[4:7] == [
+        "  cfg/n     int       1180591620717411303424",
+        "  cfg/name  str       'run\\n1'",
+        "  s         np.uint8  np.uint8(7)",
+    ]
+    assert cli.main(["info", "--json", str(p)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["values"][1] == {"name": "cfg/name", "type": "str", "value": "'run\\n1'"}
+    assert [a["name"] for a in doc["arrays"]] == ["u"]
+    assert cli.main(["extract", str(p), "cfg/n", "-o", str(tmp_path / "n.npy")]) != 0
+    assert "'cfg/n' is a Python value (int), not an array" in capsys.readouterr().err
+    assert cli.main(["extract", str(p), "s", "-o", str(tmp_path / "s.npy")]) == 0
+    assert np.load(tmp_path / "s.npy").dtype == np.uint8
+    assert cli.main(["convert", str(p), str(tmp_path / "v.npz")]) != 0
+    err = capsys.readouterr().err
+    assert "holds Python values (cfg/n, cfg/name), which .npz files cannot hold without pickle" in err
+    assert cli.main(["convert", str(p), str(tmp_path / "w.ndckpt"), "--style", "lz4"]) == 0
+    capsys.readouterr()
+    assert_same_tree(ndckpt.load(tmp_path / "w.ndckpt"), ndckpt.load(p))
