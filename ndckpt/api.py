@@ -17,7 +17,6 @@ import io
 import math
 import mmap
 import os
-import secrets
 import stat
 import sys
 from collections import deque
@@ -29,7 +28,7 @@ from typing import Any, BinaryIO, Union
 
 import numpy as np
 
-from . import _lz4
+from . import _files, _lz4
 from ._backend import StreamSink
 from ._plan import DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES, plan
 from ._values import decode as decode_value
@@ -530,9 +529,10 @@ def save(
     target
         A path (written atomically: a temporary file in the same directory is
         written, flushed, fsynced and renamed over ``target``, then the
-        directory is fsynced), or a binary file object / int file descriptor
-        open for writing (pipes, sockets and stdout included; the writer never
-        seeks and the bytes are identical to a file's). File objects stay open.
+        directory is fsynced; see *Paths* below), or a binary file object /
+        int file descriptor open for writing (pipes, sockets and stdout
+        included; the writer never seeks and the bytes are identical to a
+        file's). File objects stay open.
     arrays
         Mapping of non-empty str keys without "/" to leaves, possibly nested
         (a mapping is a group; nesting comes back on load; flat names join
@@ -573,18 +573,40 @@ def save(
         Bad arguments (the message names the array, value or argument): a key
         that is empty, not a str or contains "/", a leaf of a type not stored
         exactly, a head (values and metadata) beyond the readers' 256 MiB
-        limit; nothing is written at ``target`` then.
+        limit, or a ``target`` that is a directory or a symlink to one;
+        nothing is written at ``target`` then.
     UnsupportedError
         LZ4 requested and no LZ4 library available; nothing is written.
     CheckptIOError
         The write failed (disk full, broken pipe, ...). For a path, the
         temporary file is removed and any previous file at ``target`` is
-        untouched; for a file object, its content is undefined.
+        untouched (except when only the final fsync of the directory fails:
+        the new file is then in place, its durability unknown); for a file
+        object, its content is undefined.
 
     Notes
     -----
     Output is deterministic: equal mappings (whatever their key order) and
     options give identical bytes.
+
+    Paths: the temporary file is ``.<name>.ndckpt-tmp-<pid>-<host>-<random>``
+    next to the file being replaced, created exclusively (a file or symlink
+    planted there is never followed). Replacing an existing file keeps its
+    permission bits (a ``0600`` file stays ``0600``); a new file gets
+    ``0o666 & ~umask``. Owner, group, extended attributes and other hard
+    links of the old file are not carried over (the file is a new inode).
+    A symlink ``target`` is written through, like ``np.save``: the file it
+    resolves to is replaced atomically (in that file's directory) and the
+    link stays; a dangling link creates the file it names; a link to a
+    directory raises InvalidArgumentError. A FIFO or device (``/dev/stdout``)
+    is written in place as a stream, without rename or fsync.
+
+    Before writing, temporary files of the same target left by writers that
+    were killed are removed: only names of exactly the form above, in the
+    target's directory, for this target's name, regular files (not
+    symlinks), whose ``<host>`` is this host (and pid namespace) and whose
+    pid no longer exists. A temporary file of another host on a shared file
+    system, or of a live process, is never touched.
     """
     th = resolve_threads(threads)
     if not isinstance(durable, bool):
@@ -606,67 +628,13 @@ def save(
 def _save_path(
     path: Path, prep: _Prepared, threads: int, progress: ProgressCallback | None, *, durable: bool = True
 ) -> None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        st = None
-    except OSError as e:
-        raise CheckptIOError(e.errno, f"cannot stat target {str(path)!r}: {e.strerror}") from e
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise InvalidArgumentError(f"target {str(path)!r} is a directory")
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        # A FIFO, character device (/dev/stdout) or socket: stream into it, no rename.
-        try:
-            fd = os.open(path, os.O_WRONLY)
-        except OSError as e:
-            raise CheckptIOError(e.errno, f"cannot open {str(path)!r}: {e.strerror}") from e
-        try:
-            _write_checkpoint(StreamSink(fd, _WBUF), prep, threads, progress)
-        finally:
-            os.close(fd)
-        return
-    directory = path.parent
-    tmp = directory / f".{path.name}.ndckpt-tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-    except OSError as e:
-        raise CheckptIOError(e.errno, f"cannot create a temporary file in {str(directory)!r}: {e.strerror}") from e
-    ok = False
-    try:
+    with _files.open_output(path, durable=durable) as fd:
         _write_checkpoint(StreamSink(fd, _WBUF), prep, threads, progress)
-        if durable:
-            try:
-                os.fsync(fd)
-            except OSError as e:
-                raise CheckptIOError(e.errno, f"fsync of {str(tmp)!r} failed: {e.strerror}") from e
-        os.close(fd)
-        fd = -1
-        try:
-            os.replace(tmp, path)
-        except OSError as e:
-            raise CheckptIOError(e.errno, f"rename to {str(path)!r} failed: {e.strerror}") from e
-        ok = True
-        if durable:
-            _fsync_dir(directory)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        if not ok:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 def _fsync_dir(directory: Path) -> None:
-    try:
-        dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError as e:
-        raise CheckptIOError(e.errno, f"fsync of directory {str(directory)!r} failed: {e.strerror}") from e
-    finally:
-        os.close(dfd)
+    """fsync ``directory`` (:func:`ndckpt._files.fsync_dir`)."""
+    _files.fsync_dir(directory)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -32,13 +32,13 @@ from typing import IO, Any, BinaryIO
 
 import numpy as np
 
-from . import __version__
+from . import __version__, _files
 from . import api as _api
 from ._progress import ProgressBar, format_bytes, progress_bar
 from .api import flat_names
 from .container import MAGIC, SUPERBLOCK
 from .demo import positive_int
-from .errors import CheckptError
+from .errors import CheckptError, CheckptIOError, InvalidArgumentError
 
 __all__ = ["UserError", "main"]
 
@@ -161,23 +161,21 @@ class _Counter:
 
 @contextlib.contextmanager
 def _atomic_output(path: str) -> Iterator[IO[bytes]]:
-    """A binary file written next to ``path`` and renamed over it only if the block succeeds."""
-    p = Path(path)
-    if p.is_dir():
-        raise UserError(f"{path}: is a directory")
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    try:
-        f = open(tmp, "wb")  # noqa: SIM115 -- closed below, before the rename
-    except OSError as e:
-        raise UserError(f"{path}: cannot write: {e.strerror}") from None
-    try:
-        with f:
-            yield f
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """A binary file whose content replaces ``path`` only if the block succeeds.
+
+    The library's atomic write (:func:`ndckpt._files.open_output`, as
+    ``ndckpt.save`` does): a random, exclusively created temporary file next to
+    the file being replaced, its permission bits kept, fsync, rename; a symlink
+    is written through, a FIFO or device is written in place.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            fd = stack.enter_context(_files.open_output(path))
+        except InvalidArgumentError:  # the one argument open_output refuses: a directory
+            raise UserError(f"{path}: is a directory") from None
+        except CheckptIOError as e:
+            raise UserError(f"{path}: cannot write: {e.strerror}") from None
+        yield stack.enter_context(open(fd, "wb", closefd=False))  # closed (flushed) before the commit
 
 
 def _npy_into(f: IO[bytes], name: str, arr: np.ndarray[Any, Any], count: _Counter) -> None:

@@ -45,13 +45,13 @@ Preemption
 IMPORTANT SAFETY TIP! A manager is not thread-safe: call it from one thread.
 Point one manager (one process) at a directory: stale temporary files of dead
 writers are removed at construction, judged by the process id in their name,
-which only means something on the host that checks it.
+and only for names that carry this host's tag (a pid only means something on
+the host, and in the pid namespace, that wrote it).
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import errno
 import operator
 import os
@@ -73,6 +73,7 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
+from . import _files
 from ._values import decode as _decode_value
 from ._values import encode as _encode_value
 from ._values import is_value as _is_value
@@ -88,8 +89,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 #: Checkpoint file names: ``ckpt-`` + the step, zero-padded to 12 digits (more if needed).
 _NAME_RE = re.compile(r"ckpt-([0-9]{12,})\.ndckpt")
-#: Temporary files of ``ndckpt.save`` for those names: ``.<name>.ndckpt-tmp-<pid>-<hex>``.
-_TMP_RE = re.compile(r"\.ckpt-[0-9]{12,}\.ndckpt\.ndckpt-tmp-([0-9]+)-[0-9a-f]+")
 #: Staged arrays at least this large start on a page boundary (4K aliasing makes copies
 #: to addresses a little past a page boundary up to 3x slower); smaller ones on 64 bytes.
 _PAGE_ALIGN_MIN = 4096
@@ -130,18 +129,6 @@ def _check_optional_positive(value: Any, what: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidArgumentError(f"{what} must be None or a positive int, got {value!r}")
     return value
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    except OSError:
-        return True  # cannot tell: keep the file
-    return True
 
 
 def _looks_complete(path: str, size: int) -> bool:
@@ -875,29 +862,18 @@ class CheckpointManager:
     def remove_stale_temporaries(self) -> list[Path]:
         """Delete temporary files of checkpoint saves whose writer process is gone; return them.
 
-        A temporary file (``.ckpt-<step>.ndckpt.ndckpt-tmp-<pid>-<hex>``) is
-        left when a writer is killed mid-save. It is removed only when no
-        process with that pid exists on this host (this process's own files
-        are never removed). Called at construction.
+        A temporary file (``.ckpt-<step>.ndckpt.ndckpt-tmp-<pid>-<host>-<hex>``,
+        the naming of :func:`ndckpt.save`) is left when a writer is killed
+        mid-save. It is removed only when it is a regular file, ``<host>``
+        names this host (and pid namespace), and no process with that pid
+        exists (this process's own files are never removed); temporary files
+        of other hosts on a shared file system are left alone. Called at
+        construction; each :func:`ndckpt.save` also does this for its own target.
         """
-        removed: list[Path] = []
         try:
-            names = os.listdir(self._dir)
+            return _files.remove_stale_temps(self._dir, lambda stem: _NAME_RE.fullmatch(stem) is not None)
         except OSError as e:
             raise CheckptIOError(e.errno, f"cannot list {str(self._dir)!r}: {e.strerror}") from e
-        me = os.getpid()
-        for name in names:
-            m = _TMP_RE.fullmatch(name)
-            if m is None:
-                continue
-            pid = int(m.group(1))
-            if pid == me or _pid_alive(pid):
-                continue
-            p = self._dir / name
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-                removed.append(p)
-        return removed
 
     def install_signal_handlers(self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGUSR1)) -> None:
         """Make ``signals`` request a final checkpoint instead of killing the process.

@@ -89,7 +89,7 @@ except (ImportError, RuntimeError) as _e:  # no mpi4py, or no MPI library it can
         f"ndckpt.mpi needs mpi4py and an MPI library; install them with: pip install 'ndckpt[mpi]' ({_e})"
     ) from _e
 
-from . import _lz4
+from . import _files, _lz4
 from ._plan import DEFAULT_FRAME_BYTES, plan
 from .api import (
     _as_array,
@@ -360,6 +360,7 @@ class _RankInfo:
     subfiles: int
     token: str
     pid: int
+    host: str  # _files.host_tag() of this rank: temporary names carry rank 0's pid and host
 
 
 def _describe(
@@ -412,7 +413,8 @@ def _describe(
             sources.append(src)
     meta = json.dumps(_check_metadata(metadata), sort_keys=True, separators=(",", ":"))
     info = _RankInfo(
-        tuple(items), tuple(sorted(groups)), meta, os.fspath(target), subfiles or 0, secrets.token_hex(4), os.getpid()
+        tuple(items), tuple(sorted(groups)), meta, os.fspath(target), subfiles or 0, secrets.token_hex(4), os.getpid(),
+        _files.host_tag(),
     )
     if rank == 0:
         p = Path(info.target)
@@ -834,7 +836,7 @@ def save(
     meta = json.loads(lead.metadata)
     if not lead.subfiles:
         fp = _plan_file(infos, list(range(size)), rank, sources, blocked=True, metadata=meta)
-        tmp = path.parent / f".{path.name}.ndckpt-tmp-{lead.pid}-{lead.token}"
+        tmp = path.parent / _files.temp_name(path.name, pid=lead.pid, host=lead.host, token=lead.token)
         _write_file(comm, fp, path, tmp, th, timeout, "save")
         return
     _save_subfiled(comm, infos, sources, path, th, timeout)
@@ -855,7 +857,7 @@ def _save_subfiled(
     err: BaseException | None = None
     try:
         fp = _plan_file(infos, members, rank, sources, blocked=False, metadata=None)
-        tmp = path.parent / f".{sub_path.name}.ndckpt-tmp-{lead.pid}-{lead.token}"
+        tmp = path.parent / _files.temp_name(sub_path.name, pid=lead.pid, host=lead.host, token=lead.token)
         _write_file(sub, fp, sub_path, tmp, threads, timeout, f"save: subfile {color}", members)
     except Exception as e:
         err = e

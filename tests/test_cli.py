@@ -242,7 +242,7 @@ def test_extract(capsys: pytest.CaptureFixture[str], ckpt: Path, tree: dict[str,
     code, _, _ = run_main(capsys, "extract", str(ckpt), "counts", "-o", str(out))  # LZ4
     assert code == 0
     assert_same_array(np.load(out), tree["counts"])
-    assert not list(tmp_path.glob(".v.npy.tmp-*"))
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".v.npy.")] == []  # no temporary file left
 
 
 def test_extract_default_name(

@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 import ndckpt
-from ndckpt import CheckptIOError
+from ndckpt import CheckptIOError, _files
 from ndckpt._lz4 import xxh64
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs POSIX signals")
@@ -306,24 +306,33 @@ def test_kill_around_rename(tmp_path: Path, sizes: dict[str, Any], helper: Helpe
 def test_stale_temporary_files_do_not_disturb_the_next_save(
     tmp_path: Path, sizes: dict[str, Any], helper: Helper
 ) -> None:
-    """Killed writers leave temporary files; later saves (in-process and in a child) succeed,
-    never reuse or rename a stale one, and the path holds exactly what they wrote."""
+    """A killed writer leaves its temporary file; the next save of that target (in another
+    process, or in this one) removes it since its pid is gone, never reuses or renames one,
+    and the path holds exactly what that save wrote."""
     path = _fresh(tmp_path, sizes)
+    left: list[list[Path]] = []
     for stop in ("frame:3", "before-replace"):
         w = helper.start(path, stop)
         w.wait_stopped()
         w.kill()
-    stale = {p: p.read_bytes() for p in temps(tmp_path)}
-    assert len(stale) == 2
-    # A stale file whose name looks like a temporary file of *this* process: still not touched.
-    fake = tmp_path / f".ckpt.ndckpt-tmp-{os.getpid()}-00000000"
-    fake.write_bytes(b"junk")
-    stale[fake] = b"junk"
+        left.append(temps(tmp_path))
+    assert len(left[0]) == len(left[1]) == 1
+    assert left[0] != left[1]
+    assert path.read_bytes() == sizes["old"]
+    # Files whose names look like temporary files of this target but that no dead writer of
+    # this host left: one of *this* process, one of the pre-host-tag form. Never touched.
+    kept = {
+        tmp_path / _files.temp_name("ckpt"): b"junk",
+        tmp_path / f".ckpt.ndckpt-tmp-{os.getpid()}-00000000": b"old form",
+    }
+    for p, data in kept.items():
+        p.write_bytes(data)
     ndckpt.save(path, {"x": np.arange(5)}, metadata={"seed": 99})
     assert ndckpt.load(path)["x"].tolist() == [0, 1, 2, 3, 4]
+    assert {p: p.read_bytes() for p in temps(tmp_path)} == kept
     assert helper.start(path, "run").finish() == 0
     assert which(path) == NEW
-    assert {p: p.read_bytes() for p in temps(tmp_path)} == stale
+    assert {p: p.read_bytes() for p in temps(tmp_path)} == kept
 
 
 @pytest.mark.parametrize("fail_at", ["write", "fsync", "replace", "array"])

@@ -51,7 +51,7 @@ from hypothesis import strategies as st
 from strategies import assert_same_value
 
 import ndckpt
-from ndckpt import CheckpointManager, CheckptIOError, FormatError, InvalidArgumentError, _backend
+from ndckpt import CheckpointManager, CheckptIOError, FormatError, InvalidArgumentError, _backend, _files
 from ndckpt._sim import GrayScott
 from ndckpt.manager import CorruptCheckpointWarning, _copy_pieces, _run_copies
 
@@ -365,19 +365,26 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path: Path) -> None:
     # Temporaries of live processes (this one, and a running child) stay.
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as sleeper:
         try:
-            mine = f".ckpt-000000000001.ndckpt.ndckpt-tmp-{os.getpid()}-00ff"
-            live = f".ckpt-000000000002.ndckpt.ndckpt-tmp-{sleeper.pid}-0a0b"
-            other = ".unrelated-tmp-1-ab"
-            for name in (mine, live, other):
+            mine = _files.temp_name("ckpt-000000000001.ndckpt")
+            live = _files.temp_name("ckpt-000000000002.ndckpt", pid=sleeper.pid)
+            # Never removed: another host's (its pid means nothing here), names of other forms
+            # (the pre-host-tag form, not a checkpoint's), and a symlink of the exact form.
+            foreign = _files.temp_name("ckpt-000000000004.ndckpt", pid=sleeper.pid, host="0badf00d")
+            old_form = f".ckpt-000000000005.ndckpt.ndckpt-tmp-{sleeper.pid}-0a0b"
+            other = _files.temp_name("unrelated.ndckpt", pid=sleeper.pid)
+            link = _files.temp_name("ckpt-000000000006.ndckpt", pid=sleeper.pid)
+            for name in (mine, live, foreign, old_form, other):
                 (tmp_path / name).write_bytes(b"partial")
+            (tmp_path / link).symlink_to(tmp_path / other)
             mgr = CheckpointManager(tmp_path)
-            assert hidden(tmp_path) == sorted([mine, live, other])
+            assert hidden(tmp_path) == sorted([mine, live, foreign, old_form, other, link])
             assert mgr.steps() == []
         finally:
             sleeper.kill()
         sleeper.wait()
     assert mgr.remove_stale_temporaries() == [tmp_path / live]
-    assert hidden(tmp_path) == sorted([mine, other])
+    assert hidden(tmp_path) == sorted([mine, foreign, old_form, other, link])
+    assert (tmp_path / other).read_bytes() == b"partial"
 
 
 # ----------------------------------------------------------------------------------------------
