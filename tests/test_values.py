@@ -462,3 +462,24 @@ def test_cli_info_extract_and_convert_with_values(capsys: pytest.CaptureFixture[
     assert cli.main(["convert", str(p), str(tmp_path / "w.ndckpt"), "--style", "lz4"]) == 0
     capsys.readouterr()
     assert_same_tree(ndckpt.load(tmp_path / "w.ndckpt"), ndckpt.load(p))
+
+
+def test_a_head_beyond_the_readers_limit_is_refused_at_save(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ndckpt import api
+
+    monkeypatch.setattr(api, "HEAD_MAX", 4096)
+    save_bytes({"b": b"x" * 2000})  # fits
+    with pytest.raises(InvalidArgumentError, match=r"the head would be \d+ bytes, more than the 4096-byte limit"):
+        save_bytes({"b": b"x" * 4000})
+
+
+def test_cli_convert_through_npz_keeps_the_nesting(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from ndckpt import cli
+
+    tree = {"model": {"w": np.arange(4.0), "opt": {"m": np.zeros(2)}}, "s": np.int32(3)}
+    ndckpt.save(tmp_path / "a.ndckpt", tree)
+    assert cli.main(["convert", str(tmp_path / "a.ndckpt"), str(tmp_path / "a.npz")]) == 0
+    assert cli.main(["convert", str(tmp_path / "a.npz"), str(tmp_path / "b.ndckpt")]) == 0
+    capsys.readouterr()
+    got = ndckpt.load(tmp_path / "b.ndckpt")
+    assert_same_tree(got, {**tree, "s": np.array(3, np.int32)})  # .npz holds the scalar as a 0-d array
