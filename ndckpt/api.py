@@ -14,14 +14,13 @@ import errno
 import functools
 import gc
 import io
-import json
 import math
 import mmap
 import os
 import stat
 import sys
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,9 @@ import numpy as np
 from . import _files, _lz4, _platform
 from ._backend import StreamSink
 from ._plan import DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES, plan
+from ._values import decode as decode_value
+from ._values import encode as encode_value
+from ._values import json_metadata, type_name
 from .container import (
     END_MAGIC,
     HEAD_MAX,
@@ -86,9 +88,8 @@ def _flatten(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[tuple
 
     def walk(m: Mapping[Any, Any], prefix: tuple[str, ...]) -> None:
         for k, v in m.items():  # per-array work stays minimal: a state may hold 20,000 arrays
-            if (type(k) is not str and not isinstance(k, str)) or not k:
-                where = "/".join(prefix) or "top level"
-                raise InvalidArgumentError(f"arrays: key {k!r} at {where} must be a non-empty str")
+            if (type(k) is not str and not isinstance(k, str)) or not k or "/" in k:
+                _bad_key(k, prefix)
             path = (*prefix, k)
             if type(v) is not ndarray and isinstance(v, Mapping):  # (isinstance of an ABC is slow)
                 if v:
@@ -108,6 +109,19 @@ def _flatten(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[tuple
                 raise InvalidArgumentError(f"arrays: names {seen[name]} and {path} both flatten to {name!r}")
             seen[name] = path
     return items, groups
+
+
+def _bad_key(k: Any, prefix: tuple[str, ...]) -> None:
+    """Raise InvalidArgumentError for a mapping key that cannot be a name component."""
+    where = f"under group {'/'.join(prefix)!r}" if prefix else "at the top level"
+    if isinstance(k, str) and k:
+        nest = " ".join(f"{{{c!r}:" for c in k.split("/")) + " ..." + "}" * len(k.split("/"))
+        raise InvalidArgumentError(
+            f"arrays: key {k!r} {where} contains '/', which separates groups in ndckpt names; "
+            f"nest it as {nest} or rename it"
+        )
+    what = "empty" if isinstance(k, str) else f"a {type(k).__name__}"
+    raise InvalidArgumentError(f"arrays: key {k!r} {where} is {what}; keys must be non-empty str (e.g. str(key))")
 
 
 def flat_names(tree: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,7 +157,9 @@ def _as_array(path: tuple[str, ...], v: Any, checked: set[np.dtype[Any]] | None 
         name = "/".join(path)
         if a.dtype.hasobject:
             raise InvalidArgumentError(
-                f"array {name!r}: dtype {a.dtype} holds Python objects, which ndckpt does not store"
+                f"array {name!r}: dtype {a.dtype} holds Python objects, which ndckpt does not store in arrays; "
+                "convert it to a numeric, string or structured dtype, or store the objects themselves "
+                "(int, float, str, bytes, lists, ...) as a Python value, e.g. a.tolist()"
             )
         encode_dtype(a.dtype, what=f"array {name!r}")
         if checked is not None:
@@ -191,11 +207,12 @@ def _source(a: np.ndarray[Any, Any]) -> tuple[_Source, str]:
     return _Strided(a), "C"
 
 
-def _resolve_styles(style: Any, names: list[str]) -> list[FrameStyle]:
+def _resolve_styles(style: Any, names: list[str], values: Collection[str] = ()) -> list[FrameStyle]:
     """One style per array. A mapping's keys name arrays or groups ("a/b", or nested mappings);
     a group's style applies to every array below it, the most specific key wins, unnamed arrays
     are RAW, and a key naming nothing that is being saved is an error (a typo would otherwise
-    silently leave data uncompressed)."""
+    silently leave data uncompressed). Keys naming ``values`` (Python-value leaves, stored in
+    the head) or groups of them are accepted and have no effect."""
     if not isinstance(style, Mapping):
         s = _parse_style_arg(style, "style")
         return [s] * len(names)
@@ -222,15 +239,27 @@ def _resolve_styles(style: Any, names: list[str]) -> list[FrameStyle]:
                 break
         else:
             out.append(FrameStyle.RAW)
-    unknown = sorted(set(flat) - used - {g for g in flat if any(n.startswith(g + "/") for n in names)})
+    unknown = set(flat) - used - {g for g in flat if any(n.startswith(g + "/") for n in names)}
+    if unknown and values:
+        unknown -= {g for g in unknown if g in values or any(n.startswith(g + "/") for n in values)}
     if unknown:
-        raise InvalidArgumentError(f"style: {unknown} name no array or group being saved")
+        bad = sorted(unknown)
+        shown = ", ".join(map(repr, names[:6])) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
+        raise InvalidArgumentError(
+            f"style: {', '.join(map(repr, bad))} {'names' if len(bad) == 1 else 'name'} no array or group "
+            f"being saved (arrays: {shown or 'none'}); keys of a style mapping are array or group names, "
+            "nested or joined by '/': fix or remove the key"
+        )
     return out
 
 
 def _parse_style_arg(v: Any, what: str) -> FrameStyle:
     try:
         s = parse_style(v)
+    except UnsupportedError:  # an int that is no frame style: a bad argument here, not a missing feature
+        raise InvalidArgumentError(
+            f"{what}: {v} is not a frame style; use 'raw' (or 0, 1) or 'lz4' (or 2)"
+        ) from None
     except CheckptError as e:
         raise type(e)(f"{what}: {e}") from None
     if s == FrameStyle.LZ4 and not _lz4.available():
@@ -239,15 +268,10 @@ def _parse_style_arg(v: Any, what: str) -> FrameStyle:
 
 
 def _check_metadata(metadata: Any) -> Any:
-    if metadata is None:
-        return None
-    if not isinstance(metadata, Mapping):
-        raise InvalidArgumentError(f"metadata: expected a JSON-compatible dict, got {type(metadata).__name__}")
-    try:
-        # allow_nan=False: NaN and Infinity are not JSON (the head must be canonical JSON)
-        return json.loads(json.dumps(metadata, sort_keys=True, allow_nan=False))
-    except (TypeError, ValueError) as e:
-        raise InvalidArgumentError(f"metadata: not JSON-compatible: {e}") from None
+    """``metadata`` as plain JSON data: any JSON value, numpy scalars converted (see _values.json_metadata)."""
+    if isinstance(metadata, Mapping) and not isinstance(metadata, dict):
+        metadata = dict(metadata)
+    return json_metadata(metadata)
 
 
 @dataclass
@@ -261,20 +285,34 @@ def _prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int, raw_frame
     items, groups = _flatten(arrays)
     specs: list[ArraySpec] = []
     srcs: list[_Source] = []
+    values: list[tuple[tuple[str, ...], Any]] = []
     src: _Source
     checked: set[np.dtype[Any]] = set()
     new_spec, ndarray, uint8 = tuple.__new__, np.ndarray, np.uint8
     for path, v in items:  # per-array work stays minimal: a state may hold 20,000 arrays
         if type(v) is ndarray and v.ndim == 1 and v.dtype in checked and v.flags.c_contiguous and v.itemsize:
             src, order, a = v.view(uint8), "C", v  # the common case of many small arrays
+        elif not isinstance(v, ndarray):  # a Python value or numpy scalar: stored in the head
+            values.append((path, encode_value(v, f"value {'/'.join(path)!r}")))
+            continue
         else:
             a = _as_array(path, v, checked)
             src, order = _source(a)
         specs.append(new_spec(ArraySpec, (path, a.dtype, a.shape, order, None)))
         srcs.append(src)
-    styles = _resolve_styles(style, ["/".join(p) for p, _ in items])
+    names = ["/".join(s.path) for s in specs] if values else ["/".join(p) for p, _ in items]
+    styles = _resolve_styles(style, names, {"/".join(p) for p, _ in values})
     meta = _check_metadata(metadata)
-    return prepare_specs(specs, srcs, styles, groups, meta, frame_bytes, raw_frame_bytes, check=False)
+    prep = prepare_specs(specs, srcs, styles, groups, meta, frame_bytes, raw_frame_bytes, check=False)
+    if values:
+        prep.head.values = sorted(values, key=lambda e: e[0])
+        prep.head_json = prep.head.to_json()
+    if len(prep.head_json) > HEAD_MAX:
+        raise InvalidArgumentError(
+            f"the head would be {len(prep.head_json)} bytes, more than the {HEAD_MAX}-byte limit readers "
+            "accept: store large data as arrays, not as Python values or metadata"
+        )
+    return prep
 
 
 def prepare_specs(
@@ -506,10 +544,15 @@ def save(
         included; the writer never seeks and the bytes are identical to a
         file's). File objects stay open.
     arrays
-        Mapping of non-empty str keys to numpy arrays or numpy/Python scalars,
-        possibly nested; nesting comes back on load. Flat names join the path
-        with "/" and must be unique. Every dtype without Python objects is
-        stored exactly (byte order, structured layouts and memory order kept).
+        Mapping of non-empty str keys without "/" to leaves, possibly nested
+        (a mapping is a group; nesting comes back on load; flat names join
+        the path with "/"). A leaf is a numpy array (every dtype without Python
+        objects is stored exactly: byte order, structured layouts and memory
+        order kept), or a *value* stored in the head and given back as an
+        equal object of the same type, bit for bit: a numpy scalar, ``int`` of
+        any size, ``float``, ``bool``, ``complex``, ``str``, ``bytes``,
+        ``None``, or a list, tuple or (inside those) dict with str keys of
+        values (docs/guide.md, "Python values and numpy scalars").
     style
         ``"raw"`` (zero-copy on load), ``"lz4"``, a FrameStyle, or a mapping
         from array names (flat "a/b" or nested like ``arrays``) to styles;
@@ -518,7 +561,9 @@ def save(
         Worker threads for checksumming and compression (None: all cores).
         The bytes written never depend on it.
     metadata
-        A JSON-compatible dict stored with the arrays (``Reader.metadata``).
+        Any JSON value (dict with str keys, list, str, int, float, bool, None;
+        numpy scalars are converted with ``.item()``, tuples become lists),
+        stored with the arrays (``Reader.metadata``).
     progress
         Optional ``callback(done, total)``, in uncompressed bytes, called from
         the calling thread: once with ``done == 0`` before any frame, then
@@ -543,9 +588,11 @@ def save(
     Raises
     ------
     InvalidArgumentError
-        Bad arguments (the message names the array or argument), or a
-        ``target`` that is a directory or a symlink to one; nothing is
-        written at ``target`` then.
+        Bad arguments (the message names the array, value or argument): a key
+        that is empty, not a str or contains "/", a leaf of a type not stored
+        exactly, a head (values and metadata) beyond the readers' 256 MiB
+        limit, or a ``target`` that is a directory or a symlink to one;
+        nothing is written at ``target`` then.
     UnsupportedError
         LZ4 requested and no LZ4 library available; nothing is written.
     CheckptIOError
@@ -659,6 +706,8 @@ class _Layout:
         self._some: dict[int, _Loc] = {}  # built one at a time by loc()
         self._by_array: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], list[int]] | None = None
         self.by_name = dict(zip(head.names(), range(len(head.arrays)), strict=True))
+        #: Python-value leaves: flat name -> index into head.values.
+        self.value_names = {"/".join(p): i for i, (p, _) in enumerate(head.values)}
 
     @property
     def locs(self) -> list[_Loc]:
@@ -1306,16 +1355,29 @@ def _scatter_blocks(spec: ArraySpec, stored: np.ndarray[Any, np.dtype[np.uint8]]
 
 
 def _nest(head: Head, arrays: dict[int, np.ndarray[Any, Any]], *, groups: bool = True) -> dict[str, Any]:
+    """The nested result of a load: ``arrays`` by index, plus (with ``groups``) the empty groups and
+    the head's Python-value leaves, decoded afresh (the caller owns them)."""
     out: dict[str, Any] = {}
     entries: list[tuple[tuple[str, ...], Any]] = [(head.arrays[i].path, a) for i, a in arrays.items()]
     if groups:
         entries += [(g, None) for g in head.groups]
+        if head.values:
+            entries += [(p, _Value(v)) for p, v in head.decoded_values()]
     for path, a in sorted(entries, key=lambda e: e[0]):
         d = out
         for k in path[:-1]:
             d = d.setdefault(k, {})
-        d[path[-1]] = {} if a is None else a
+        d[path[-1]] = {} if a is None else a.v if type(a) is _Value else a
     return out
+
+
+class _Value:
+    """A decoded value leaf while a result is assembled (``None`` there means an empty group)."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: Any) -> None:
+        self.v = v
 
 
 def _flatten_out(out: Any, layout: _Layout) -> dict[int, Any]:
@@ -1333,6 +1395,8 @@ def _flatten_out(out: Any, layout: _Layout) -> dict[int, Any]:
                 continue
             name = "/".join(path)
             if name not in layout.by_name:
+                if name in layout.value_names:
+                    continue  # a Python value: immutable or rebuilt, never filled (load's docstring)
                 raise InvalidArgumentError(f"out[{name!r}]: no array of that name in the checkpoint")
             flat[layout.by_name[name]] = v
 
@@ -1405,7 +1469,7 @@ def load(
     verify: bool | None = None,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
-    """Read a whole checkpoint and return its arrays as a nested dict.
+    """Read a whole checkpoint and return its arrays and values as a nested dict.
 
     Parameters
     ----------
@@ -1422,6 +1486,8 @@ def load(
         the saved mapping; any subset of names. Each must match dtype and shape
         and be contiguous in the saved order; the result holds these same
         objects. Works for RAW (copied) and LZ4 (decoded in place) arrays.
+        Entries at the name of a value (Python value or numpy scalar) are
+        skipped: the result holds the stored value.
         If the load raises, the contents of these arrays are undefined: data
         is read or decoded into them before its frame's checksum is checked.
     threads
@@ -1445,6 +1511,9 @@ def load(
     FormatError
         Not an ndckpt file, unknown version, malformed structure, checksum
         mismatch; names the frame, offset and arrays. No arrays are returned.
+    UnsupportedError
+        The file needs a format feature this version does not implement
+        ("upgrade ndckpt"; docs/format.md §5).
     CheckptIOError
         Missing file, read error or truncated stream.
     CompressionError
@@ -1602,22 +1671,29 @@ class Reader:
 
     @property
     def metadata(self) -> Any:
-        """The metadata dict given to save (None if none was)."""
+        """The metadata given to save: any JSON value (None if none was)."""
         return self._layout.head.metadata
 
     def keys(self) -> list[str]:
-        """Flat array names ("group/name"), in storage order (sorted by path)."""
-        return [a.name for a in self._layout.head.arrays]
+        """Flat leaf names ("group/name"): the arrays in storage order (sorted by path), then the
+        Python-value leaves sorted by path."""
+        return [a.name for a in self._layout.head.arrays] + list(self._layout.value_names)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
     def __len__(self) -> int:
-        return len(self._layout.head.arrays)
+        return len(self._layout.head.arrays) + len(self._layout.value_names)
 
     def __contains__(self, name: object) -> bool:
         key = "/".join(name) if isinstance(name, tuple) else name
-        return key in self._layout.by_name
+        return key in self._layout.by_name or key in self._layout.value_names
+
+    def value_info(self) -> list[dict[str, Any]]:
+        """Per Python-value leaf (numpy scalars included), sorted by path: name, type and value."""
+        return [
+            {"name": "/".join(p), "type": type_name(v), "value": v} for p, v in self._layout.head.decoded_values()
+        ]
 
     def __getitem__(self, name: str | tuple[str, ...]) -> np.ndarray[Any, Any]:
         return self.get(name)
@@ -1627,6 +1703,9 @@ class Reader:
     ) -> np.ndarray[Any, Any]:
         """Read one array, or a region of it: a zero-copy view (RAW), a new array, or into ``out``.
 
+        For a Python-value leaf (or numpy scalar) returns a new copy of the value; ``out`` and
+        ``region`` are then refused (InvalidArgumentError).
+
         Reads only the frames holding this array (with ``region``, only those
         holding the region). ``region`` is a tuple of slices with step 1 (fewer
         than ``ndim`` means whole trailing axes); ``out`` must then have the
@@ -1635,6 +1714,15 @@ class Reader:
         region or a mismatched ``out``, and the errors of :func:`load` for a
         corrupt frame.
         """
+        key = "/".join(name) if isinstance(name, tuple) else name
+        vi = self._layout.value_names.get(key) if isinstance(key, str) else None
+        if vi is not None:
+            if out is not None or region is not None:
+                raise InvalidArgumentError(
+                    f"{key!r} is a Python value stored in the head, not an array: out= and region= do not apply"
+                )
+            enc = self._layout.head.values[vi][1]
+            return decode_value(enc, f"value {key!r}")  # type: ignore[no-any-return]
         ai = self._layout.index_of(name)
         if region is not None:
             return self._loader().read_region(ai, region, out)

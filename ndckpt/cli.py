@@ -417,11 +417,16 @@ def _stdout() -> BinaryIO:
 # ----------------------------------------------------------------------------------------------
 
 
+#: ``ndckpt info`` shows at most this many characters of a value's repr.
+_VALUE_REPR_MAX = 100
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     path: str = args.file
     src = _source(path)
     with _api.open(src, verify=False) as r:
         rows = r.info()
+        values = r.value_info()
         version = _read_version(src)
         metadata = r.metadata
         size = r.nbytes
@@ -438,6 +443,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             "nbytes": raw,
             "arrays": [{**row, "shape": list(row["shape"])} for row in rows],
         }
+        if values:
+            doc["values"] = [{**v, "value": repr(v["value"])} for v in values]
         print(json.dumps(doc, indent=2, sort_keys=True))
         return 0
     print(_show(f"file      {_label(path)}  ({format_bytes(size)}, ndckpt format version {version})"))
@@ -446,6 +453,14 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"arrays    {len(rows)} in {_plural(len(frames), 'frame')}; {format_bytes(raw)} raw -> "
         f"{format_bytes(stored)} stored (ratio {_ratio(raw, stored)})"
     )
+    if values:
+        print(f"values    {len(values)} (Python values and numpy scalars, stored in the head)")
+        vw = max(len(v["name"]) for v in values)
+        tw = max(len(v["type"]) for v in values)
+        for v in values:
+            text = repr(v["value"])
+            text = text if len(text) <= _VALUE_REPR_MAX else text[: _VALUE_REPR_MAX - 3] + "..."
+            print(f"  {v['name'].ljust(vw)}  {v['type'].ljust(tw)}  {text}")
     if not rows:
         return 0
     table = [("name", "dtype", "shape", "style", "raw", "stored", "ratio", "frames")]
@@ -512,6 +527,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
             shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
             raise UserError(f"{_label(path)}: no array named {name!r} (arrays: {shown or 'none'})")
         arr = r.get(name)
+    if isinstance(arr, np.generic):
+        arr = np.asarray(arr)  # a numpy scalar: its 0-d array
+    if not isinstance(arr, np.ndarray):
+        kind = type(arr).__name__
+        raise UserError(f"{path}: {name!r} is a Python value ({kind}), not an array; 'ndckpt info' shows it")
     out: str = args.output or extract_name(name)
     _write_npy(out, name, arr, f"write {out}")
     print(_show(f"{name}: {arr.dtype} {tuple(arr.shape)} -> {out} ({format_bytes(arr.nbytes)})"))
@@ -585,7 +605,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     else:
         arrays = _read_numpy(src, in_kind)
         tree = _nest(arrays, src) if out_kind == "ndckpt" else {}
-    raw = sum(a.nbytes for a in arrays.values())
+    raw = sum(a.nbytes for a in arrays.values() if isinstance(a, np.ndarray | np.generic))
 
     if out_kind == "ndckpt":
         style = _style(args.style, list(arrays))
@@ -594,6 +614,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
             _api.save(target, tree, style=style, threads=args.threads, metadata=metadata, progress=bar)
         if dst == "-":
             _stdout().flush()
+    elif values := [n for n, a in arrays.items() if not isinstance(a, np.ndarray | np.generic)]:
+        shown = ", ".join(values[:5]) + (f", ... ({len(values)} in all)" if len(values) > 5 else "")
+        raise UserError(
+            f"{src} holds Python values ({shown}), which .{out_kind} files cannot hold without pickle; "
+            "'ndckpt info' shows them"
+        )
     elif out_kind == "npy":
         if len(arrays) != 1:
             raise UserError(
@@ -601,9 +627,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
                 f"(use .npz, or 'ndckpt extract {src} NAME -o {dst}')"
             )
         ((name, arr),) = arrays.items()
-        _write_npy(dst, name, arr, f"write {dst}")
-    else:
-        _write_npz(dst, arrays, f"write {dst}")
+        _write_npy(dst, name, np.asarray(arr), f"write {dst}")
+    else:  # numpy scalars as 0-d arrays, as np.savez writes them
+        _write_npz(dst, {k: np.asarray(a) for k, a in arrays.items()}, f"write {dst}")
     dt = time.perf_counter() - t0
     if dst != "-":
         size = os.path.getsize(dst)

@@ -62,7 +62,7 @@ from typing import Any, Final, NamedTuple
 
 import numpy as np
 
-from .errors import FormatError, InvalidArgumentError
+from .errors import FormatError, InvalidArgumentError, UnsupportedError
 from .format import FrameStyle, chunk_csz_max
 
 __all__ = [
@@ -107,6 +107,12 @@ PART_ALIGN: Final = 64
 HEAD_MAX: Final = 1 << 28
 #: Largest uncompressed frame a reader accepts.
 FRAME_MAX: Final = 1 << 32
+#: Deepest nesting of lists, tuples and dicts inside one Python-value leaf (format §2.2.1); the
+#: writer refuses deeper values, readers refuse deeper encodings (bounded stack, no cycles).
+VALUE_DEPTH_MAX: Final = 64
+#: Optional head features this reader implements (format §5): a head's "features" list may name
+#: only these, and names exactly the optional keys it uses.
+FEATURES: Final = frozenset({"values"})
 
 assert (SUPERBLOCK.size, TRAILER.size, RECORD.size, INDEX_DTYPE.itemsize) == (32, 48, 16, 24)
 
@@ -288,8 +294,18 @@ class Head:
     frames: list[FrameSpec]
     groups: list[tuple[str, ...]]
     metadata: Any
+    #: Python-value leaves (format §2.2.1): (path, encoded JSON form), sorted by path. Decoded by
+    #: :func:`ndckpt._values.decode`; empty in files without the "values" feature.
+    values: list[tuple[tuple[str, ...], Any]] = field(default_factory=list)
     _table: PartTable | None = field(default=None, init=False, repr=False, compare=False)
     _names: list[str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def decoded_values(self) -> list[tuple[tuple[str, ...], Any]]:
+        """The value leaves decoded to Python values: new objects on every call (callers may mutate
+        them). Raises FormatError for an encoding the writer cannot have produced."""
+        from ._values import decode
+
+        return [(p, decode(v, f"value {'/'.join(p)!r}")) for p, v in self.values]
 
     def names(self) -> list[str]:
         """Every array's name (path joined by "/"), built once. The head must not change afterwards."""
@@ -322,9 +338,11 @@ class Head:
         frame_text = ",".join(
             f'{{"nbytes":{f["nbytes"]},"parts":{_canonical(f["parts"])},"style":{f["style"]}}}' for f in frames
         )
+        features = f'"features":{_canonical(doc["features"])},' if "features" in doc else ""
+        values = f',"values":{_canonical(doc["values"])}' if "values" in doc else ""
         return (
-            f'{{"arrays":{{{columns}}},"frames":[{frame_text}],'
-            f'"groups":{_canonical(doc["groups"])},"metadata":{_canonical(doc["metadata"])}}}'
+            f'{{"arrays":{{{columns}}},{features}"frames":[{frame_text}],'
+            f'"groups":{_canonical(doc["groups"])},"metadata":{_canonical(doc["metadata"])}{values}}}'
         ).encode()
 
     def _to_json_reference(self) -> bytes:
@@ -355,6 +373,8 @@ class Head:
             ],
             "groups": [list(g) for g in self.groups],
             "metadata": self.metadata,
+            # Optional keys (format §5): present only when used, so files without them keep their bytes.
+            **({"features": ["values"], "values": [[list(p), v] for p, v in self.values]} if self.values else {}),
         }
 
     @classmethod
@@ -366,12 +386,20 @@ class Head:
             raise FormatError(f"head is not valid JSON: {e}") from None
         except RecursionError:  # "[[[[..." deeper than the interpreter's recursion limit
             raise FormatError("head: JSON nested too deeply") from None
-        if not isinstance(doc, dict) or set(doc) != {"arrays", "frames", "groups", "metadata"}:
-            raise FormatError("head: expected exactly the keys arrays, frames, groups, metadata")
+        features = _parse_features(doc)  # first: a newer file's unknown keys must say "upgrade"
+        if set(doc) != {"arrays", "frames", "groups", "metadata", *_FEATURE_KEYS[features]}:
+            raise FormatError(
+                "head: expected exactly the keys arrays, frames, groups, metadata"
+                + "".join(f", {k}" for k in sorted(_FEATURE_KEYS[features]))
+            )
         arrays = _parse_arrays(doc["arrays"])
         frames = [_parse_frame(i, f, len(arrays)) for i, f in enumerate(_list(doc["frames"], "head.frames"))]
         groups = [_parse_path(g, f"head.groups[{i}]") for i, g in enumerate(_list(doc["groups"], "head.groups"))]
         head = cls(arrays, frames, groups, doc["metadata"])
+        if features:
+            head.values = _parse_values(doc["values"])
+            check_leaf_paths(head)
+            head.decoded_values()  # every encoding is checked at open, not at first use
         if not _tiling_ok_fast(head):
             head.check_tiling()  # raises, naming the first problem
         return head
@@ -421,6 +449,66 @@ class Head:
                 raise FormatError(
                     f"array {names[i]!r}: frames hold {covered[i]} bytes, its dtype and shape need {a.nbytes}"
                 )
+
+
+_FEATURE_KEYS: Final[dict[tuple[str, ...], frozenset[str]]] = {
+    (): frozenset(),
+    ("values",): frozenset({"features", "values"}),
+}
+
+
+def _parse_features(doc: Any) -> tuple[str, ...]:
+    """The head's optional "features" list (format §5), checked before anything else in the head.
+
+    Raises UnsupportedError naming the first feature this reader does not
+    implement ("upgrade ndckpt"), and FormatError for a malformed list.
+    """
+    if not isinstance(doc, dict) or not {"arrays", "frames", "groups", "metadata"} <= set(doc):
+        raise FormatError("head: expected exactly the keys arrays, frames, groups, metadata")
+    if "features" not in doc:
+        return ()
+    feats = doc["features"]
+    if type(feats) is not list or not feats or not all(type(f) is str for f in feats):
+        raise FormatError("head.features: expected a non-empty list of strings")
+    unknown = [f for f in feats if f not in FEATURES]
+    if unknown:
+        raise UnsupportedError(
+            f"this file needs the feature {unknown[0][:100]!r}, which this version of ndckpt does not know; "
+            "upgrade ndckpt to read it"
+        )
+    if feats != sorted(set(feats)):
+        raise FormatError("head.features: must be sorted and without repeats")
+    return tuple(feats)
+
+
+def _parse_values(v: Any) -> list[tuple[tuple[str, ...], Any]]:
+    """The head's "values" (format §2.2.1): [path, encoding] pairs, paths strictly increasing.
+
+    Only the structure is checked here; :func:`ndckpt._values.decode` checks the encodings.
+    """
+    out: list[tuple[tuple[str, ...], Any]] = []
+    entries = _list(v, "head.values")
+    if not entries:
+        raise FormatError("head.values: empty, but the feature 'values' is listed")
+    for i, e in enumerate(entries):
+        if type(e) is not list or len(e) != 2:
+            raise FormatError(f"head.values[{i}]: expected [path, value]")
+        path = _parse_path(e[0], f"head.values[{i}] path")
+        if out and path <= out[-1][0]:
+            raise FormatError(f"head.values: {'/'.join(path)!r} is out of order or repeated")
+        out.append((path, e[1]))
+    return out
+
+
+def check_leaf_paths(head: Head) -> None:
+    """Arrays, value leaves and empty groups are leaves of one nested mapping: no path may equal
+    another or lie inside one (format §2.2). Raises FormatError naming the two paths."""
+    paths = sorted([a.path for a in head.arrays] + head.groups + [p for p, _ in head.values])
+    for outer, inner in itertools.pairwise(paths):
+        if inner[: len(outer)] == outer:
+            if inner == outer:
+                raise FormatError(f"head: path {'/'.join(outer)!r} appears twice (as arrays, values or groups)")
+            raise FormatError(f"head: path {'/'.join(inner)!r} is inside {'/'.join(outer)!r}, which is not a group")
 
 
 def _canonical(obj: Any) -> str:

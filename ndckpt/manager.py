@@ -74,6 +74,9 @@ from typing import Any, Literal, Union
 import numpy as np
 
 from . import _files, _platform
+from ._values import decode as _decode_value
+from ._values import encode as _encode_value
+from ._values import is_value as _is_value
 from .api import _as_array, _bytes_of, _check_metadata, _flatten, _parse_style_arg, _resolve_styles, load, save
 from .api import open as open_checkpoint
 from .container import END_MAGIC, MAGIC, SUPERBLOCK, TRAILER
@@ -641,8 +644,11 @@ class CheckpointManager:
     def _capture(self, state: Any) -> dict[str, Any]:
         """Copy ``state`` into staging memory; return the staged tree (validated like ndckpt.save)."""
         items, groups = _flatten(state)
-        arrays = [(path, _as_array(path, v)) for path, v in items]
-        _resolve_styles(self._style, ["/".join(p) for p, _ in arrays])
+        # Python values and numpy scalars are snapshotted by encoding them now (a list the caller
+        # mutates after save returns must not change what is written) and decoding a fresh copy.
+        values = [(p, _decode_value(_encode_value(v, f"value {'/'.join(p)!r}"), "")) for p, v in items if _is_value(v)]
+        arrays = [(path, _as_array(path, v)) for path, v in items if not _is_value(v)]
+        _resolve_styles(self._style, ["/".join(p) for p, _ in arrays], {"/".join(p) for p, _ in values})
         specs: list[_Spec] = [(a.dtype, tuple(int(n) for n in a.shape), _order_of(a)) for _, a in arrays]
         views = self._staging.views(specs)
         pairs = [(v, a, spec[2]) for v, (_, a), spec in zip(views, arrays, specs, strict=True)]
@@ -657,7 +663,7 @@ class CheckpointManager:
                 _run_copies(parts[0])
             finally:
                 helper.result()
-        return _nest([(path, v) for (path, _), v in zip(arrays, views, strict=True)], groups)
+        return _nest([(path, v) for (path, _), v in zip(arrays, views, strict=True)] + values, groups)
 
     def _write(self, step: int, path: Path, staged: dict[str, Any], metadata: Any) -> None:
         """Background job: write the staged state, then rotate."""

@@ -403,6 +403,11 @@ def _describe(
                 )
             items.append(_Item(path, a.dtype, shape, "C", int(st), v.start, v.global_shape))
             sources.append(_bytes_of(a, "C") if a.flags.c_contiguous else _Strided(a))
+        elif not isinstance(v, np.ndarray):
+            raise InvalidArgumentError(
+                f"{name!r}: ndckpt.mpi.save stores numpy arrays and Blocks only, got {type(v).__name__}; pass a "
+                "Python value or numpy scalar as metadata= (JSON), or as a 0-d array (np.asarray(x))"
+            )
         else:
             a = _as_array(path, v)
             src, order = _source(a)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -533,5 +534,33 @@ def assert_same_tree(got: Any, want: dict[str, Any]) -> None:
         name = "/".join(path)
         if isinstance(v, dict):
             assert g[path] == {}, f"{name}: empty group came back as {g[path]!r}"
-        else:
-            assert_same_array(g[path], np.asarray(v), name)
+        elif isinstance(v, np.ndarray):
+            assert_same_array(g[path], v, name)
+        else:  # a numpy scalar or a Python value: same type and bits, recursively
+            assert_same_value(g[path], v, name)
+
+
+def assert_same_value(got: Any, want: Any, what: str = "value") -> None:
+    """``got`` is ``want`` exactly: the same types all the way down (bool is not int, tuple is not
+    list, np.float32 is not float), floats and numpy scalars bit for bit (-0.0, NaN payloads), dicts
+    with the same keys in the same order."""
+    assert type(got) is type(want), f"{what}: got {type(got).__name__}, expected {type(want).__name__}"
+    if isinstance(want, np.generic):
+        assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+        assert got.dtype.str == want.dtype.str, f"{what}: dtype {got.dtype.str} != {want.dtype.str}"
+        assert dtype_key(got.dtype) == dtype_key(want.dtype), f"{what}: dtype layout differs"
+        assert np.asarray(got).tobytes() == np.asarray(want).tobytes(), f"{what}: {got!r} != {want!r} (bits)"
+    elif isinstance(want, float):
+        assert struct.pack("<d", got) == struct.pack("<d", want), f"{what}: {got!r} != {want!r} (bits)"
+    elif isinstance(want, complex):
+        assert struct.pack("<dd", got.real, got.imag) == struct.pack("<dd", want.real, want.imag), f"{what}: bits"
+    elif isinstance(want, list | tuple):
+        assert len(got) == len(want), f"{what}: length {len(got)} != {len(want)}"
+        for i, (x, y) in enumerate(zip(got, want, strict=True)):
+            assert_same_value(x, y, f"{what}[{i}]")
+    elif isinstance(want, dict):
+        assert list(got) == list(want), f"{what}: keys {list(got)} != {list(want)}"
+        for k in want:
+            assert_same_value(got[k], want[k], f"{what}[{k!r}]")
+    else:
+        assert got == want, f"{what}: {got!r} != {want!r}"

@@ -297,11 +297,12 @@ def _arrays_by_style(path: Path) -> dict[str, str]:
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The arrays of a nested tree by flat name (numpy scalars, stored as values, are left out)."""
     out: dict[str, Any] = {}
     for k, v in tree.items():
         if isinstance(v, dict):
             out.update(_flat(v, f"{prefix}{k}/"))
-        else:
+        elif isinstance(v, np.ndarray):
             out[prefix + k] = v
     return out
 
@@ -479,9 +480,15 @@ def test_out_must_be_a_mapping(ckpt: Path) -> None:
 def test_reader_keys_get_metadata_info(ckpt: Path) -> None:
     flat = _flat(ARRAYS)
     with ndckpt.open(ckpt) as r:
-        assert sorted(r.keys()) == sorted(flat)
+        assert r.keys()[-1] == "scalar", "arrays in storage order, then the values (the numpy scalar)"
+        assert sorted(r.keys()[:-1]) == sorted(flat)
         assert list(r) == r.keys()
-        assert len(r) == len(flat)
+        assert len(r) == len(flat) + 1
+        assert "scalar" in r
+        scalar = r.get("scalar")
+        assert type(scalar) is np.float32
+        assert scalar == 2.0
+        assert r.value_info() == [{"name": "scalar", "type": "np.float32", "value": np.float32(2.0)}]
         assert r.keys()[:4] == ["raw/big", "raw/fortran", "raw/page", "raw/small"], "storage order: RAW by path"
         assert "raw/big" in r
         assert ("z", "big") in r

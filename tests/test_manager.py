@@ -48,6 +48,7 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from strategies import assert_same_value
 
 import ndckpt
 from ndckpt import CheckpointManager, CheckptIOError, FormatError, InvalidArgumentError, _backend, _files
@@ -155,6 +156,9 @@ def assert_same_tree(got: Any, want: Any, where: str = "") -> None:
         assert sorted(got) == sorted(want), where
         for k in want:
             assert_same_tree(got[k], want[k], f"{where}/{k}")
+        return
+    if not isinstance(want, np.ndarray):  # numpy scalars and Python values come back as themselves
+        assert_same_value(got, want, where)
         return
     w = np.asarray(want)
     assert isinstance(got, np.ndarray), where

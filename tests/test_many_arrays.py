@@ -29,7 +29,7 @@ def states(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, str]]:
         if kind == "small":
             a: Any = rng.standard_normal(draw(st.integers(1, 300)))
         elif kind == "tiny":
-            a = np.int16(i)
+            a = np.array(i, np.int16)  # 0-d (a numpy scalar would be a value in the head, not an array)
         elif kind == "empty":
             a = np.zeros((0, 3))
         elif kind == "big":
