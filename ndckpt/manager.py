@@ -20,7 +20,10 @@ Rotation
     After a checkpoint is complete, older ones are deleted so that the newest
     ``keep`` remain, plus every checkpoint whose step is a multiple of
     ``keep_every``. The checkpoint just written is never deleted by its own
-    rotation. Nothing is deleted before a newer checkpoint is complete.
+    rotation. Nothing is deleted before a newer checkpoint is complete, with
+    one exception: the first save of a manager first removes checkpoints
+    beyond ``keep`` that a run killed between a save and its rotation left,
+    so that at most ``keep`` + 1 rotated checkpoints exist at any moment.
 Asynchronous saves
     With ``async_save=True``, ``save`` copies the state into staging memory
     (page-aligned, allocated once, reused while the state's layout fits, and
@@ -398,6 +401,7 @@ class CheckpointManager:
         self._every = _check_positive(every, "every")
         self._keep = _check_optional_positive(keep, "keep")
         self._keep_every = _check_optional_positive(keep_every, "keep_every")
+        self._trimmed = False  # checkpoints beyond keep left by an interrupted run removed yet
         if not isinstance(style, Mapping):
             _parse_style_arg(style, "style")
         self._style = style
@@ -616,6 +620,7 @@ class CheckpointManager:
             return False
         if not self._async or preempt:
             self.wait()
+            self._trim_once()
             if self._comm is not None:
                 from .mpi import save as mpi_save
 
@@ -667,8 +672,15 @@ class CheckpointManager:
 
     def _write(self, step: int, path: Path, staged: dict[str, Any], metadata: Any) -> None:
         """Background job: write the staged state, then rotate."""
+        self._trim_once()
         save(path, staged, style=self._style, threads=self._threads, metadata=metadata)
         self._rotate(step)
+
+    def _trim_once(self) -> None:
+        """Before this manager's first write: rotate away what an interrupted run left beyond ``keep``."""
+        if not self._trimmed:
+            self._trimmed = True
+            self._rotate(-1)  # -1 is no step: only the rotation rules decide
 
     def _rotate(self, just_written: int) -> None:
         if self._keep is None:

@@ -858,3 +858,30 @@ def test_docs_page_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_ndckpt_exports_the_manager() -> None:
     assert ndckpt.CheckpointManager is CheckpointManager
     assert "CheckpointManager" in ndckpt.__all__
+
+
+@pytest.mark.parametrize("async_save", [False, True], ids=["sync", "async"])
+def test_first_save_trims_what_an_interrupted_run_left_beyond_keep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, async_save: bool
+) -> None:
+    """A run killed between a save and its rotation leaves keep + 1; a second such kill must not make it
+    keep + 2: before its first write a manager rotates, so at most keep + 1 exist at any moment."""
+    with CheckpointManager(tmp_path, keep=None) as old:
+        for s in range(5):
+            old.save(s, {"x": np.full(4, s)})
+    seen: list[list[int]] = []
+    real_save = ndckpt.manager.save
+
+    def spy(path: Any, *args: Any, **kwargs: Any) -> None:
+        seen.append(sorted(int(p.name[5:17]) for p in tmp_path.glob("ckpt-*.ndckpt")))
+        real_save(path, *args, **kwargs)
+
+    monkeypatch.setattr(ndckpt.manager, "save", spy)
+    with CheckpointManager(tmp_path, keep=3, async_save=async_save) as mgr:
+        assert mgr.steps() == [0, 1, 2, 3, 4]  # opening deletes nothing
+        mgr.save(5, {"x": np.full(4, 5)})
+        mgr.wait()
+        mgr.save(6, {"x": np.full(4, 6)})
+        mgr.wait()
+        assert mgr.steps() == [4, 5, 6]
+    assert seen == [[2, 3, 4], [3, 4, 5]]
