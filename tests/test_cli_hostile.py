@@ -420,7 +420,8 @@ def test_fifo_is_refused_at_once(tmp_path: Path, command: str) -> None:
 @pytest.fixture
 def ckpt(tmp_path: Path) -> Path:
     p = tmp_path / "c.ndckpt"
-    ndckpt.save(p, {"fields": {"u": np.arange(20.0), "v": np.ones(5)}, "step": np.array(7, np.int64)}, metadata={"k": 1})
+    state = {"fields": {"u": np.arange(20.0), "v": np.ones(5)}, "step": np.array(7, np.int64)}
+    ndckpt.save(p, state, metadata={"k": 1})
     return p
 
 
