@@ -1,4 +1,4 @@
-"""Deterministic benchmark datasets (perf_landscape.md section 1), generated at any size.
+"""Deterministic benchmark datasets, generated at any size.
 
 Every generator returns a fresh, page-aligned, C-contiguous numpy array (or, for
 ``many_small``, a list of small arrays) and caches nothing on disk. The same
