@@ -92,7 +92,7 @@ except (ImportError, RuntimeError) as _e:  # no mpi4py, or no MPI library it can
 
 from . import _files, _lz4
 from ._plan import DEFAULT_FRAME_BYTES, plan
-from ._subfiles import INDEX_KEY, listed_subfiles, removable_subfile, subfile_name
+from ._subfiles import INDEX_KEY, foreign_subfiles, listed_subfiles, removable_subfile, subfile_name
 from .api import (
     _as_array,
     _bytes_of,
@@ -1014,6 +1014,14 @@ def _load_local(rank: int, size: int, source: Any, select: Any, out: Any) -> dic
 
 
 def _load_subfiled(rank: int, size: int, path: Path, desc: Any, select: Any, outs: dict[str, Any]) -> dict[str, Any]:
+    foreign = foreign_subfiles({INDEX_KEY: desc}, None)
+    if foreign:
+        # The index is read from the file: a name outside the writer's form could point
+        # anywhere (``../x``, an absolute path), so nothing it names is opened.
+        raise FormatError(
+            f"{str(path)!r}: the subfile index lists {foreign[0]!r}, not a subfile name of the form "
+            "<name>.<token>.sub<k> in the index's directory"
+        )
     try:
         files = [path.parent / str(n) for n in desc["files"]]
         nranks = int(desc["nranks"])

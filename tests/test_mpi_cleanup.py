@@ -157,3 +157,23 @@ def test_verify_of_a_buffer_or_stream_reports_foreign_names() -> None:
     )
     assert cli.returncode == 1
     assert b"stdin: FAILED: subfile index lists '/etc/passwd'" in cli.stderr
+
+
+@pytest.mark.parametrize("entry", ["../victim.ndckpt", "ABS", "sub/dir.0123abcd.sub0"])
+def test_load_opens_no_file_outside_the_index_form(tmp_path: Path, entry: str) -> None:
+    # A crafted index naming a readable checkpoint elsewhere: loading it must not read that file.
+    d = tmp_path / "ckpt"
+    (d / "sub").mkdir(parents=True)
+    victim = tmp_path / "victim.ndckpt"
+    ndckpt.save(victim, {"private": {"0": {"x": np.arange(3)}}})
+    if entry == "ABS":
+        entry = str(victim)
+    else:
+        ndckpt.save(d / entry, {"private": {"0": {"x": np.arange(3)}}})
+    desc = {"files": [entry], "nranks": 1, "rank_file": [0], "private": ["x"], "global": []}
+    index = d / "t.ndckpt"
+    ndckpt.save(index, {}, metadata={INDEX_KEY: desc})
+    from ndckpt import mpi
+
+    with pytest.raises(FormatError, match="subfile index lists"):
+        mpi._load_local(0, 1, index, None, None)
