@@ -258,6 +258,18 @@ def _keep_mode(fd: int, tmp: Path, mode: int) -> None:
             os.chmod(tmp, mode)
 
 
+def keep_mode_of(target: Path, tmp: Path) -> None:
+    """Give ``tmp`` the permission bits of ``target`` if that exists (for writers that create
+    their temporary file by other means than :func:`open_output`, such as MPI-IO). Never
+    raises: a mode that cannot be read or set leaves ``tmp`` as created."""
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode) & 0o777
+    except OSError:
+        return
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, mode)
+
+
 @contextlib.contextmanager
 def open_output(
     path: PathLike, *, durable: bool = True, before_sync: Callable[[], None] | None = None

@@ -30,8 +30,9 @@ One file, written in parallel
 Commit
     The file is written under a temporary name in the target's directory,
     synced (``MPI_File_sync``) and closed; only if every rank reports
-    success does rank 0 rename it over the target (atomic) and fsync the
-    directory. Otherwise the temporary file is removed and every rank raises
+    success does rank 0 give it the replaced file's permission bits, rename
+    it over the target (atomic) and fsync the directory. A symlink at the
+    target is written through, as by :func:`ndckpt.save`. Otherwise the temporary file is removed and every rank raises
     the same error. The bytes depend only on the arrays, their decomposition
     and the options: saving the same blocks again gives the same file.
 Collective calls and timeouts
@@ -414,18 +415,15 @@ def _describe(
             items.append(_Item(path, a.dtype, tuple(int(n) for n in a.shape), order, int(st)))
             sources.append(src)
     meta = json.dumps(_check_metadata(metadata), sort_keys=True, separators=(",", ":"))
+    # As ndckpt.save: a symlink at the target is written through (every rank resolves it; the
+    # agreement check then compares the files the ranks would replace), a directory is refused.
+    final, st_ = _files.resolve_target(target)
     info = _RankInfo(
-        tuple(items), tuple(sorted(groups)), meta, os.fspath(target), subfiles or 0, secrets.token_hex(4), os.getpid(),
+        tuple(items), tuple(sorted(groups)), meta, str(final), subfiles or 0, secrets.token_hex(4), os.getpid(),
         _files.host_tag(),
     )
     if rank == 0:
         p = Path(info.target)
-        try:
-            st_ = os.stat(p)
-        except FileNotFoundError:
-            st_ = None
-        except OSError as e:
-            raise CheckptIOError(e.errno, f"cannot stat target {info.target!r}: {e.strerror}") from e
         if st_ is not None and not stat.S_ISREG(st_.st_mode):
             raise InvalidArgumentError(f"target {info.target!r} exists and is not a regular file")
         if not p.parent.is_dir():
@@ -734,6 +732,7 @@ def _write_file(
         committed = False
         if not errs:
             try:
+                _files.keep_mode_of(path, tmp)
                 os.replace(tmp, path)
                 committed = True
                 _fsync_dir(path.parent)

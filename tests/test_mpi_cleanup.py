@@ -177,3 +177,20 @@ def test_load_opens_no_file_outside_the_index_form(tmp_path: Path, entry: str) -
 
     with pytest.raises(FormatError, match="subfile index lists"):
         mpi._load_local(0, 1, index, None, None)
+
+
+@needs_mpi
+def test_collective_save_keeps_mode_and_writes_through_a_symlink(tmp_path: Path) -> None:
+    # ndckpt.mpi.save replaces its target as ndckpt.save does: same mode, a link stays a link.
+    real = tmp_path / "data" / "real.ndckpt"
+    real.parent.mkdir()
+    ndckpt.save(real, {"old": np.zeros(1)})
+    real.chmod(0o600)
+    link = tmp_path / "t.ndckpt"
+    link.symlink_to(real)
+    ok(mpirun(2, "save_plain.py", link))
+    assert link.is_symlink()
+    assert link.resolve() == real.resolve()
+    assert (real.stat().st_mode & 0o777) == 0o600
+    np.testing.assert_array_equal(ndckpt.load(link)["u"], np.arange(16.0).reshape(2, 8))
+    assert sorted(p.name for p in real.parent.iterdir()) == ["real.ndckpt"]  # no temporary left
