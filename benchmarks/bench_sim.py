@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ndckpt._sim import GrayScott
+from ndckpt.demo import GrayScott
 
 
 def _roll_laplacian(a: np.ndarray) -> np.ndarray:

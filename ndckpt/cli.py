@@ -48,9 +48,9 @@ import numpy as np
 
 from . import __version__, _files
 from . import api as _api
+from ._argtypes import positive_int
 from ._progress import ProgressBar, format_bytes, progress_bar
 from .container import MAGIC, SUPERBLOCK
-from .demo import positive_int
 from .errors import CheckptError, CheckptIOError, InvalidArgumentError
 
 __all__ = ["UserError", "main"]

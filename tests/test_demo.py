@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import ndckpt
-from ndckpt import cli, demo
-from ndckpt._sim import GrayScott
+from ndckpt import cli
+from ndckpt.demo import GrayScott
+from ndckpt.demo import job as demo
 
 SCRIPT = Path(sys.executable).with_name("ndckpt")
 
@@ -176,3 +177,19 @@ def test_readme_quickstart_runs(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "stdin: OK" in r.stdout  # the streamed checkpoint verified in the child process
     assert (tmp_path / "state.ndckpt").is_file()
+
+
+def test_demo_package_docstring_example_runs() -> None:
+    import doctest
+
+    import ndckpt.demo
+
+    res = doctest.testmod(ndckpt.demo, verbose=False)
+    assert res.attempted >= 4
+    assert res.failed == 0
+
+
+def test_the_library_does_not_import_the_demo() -> None:
+    code = "import sys, ndckpt, ndckpt.cli; print(any(m.startswith('ndckpt.demo') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -52,7 +52,7 @@ from strategies import assert_same_value
 
 import ndckpt
 from ndckpt import CheckpointManager, CheckptIOError, FormatError, InvalidArgumentError, _backend, _files
-from ndckpt._sim import GrayScott
+from ndckpt.demo import GrayScott
 from ndckpt.manager import CorruptCheckpointWarning, _copy_pieces, _run_copies
 
 # ----------------------------------------------------------------------------------------------
@@ -712,7 +712,7 @@ def test_signal_handlers_only_from_the_main_thread(tmp_path: Path) -> None:
 SIM_CHILD = """
 import sys
 from ndckpt import CheckpointManager
-from ndckpt._sim import GrayScott
+from ndckpt.demo import GrayScott
 
 directory, n, seed, every, async_save, until = sys.argv[1:7]
 n, seed, every, until = int(n), int(seed), int(every), int(until)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ndckpt import Checkpt, FrameStyle, Restore, frame_style_is_supported
-from ndckpt._sim import GrayScott, StateTree
+from ndckpt.demo import GrayScott, StateTree
 
 
 def _flatten(tree: StateTree, prefix: str = "") -> dict[str, np.ndarray[Any, Any]]:

@@ -2,7 +2,7 @@
 
 What it does, in order:
 
-1. Runs the Gray-Scott simulation (:class:`ndckpt._sim.GrayScott`: float64
+1. Runs the Gray-Scott simulation (:class:`ndckpt.demo.GrayScott`: float64
    fields, int64 counters, a uint8 mask, a float32 history, the RNG state and
    scalars) for ``--steps`` steps in this process, without interruption, and
    keeps the digest of its final state.
@@ -44,12 +44,13 @@ from typing import Any
 
 import numpy as np
 
-from . import api as _api
-from ._progress import format_bytes
-from ._sim import GrayScott, StateTree
-from .api import flat_names
-from .errors import CheckptError
-from .manager import CheckpointManager
+from .. import api as _api
+from .._argtypes import positive_int
+from .._progress import format_bytes
+from ..api import flat_names
+from ..errors import CheckptError
+from ..manager import CheckpointManager
+from .model import GrayScott, StateTree
 
 __all__ = ["CHECKPOINT_STYLES", "add_arguments", "checkpoint_path", "latest_checkpoint", "run"]
 
@@ -129,17 +130,6 @@ def latest_checkpoint(directory: Path, *, threads: int | None = None) -> tuple[P
 # ----------------------------------------------------------------------------------------------
 # Arguments
 # ----------------------------------------------------------------------------------------------
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a positive integer (also used by the ndckpt command)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return n
 
 
 def _grid(text: str) -> int:
