@@ -83,7 +83,7 @@ from ._values import is_value as _is_value
 from .api import _as_array, _bytes_of, _check_metadata, _flatten, _parse_style_arg, _resolve_styles, load, save
 from .api import open as open_checkpoint
 from .container import END_MAGIC, MAGIC, SUPERBLOCK, TRAILER
-from .errors import CheckptIOError, CompressionError, FormatError, InvalidArgumentError, UnsupportedError
+from .errors import CheckptIOError, InvalidArgumentError, UnsupportedError
 from .parallel import aligned_empty, resolve_threads
 
 __all__ = ["CheckpointManager", "CorruptCheckpointWarning"]
@@ -781,9 +781,12 @@ class CheckpointManager:
         ----------
         step
             The step to load, or None for the newest checkpoint in
-            :meth:`steps`. With None, a checkpoint that fails to load
-            (FormatError, CompressionError, CheckptIOError) is skipped with a
-            :class:`CorruptCheckpointWarning` and the next older one is tried.
+            :meth:`steps`. With None, a checkpoint that fails to load for
+            any reason but the caller's arguments (FormatError,
+            CompressionError, CheckptIOError, UnsupportedError, and any other
+            exception a damaged file may cause, such as MemoryError) is
+            skipped with a :class:`CorruptCheckpointWarning` and the next
+            older one is tried; an InvalidArgumentError propagates at once.
         out, mmap, verify
             As in :func:`ndckpt.load`: fill existing arrays; RAW arrays as
             read-only zero-copy views of the file (they stay valid after the
@@ -805,7 +808,7 @@ class CheckpointManager:
         FormatError, CompressionError
             The requested checkpoint is corrupt; with ``step=None``, the
             newest one's error when every checkpoint failed (the others are
-            in its notes).
+            in its notes; it is of whatever type that failure raised).
         InvalidArgumentError
             A mismatched ``out`` or bad arguments (no fallback then).
 
@@ -831,7 +834,9 @@ class CheckpointManager:
         for s in reversed(candidates):
             try:
                 d = self._load(s, out, mmap, verify, select)
-            except (FormatError, CompressionError, CheckptIOError) as e:
+            except InvalidArgumentError:
+                raise  # the caller's own arguments: no older checkpoint can fix them
+            except Exception as e:  # anything else comes from the file: an older checkpoint may be fine
                 errors.append((s, e))
                 warnings.warn(
                     f"checkpoint step {s} in {str(self._dir)!r} cannot be restored ({e}); trying an older one",
