@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "XXH64",
     "Decoder",
     "LZ4Stream",
     "available",
@@ -250,6 +251,81 @@ def _load_xxh64() -> Callable[[Any, int], int] | None:
 _xxh64_addr = _load_xxh64()
 
 
+def _load_xxh64_state() -> tuple[Any, Any, Any, Any, Any] | None:
+    """python-lz4's bundled XXH64 streaming functions (create, reset, update, digest, free), or None."""
+    try:
+        mod = importlib.import_module("lz4.frame._frame")
+        lib = ctypes.CDLL(str(mod.__file__))
+        create, reset, update, digest, free = (
+            lib.XXH64_createState,
+            lib.XXH64_reset,
+            lib.XXH64_update,
+            lib.XXH64_digest,
+            lib.XXH64_freeState,
+        )
+    except (ImportError, OSError, AttributeError):
+        return None
+    create.argtypes, create.restype = [], ctypes.c_void_p
+    reset.argtypes, reset.restype = [ctypes.c_void_p, ctypes.c_uint64], ctypes.c_int
+    update.argtypes, update.restype = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t], ctypes.c_int
+    digest.argtypes, digest.restype = [ctypes.c_void_p], ctypes.c_uint64
+    free.argtypes, free.restype = [ctypes.c_void_p], ctypes.c_int
+    return create, reset, update, digest, free
+
+
+_xxh64_state = _load_xxh64_state()
+
+
+class XXH64:
+    """Incremental XXH64 (seed 0): ``update`` with consecutive pieces, then ``digest``.
+
+    ``XXH64().update(a).update(b).digest() == xxh64(a + b)``. Owns a C state
+    freed when the object is collected. Raises UnsupportedError as
+    :func:`xxh64` does when no XXH64 implementation is present.
+    """
+
+    def __init__(self) -> None:
+        self._state: int | None = None
+        self._py: Any = None
+        if _xxh64_state is not None:
+            st = _xxh64_state[0]()
+            if not st:
+                raise MemoryError("XXH64_createState failed")
+            self._state = int(st)
+            _xxh64_state[1](self._state, 0)
+            return
+        try:
+            import xxhash  # type: ignore[import-not-found]
+        except ImportError:
+            from .errors import UnsupportedError
+
+            raise UnsupportedError(
+                "XXH64 is unavailable: python-lz4 does not export it and the xxhash package is missing"
+            ) from None
+        self._py = xxhash.xxh64()
+
+    def update(self, data: Any) -> XXH64:
+        """Hash the next bytes (a contiguous buffer); releases the GIL for large inputs."""
+        n = memoryview(data).nbytes
+        if self._state is not None and _xxh64_state is not None:
+            if n:
+                _xxh64_state[2](self._state, address_of(data), n)
+        else:
+            self._py.update(data)
+        return self
+
+    def digest(self) -> int:
+        """The hash of everything passed to :meth:`update` so far."""
+        if self._state is not None and _xxh64_state is not None:
+            return int(_xxh64_state[3](self._state))
+        return int(self._py.intdigest())
+
+    def __del__(self) -> None:
+        if self._state is not None and _xxh64_state is not None:
+            _xxh64_state[4](self._state)
+            self._state = None
+
+
 def xxh64(data: Any, addr: int | None = None) -> int:
     """XXH64 (seed 0) of a contiguous byte buffer; releases the GIL for large inputs.
 
@@ -263,7 +339,7 @@ def xxh64(data: Any, addr: int | None = None) -> int:
             addr = address_of(data) if n else 0
         return _xxh64_addr(addr, n)
     try:
-        import xxhash  # type: ignore[import-not-found]
+        import xxhash
     except ImportError:
         from .errors import UnsupportedError
 

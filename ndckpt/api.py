@@ -980,11 +980,36 @@ class _Src:
                 raise CheckptIOError(f"unexpected end of file at offset {off + done} (the file shrank?)")
             done += r
 
+    def hash(self, off: int, n: int) -> int:
+        """XXH64 of the ``n`` bytes at ``off``.
+
+        With an fd the bytes are read (``pread``, in pieces of ``_HASH_PIECE``),
+        never touched through the mapping: a file that shrinks meanwhile raises
+        CheckptIOError instead of killing the process with SIGBUS. A caller's
+        buffer is hashed in place.
+        """
+        if self.fd is None:
+            return _lz4.xxh64(self.region[off : off + n])
+        h = _lz4.XXH64()
+        buf = Staging.get(min(n, _HASH_PIECE))
+        try:
+            for a in range(0, n, _HASH_PIECE):
+                piece = buf[: min(_HASH_PIECE, n - a)]
+                self.read(piece, off + a)
+                h.update(piece)
+        finally:
+            Staging.put(buf)
+        return h.digest()
+
     def close(self) -> None:
         if self.fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = None
+
+
+#: Pieces in which :meth:`_Src.hash` reads what it hashes.
+_HASH_PIECE = 1 << 18
 
 
 #: Loads of at least this many arrays sort them with numpy (_Loader._sort_many); for fewer, the
@@ -1055,8 +1080,10 @@ class _Loader:
                     if fi in keep:
                         kept[fi] = buf
                 else:
-                    if check(fi):  # a RAW frame checked on request: hashed through the mapping
-                        _verify_hash(self.region[off : off + lay.stored[fi]], lay.xxh[fi], where)
+                    if check(fi) and self.src.hash(off, lay.stored[fi]) != lay.xxh[fi]:
+                        # A RAW frame checked on request: read and hashed, never hashed through the
+                        # mapping (see _Src.hash); the arrays may still be views of the mapping.
+                        raise FormatError(f"{where()}: checksum mismatch (the file is corrupt)")
                     for p, lo, _hi, dst in todo:
                         self.src.read(dst, off + p.at + lo - p.start)
             else:
@@ -1553,7 +1580,11 @@ def verify(
     be zero. An MPI subfile index must list only its writer's subfile names
     (``docs/mpi.md``; from a stream or buffer, whose name is unknown, names of
     that form for any one-component prefix), else FormatError. Raises as
-    :func:`load`; returns None when the file is sound. ``progress`` is called
+    :func:`load`; returns None when the file is sound. A path's frames and
+    pads are read with ``pread`` to be checked, never through the mapping, so
+    a file that another program truncates meanwhile gives CheckptIOError, not
+    SIGBUS (``load(verify=True)`` reads what it hashes the same way, while the
+    arrays it returns may still be views of the mapping). ``progress`` is called
     as by :func:`load`, except that a path's or buffer's RAW frames are
     reported whole once checked (their checksum is computed in one pass),
     however large.
@@ -1572,30 +1603,56 @@ def verify(
             check_head=lambda head: _check_subfile_index(head.metadata, None),
         )
         return
-    src.close()  # verify reads through the mapping
+    try:
+        layout = _verify_frames(src, th, progress)
+    finally:
+        src.close()
+    _check_subfile_index(layout.head.metadata, source)
+
+
+def _verify_frames(src: _Src, threads: int, progress: ProgressCallback | None) -> _Layout:
+    """verify() of a path or buffer: every frame's checksum, LZ4 decodes, and zero pads.
+
+    With an fd, what is hashed and checked is read (``pread``), never touched
+    through the mapping, so a file that shrinks meanwhile gives CheckptIOError,
+    not SIGBUS.
+    """
     region = src.region
     layout = _parse_region(region)
-
     head_end = SUPERBLOCK.size + _parse_superblock(region[: SUPERBLOCK.size])[0]
+
+    def read(off: int, n: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
+        buf = np.empty(n, np.uint8)
+        src.read(buf, off)
+        return buf
 
     def check(fi: int) -> None:
         f, where = layout.head.frames[fi], layout.where(fi)
-        off = layout.offsets[fi]
+        off, n = layout.offsets[fi], layout.stored[fi]
         if layout.verbatim[fi]:  # a pad precedes the data (after the record, for an LZ4 frame)
             prev = layout.offsets[fi - 1] + layout.stored[fi - 1] if fi else head_end
             if f.style == FrameStyle.LZ4:
                 prev += RECORD.size
-            if any(region[prev:off]):
-                bad = prev + next(i for i, v in enumerate(region[prev:off]) if v)
-                raise FormatError(f"{where}: non-zero padding byte at offset {bad} (the file is corrupt)")
-        stored = region[off : off + layout.stored[fi]]
-        _verify_hash(stored, layout.xxh[fi], where)
-        if not layout.verbatim[fi]:
-            scratch = Staging.get(f.nbytes)
-            try:
-                _decode_lz4(stored, scratch, where)
-            finally:
-                Staging.put(scratch)
+            nz = np.flatnonzero(read(prev, off - prev))
+            if nz.size:
+                raise FormatError(f"{where}: non-zero padding byte at offset {prev + int(nz[0])} (the file is corrupt)")
+            if src.hash(off, n) != layout.xxh[fi]:
+                raise FormatError(f"{where}: checksum mismatch (the file is corrupt)")
+            return
+        stored_buf = Staging.get(stored_bound(f)) if src.fd is not None else None
+        scratch = Staging.get(f.nbytes)
+        try:
+            if stored_buf is not None:
+                src.read(stored_buf[:n], off)
+                stored = _mv(stored_buf[:n])
+            else:  # a caller's buffer: nothing can vanish under it
+                stored = region[off : off + n]
+            _verify_hash(stored, layout.xxh[fi], where)
+            _decode_lz4(stored, scratch, where)
+        finally:
+            Staging.put(scratch)
+            if stored_buf is not None:
+                Staging.put(stored_buf)
 
     prog = Progress(progress, sum(f.nbytes for f in layout.head.frames))
 
@@ -1603,8 +1660,8 @@ def verify(
         check(fi)
         prog.advance(layout.head.frames[fi].nbytes)
 
-    run_all(step, list(range(len(layout.head.frames))), th)
-    _check_subfile_index(layout.head.metadata, source)
+    run_all(step, list(range(len(layout.head.frames))), threads)
+    return layout
 
 
 def _check_subfile_index(metadata: Any, source: Any) -> None:
