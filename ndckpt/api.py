@@ -14,6 +14,7 @@ import errno
 import functools
 import gc
 import io
+import itertools
 import math
 import mmap
 import os
@@ -24,7 +25,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO, ParamSpec, TypeVar, Union
 
 import numpy as np
 
@@ -35,10 +36,13 @@ from ._values import decode as decode_value
 from ._values import encode as encode_value
 from ._values import json_metadata, type_name
 from .container import (
+    ARRAYS_MAX,
     END_MAGIC,
     HEAD_MAX,
     INDEX_DTYPE,
     MAGIC,
+    NAME_MAX,
+    PATH_DEPTH_MAX,
     RAW_ALIGN,
     RECORD,
     STORED_RAW,
@@ -51,6 +55,7 @@ from .container import (
     Part,
     align_up,
     block_offsets,
+    check_name,
     encode_dtype,
     lz4_decoded_max,
     stored_bound,
@@ -87,6 +92,11 @@ def _flatten(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[tuple
     ndarray = np.ndarray
 
     def walk(m: Mapping[Any, Any], prefix: tuple[str, ...]) -> None:
+        if len(prefix) >= PATH_DEPTH_MAX:
+            raise InvalidArgumentError(
+                f"arrays: group {'/'.join(prefix)[:200]!r} is nested {len(prefix)} deep; names may have at most "
+                f"{PATH_DEPTH_MAX} components (format §4.1)"
+            )
         for k, v in m.items():  # per-array work stays minimal: a state may hold 20,000 arrays
             if (type(k) is not str and not isinstance(k, str)) or not k or "/" in k:
                 _bad_key(k, prefix)
@@ -101,6 +111,18 @@ def _flatten(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[tuple
 
     walk(arrays, ())
     paths = [p for p, _ in items] + groups
+    if len(paths) > ARRAYS_MAX:
+        raise InvalidArgumentError(f"arrays: {len(paths)} arrays, values and groups; the limit is {ARRAYS_MAX}")
+    comps = list(itertools.chain.from_iterable(paths))
+    if comps:
+        try:
+            ok = max(map(len, comps)) <= NAME_MAX // 4 and bool("".join(comps).encode("utf-8"))
+        except UnicodeEncodeError:
+            ok = False
+        if not ok:
+            for path in paths:
+                for c in path:
+                    check_name(c, f"arrays: {'/'.join(path)[:200]!r}", InvalidArgumentError)
     if len(set(map("/".join, paths))) != len(paths):
         seen: dict[str, tuple[str, ...]] = {}
         for path in paths:
@@ -1487,6 +1509,27 @@ def _check_read_options(mmap: Any, verify: Any) -> None:
         raise InvalidArgumentError(f"verify must be None, True or False, got {verify!r}")
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _file_errors(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Readers' outer net: failures a file's content can still cause past the checks (an allocation
+    the machine cannot make, nesting beyond the interpreter's stack) as ndckpt's errors."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return fn(*args, **kwargs)
+        except MemoryError as e:
+            raise CheckptIOError(errno.ENOMEM, f"out of memory while reading the checkpoint ({e or '-'})") from e
+        except RecursionError as e:
+            raise FormatError(f"checkpoint structure nested too deeply to read ({e})") from e
+
+    return wrapper
+
+
+@_file_errors
 def load(
     source: PathLike | BinaryIO | int | bytes | memoryview,
     *,
@@ -1566,6 +1609,7 @@ def load(
         return _nest(layout.head, arrays)
 
 
+@_file_errors
 def verify(
     source: PathLike | BinaryIO | int | bytes | memoryview,
     *,
@@ -1755,6 +1799,7 @@ class Reader:
     def __getitem__(self, name: str | tuple[str, ...]) -> np.ndarray[Any, Any]:
         return self.get(name)
 
+    @_file_errors
     def get(
         self, name: str | tuple[str, ...], out: np.ndarray[Any, Any] | None = None, *, region: Any = None
     ) -> np.ndarray[Any, Any]:
@@ -1845,6 +1890,7 @@ class Reader:
         self.close()
 
 
+@_file_errors
 def open(
     source: PathLike | bytes | memoryview,
     *,

@@ -83,6 +83,7 @@ __all__ = [
     "PartTable",
     "decode_dtype",
     "encode_dtype",
+    "json_depth",
 ]
 
 MAGIC: Final = b"\x93NDCKPT\n"
@@ -107,9 +108,32 @@ PART_ALIGN: Final = 64
 HEAD_MAX: Final = 1 << 28
 #: Largest uncompressed frame a reader accepts.
 FRAME_MAX: Final = 1 << 32
-#: Deepest nesting of lists, tuples and dicts inside one Python-value leaf (format §2.2.1); the
-#: writer refuses deeper values, readers refuse deeper encodings (bounded stack, no cycles).
+# Limits (format §4.1). Writers refuse what exceeds them (InvalidArgumentError), readers refuse
+# it (FormatError) before building anything whose size the limit bounds.
+#: Deepest nesting of lists, tuples and dicts inside one Python-value leaf (format §2.2.1) and
+#: inside ``metadata``: bounded stack, no cycles.
 VALUE_DEPTH_MAX: Final = 64
+METADATA_DEPTH_MAX: Final = VALUE_DEPTH_MAX
+#: Most components of an array's, group's or value's path.
+PATH_DEPTH_MAX: Final = 64
+#: Longest path component, in bytes of UTF-8 (valid Unicode: no lone surrogates).
+NAME_MAX: Final = 255
+#: Most dimensions of an array, counting those of a sub-array dtype (numpy's own limit).
+NDIM_MAX: Final = 64
+#: Deepest nesting of structured and sub-array dtypes, and most fields of one structured dtype.
+DTYPE_DEPTH_MAX: Final = 32
+DTYPE_FIELDS_MAX: Final = 1 << 16
+#: Most arrays (plus values and groups) one file may list.
+ARRAYS_MAX: Final = 1 << 20
+#: An array with more blocks than this must tile its shape so that the grid of all its blocks'
+#: boundaries has at most BLOCK_GRID_PER_BLOCK cells per block (any MPI block decomposition does);
+#: fewer blocks may tile it in any way.
+BLOCKS_ANY_MAX: Final = 1024
+BLOCK_GRID_PER_BLOCK: Final = 16
+#: Bound on what opening a file may cost beyond the file's own mapping (format §4.1): for a head
+#: of h bytes, at most OPEN_MEM_PER_HEAD_BYTE * h + OPEN_MEM_FIXED bytes of memory, O(h log h) time.
+OPEN_MEM_PER_HEAD_BYTE: Final = 64
+OPEN_MEM_FIXED: Final = 48 << 20
 #: Optional head features this reader implements (format §5): a head's "features" list may name
 #: only these, and names exactly the optional keys it uses.
 FEATURES: Final = frozenset({"values"})
@@ -144,24 +168,29 @@ def lz4_decoded_max(stored: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def encode_dtype(dt: np.dtype[Any], *, what: str = "array") -> Any:
+def encode_dtype(dt: np.dtype[Any], *, what: str = "array", _depth: int = 0) -> Any:
     """JSON form of a dtype: ``dt.str`` for plain dtypes, objects for structured and subarray ones.
 
-    Raises InvalidArgumentError (naming ``what``) for dtypes holding Python objects.
+    Raises InvalidArgumentError (naming ``what``) for dtypes holding Python objects
+    and for dtypes beyond the limits readers enforce (DTYPE_DEPTH_MAX, DTYPE_FIELDS_MAX).
     """
     if dt.names is None and dt.subdtype is None and not dt.hasobject and dt.itemsize:
         return dt.str
+    if _depth >= DTYPE_DEPTH_MAX:
+        raise InvalidArgumentError(f"{what}: dtype nested deeper than the limit of {DTYPE_DEPTH_MAX}")
+    if dt.names is not None and len(dt.names) > DTYPE_FIELDS_MAX:
+        raise InvalidArgumentError(f"{what}: dtype of {len(dt.names)} fields, more than {DTYPE_FIELDS_MAX}")
     if dt.hasobject:
         raise InvalidArgumentError(f"{what}: dtype {dt} holds Python objects, which ndckpt does not store")
     if dt.subdtype is not None:
         base, shape = dt.subdtype
-        return {"base": encode_dtype(base, what=what), "shape": list(shape)}
+        return {"base": encode_dtype(base, what=what, _depth=_depth + 1), "shape": list(shape)}
     if dt.names is not None:
         fields = dt.fields
         assert fields is not None
         out: dict[str, Any] = {
             "names": list(dt.names),
-            "formats": [encode_dtype(fields[n][0], what=what) for n in dt.names],
+            "formats": [encode_dtype(fields[n][0], what=what, _depth=_depth + 1) for n in dt.names],
             "offsets": [int(fields[n][1]) for n in dt.names],
             "itemsize": dt.itemsize,
         }
@@ -182,8 +211,14 @@ def encode_dtype(dt: np.dtype[Any], *, what: str = "array") -> Any:
 _DTYPE_STR: Final = re.compile(r"[<>|][biufcmMSUV][0-9]+(\[[0-9]*[a-zA-Z]+\])?")
 
 
-def decode_dtype(obj: Any, *, what: str = "array") -> np.dtype[Any]:
-    """Inverse of :func:`encode_dtype`; raises FormatError for anything it did not produce."""
+def decode_dtype(obj: Any, *, what: str = "array", _depth: int = 0) -> np.dtype[Any]:
+    """Inverse of :func:`encode_dtype`; raises FormatError for anything it did not produce.
+
+    Nesting deeper than DTYPE_DEPTH_MAX, more than DTYPE_FIELDS_MAX fields, titles
+    that are not strings and an "aligned" that is not a boolean are refused too.
+    """
+    if _depth >= DTYPE_DEPTH_MAX and not isinstance(obj, str):  # (as encode_dtype counts)
+        raise FormatError(f"{what}: bad dtype: nested deeper than the limit of {DTYPE_DEPTH_MAX}")
     try:
         if isinstance(obj, str):
             if not _DTYPE_STR.fullmatch(obj):  # numpy's own parser raises SyntaxError and warns
@@ -193,7 +228,9 @@ def decode_dtype(obj: Any, *, what: str = "array") -> np.dtype[Any]:
             shape = obj["shape"]
             if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
                 raise ValueError("bad subarray shape")
-            dt = np.dtype((decode_dtype(obj["base"], what=what), tuple(shape)))
+            if len(shape) > NDIM_MAX:
+                raise ValueError(f"sub-array of {len(shape)} dimensions, more than the limit of {NDIM_MAX}")
+            dt = np.dtype((decode_dtype(obj["base"], what=what, _depth=_depth + 1), tuple(shape)))
         elif isinstance(obj, dict) and {"names", "formats", "offsets", "itemsize"} <= set(obj) <= {
             "names",
             "formats",
@@ -202,23 +239,41 @@ def decode_dtype(obj: Any, *, what: str = "array") -> np.dtype[Any]:
             "titles",
             "aligned",
         }:
+            names, formats, offsets = obj["names"], obj["formats"], obj["offsets"]
+            if type(names) is not list or type(formats) is not list or type(offsets) is not list:
+                raise ValueError("names, formats and offsets must be lists")
+            if not len(names) == len(formats) == len(offsets):
+                raise ValueError("names, formats and offsets of different lengths")
+            if len(names) > DTYPE_FIELDS_MAX:
+                raise ValueError(f"{len(names)} fields, more than the limit of {DTYPE_FIELDS_MAX}")
+            if not all(type(n) is str for n in names):
+                raise ValueError("field names must be strings")
+            if not all(type(o) is int and o >= 0 for o in offsets) or type(obj["itemsize"]) is not int:
+                raise ValueError("bad field offsets or itemsize")
             spec: dict[str, Any] = {
-                "names": obj["names"],
-                "formats": [decode_dtype(f, what=what) for f in obj["formats"]],
-                "offsets": obj["offsets"],
+                "names": names,
+                "formats": [decode_dtype(f, what=what, _depth=_depth + 1) for f in formats],
+                "offsets": offsets,
                 "itemsize": obj["itemsize"],
             }
-            if not all(isinstance(n, str) for n in spec["names"]):
-                raise ValueError("field names must be strings")
-            if not all(type(o) is int and o >= 0 for o in spec["offsets"]) or type(spec["itemsize"]) is not int:
-                raise ValueError("bad field offsets or itemsize")
             if "titles" in obj:
-                spec["titles"] = obj["titles"]
-            dt = np.dtype(spec, align=bool(obj.get("aligned", False)))  # type: ignore[call-overload]
+                titles = obj["titles"]
+                if type(titles) is not list or len(titles) != len(names):
+                    raise ValueError("titles must be a list with one entry per field")
+                if not all(t is None or type(t) is str for t in titles):
+                    raise ValueError("field titles must be strings or null")
+                spec["titles"] = titles
+            aligned = obj.get("aligned", False)
+            if type(aligned) is not bool:
+                raise ValueError(f'"aligned" must be true or false, got {aligned!r}')
+            dt = np.dtype(spec, align=aligned)  # type: ignore[call-overload]
         else:
             raise ValueError(f"unrecognised dtype description {obj!r}")
-    except (TypeError, ValueError, KeyError, OverflowError) as e:  # numpy: itemsize >= 2**63
-        raise FormatError(f"{what}: bad dtype: {e}") from None
+    except FormatError:
+        raise
+    except (TypeError, ValueError, KeyError, OverflowError, MemoryError, RecursionError) as e:
+        # (numpy: itemsize >= 2**63 overflows; any failure to build the dtype is the file's)
+        raise FormatError(f"{what}: bad dtype: {type(e).__name__}: {e}") from None
     if dt.hasobject:
         raise FormatError(f"{what}: dtype {dt} holds Python objects")
     return dt
@@ -392,9 +447,14 @@ class Head:
                 "head: expected exactly the keys arrays, frames, groups, metadata"
                 + "".join(f", {k}" for k in sorted(_FEATURE_KEYS[features]))
             )
+        if json_depth(doc["metadata"], METADATA_DEPTH_MAX) > METADATA_DEPTH_MAX:
+            raise FormatError(f"head.metadata: nested deeper than the limit of {METADATA_DEPTH_MAX}")
         arrays = _parse_arrays(doc["arrays"])
         frames = [_parse_frame(i, f, len(arrays)) for i, f in enumerate(_list(doc["frames"], "head.frames"))]
-        groups = [_parse_path(g, f"head.groups[{i}]") for i, g in enumerate(_list(doc["groups"], "head.groups"))]
+        group_docs = _list(doc["groups"], "head.groups")
+        if len(arrays) + len(group_docs) > ARRAYS_MAX:
+            raise FormatError(f"head: {len(arrays)} arrays and {len(group_docs)} groups, more than {ARRAYS_MAX}")
+        groups = [_parse_path(g, f"head.groups[{i}]") for i, g in enumerate(group_docs)]
         head = cls(arrays, frames, groups, doc["metadata"])
         if features:
             head.values = _parse_values(doc["values"])
@@ -488,6 +548,8 @@ def _parse_values(v: Any) -> list[tuple[tuple[str, ...], Any]]:
     """
     out: list[tuple[tuple[str, ...], Any]] = []
     entries = _list(v, "head.values")
+    if len(entries) > ARRAYS_MAX:
+        raise FormatError(f"head.values: {len(entries)} values, more than the limit of {ARRAYS_MAX}")
     if not entries:
         raise FormatError("head.values: empty, but the feature 'values' is listed")
     for i, e in enumerate(entries):
@@ -530,7 +592,57 @@ def _int(v: Any, what: str, lo: int = 0, hi: int = 1 << 62) -> int:
 def _parse_path(v: Any, what: str) -> tuple[str, ...]:
     if not isinstance(v, list) or not v or not all(isinstance(s, str) and s for s in v):
         raise FormatError(f"{what}: expected a non-empty list of non-empty strings")
+    if len(v) > PATH_DEPTH_MAX:
+        raise FormatError(f"{what}: path of {len(v)} components, more than the limit of {PATH_DEPTH_MAX}")
+    for c in v:
+        check_name(c, what, FormatError)
     return tuple(v)
+
+
+def check_name(c: str, what: str, err: type[Exception]) -> None:
+    """A path component must be valid Unicode (no lone surrogates) of at most NAME_MAX UTF-8 bytes."""
+    try:
+        n = len(c.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise err(f"{what}: name {c[:100]!r} is not valid Unicode text (it holds a lone surrogate)") from None
+    if n > NAME_MAX:
+        raise err(f"{what}: name {c[:40]!r}... is {n} bytes of UTF-8, more than the limit of {NAME_MAX}")
+
+
+def _paths_ok(paths: list[Any]) -> bool:
+    """Whether every path is a list of 1..PATH_DEPTH_MAX non-empty valid names (C-level checks)."""
+    if set(map(type, paths)) != _LIST_ONLY:
+        return False
+    lens = list(map(len, paths))
+    if min(lens) == 0 or max(lens) > PATH_DEPTH_MAX:
+        return False
+    comps = list(itertools.chain.from_iterable(paths))
+    if set(map(type, comps)) != _STR_ONLY or "" in set(comps):
+        return False
+    if max(map(len, comps)) > NAME_MAX // 4:  # 4 bytes of UTF-8 per character at most
+        return False
+    try:
+        "".join(comps).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def json_depth(obj: Any, limit: int) -> int:
+    """Nesting depth of a JSON value (a scalar: 0), counted without recursion and stopping once
+    past ``limit`` (then some depth > limit is returned). Values holding themselves count as deep."""
+    depth, stack = 0, [(obj, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        elif not isinstance(v, list | tuple):
+            continue
+        depth = max(depth, d)
+        if depth > limit:
+            return depth
+        stack.extend((x, d + 1) for x in v if isinstance(x, dict | list | tuple))
+    return depth
 
 
 def block_offsets(spec: ArraySpec) -> list[int]:
@@ -570,15 +682,39 @@ def check_blocks(
     covered = sum(math.prod(sh) for _, sh in blocks)
     if covered != math.prod(shape):
         raise err(f"{what}: blocks cover {covered} elements, the array of shape {list(shape)} has {math.prod(shape)}")
-    for i0 in range(0, n, 256):
-        lo = np.maximum(start[i0 : i0 + 256, None, :], start[None, :, :])
-        hi = np.minimum(stop[i0 : i0 + 256, None, :], stop[None, :, :])
-        hit = (hi > lo).all(axis=2)
-        for k in range(hit.shape[0]):
-            hit[k, i0 + k] = False
-        if hit.any():
-            i, j = (int(v) for v in np.argwhere(hit)[0])
-            raise err(f"{what}: blocks {i0 + i} and {j} overlap")
+    # In bounds, non-empty, and as many elements as the array: they tile it exactly iff no two
+    # overlap, iff every cell of the grid of all block boundaries is covered exactly once.
+    if n <= BLOCKS_ANY_MAX:
+        for i0 in range(0, n, 64):
+            lo = np.maximum(start[i0 : i0 + 64, None, :], start[None, :, :])
+            hi = np.minimum(stop[i0 : i0 + 64, None, :], stop[None, :, :])
+            hit = (hi > lo).all(axis=2)
+            for k in range(hit.shape[0]):
+                hit[k, i0 + k] = False
+            if hit.any():
+                i, j = (int(v) for v in np.argwhere(hit)[0])
+                raise err(f"{what}: blocks {i0 + i} and {j} overlap")
+        return
+    cuts = [np.unique(np.concatenate([start[:, d], stop[:, d]])) for d in range(nd)]
+    cells = math.prod(len(c) - 1 for c in cuts)
+    if cells > BLOCK_GRID_PER_BLOCK * n:
+        raise err(
+            f"{what}: {n} blocks whose boundaries make a grid of {cells} cells; more than {BLOCKS_ANY_MAX} blocks "
+            f"must make at most {BLOCK_GRID_PER_BLOCK} cells per block (format §4.1)"
+        )
+    gstart = np.stack([np.searchsorted(cuts[d], start[:, d]) for d in range(nd)], axis=1)
+    gstop = np.stack([np.searchsorted(cuts[d], stop[:, d]) for d in range(nd)], axis=1)
+    taken = np.zeros([len(c) - 1 for c in cuts], dtype=bool)
+    # Each block marks its cells; a block meeting a marked cell overlaps an earlier one. Marking
+    # stops there, so the work is at most twice the number of cells.
+    for b in range(n):
+        view = taken[tuple(slice(a, z) for a, z in zip(gstart[b].tolist(), gstop[b].tolist(), strict=True))]
+        if view.any():
+            cell = [int(v[0]) for v in np.nonzero(view)]
+            at = gstart[b] + np.array(cell, dtype=np.int64)
+            other = int(np.nonzero(((gstart[:b] <= at) & (at < gstop[:b])).all(axis=1))[0][0])
+            raise err(f"{what}: blocks {other} and {b} overlap")
+        view[...] = True
 
 
 def _parse_blocks(v: Any, shape: tuple[int, ...], name: str) -> tuple[Block, ...]:
@@ -632,10 +768,10 @@ def _parse_arrays(obj: Any) -> list[ArraySpec]:
         if table or obj["blocks"] != []:
             raise FormatError("head.arrays: dtypes or blocks without arrays")
         return []
-    # Paths: non-empty lists of non-empty strings.
-    lists = set(map(type, paths)) == _LIST_ONLY
-    comps = list(itertools.chain.from_iterable(paths)) if lists else []
-    if not lists or min(map(len, paths)) == 0 or set(map(type, comps)) != _STR_ONLY or "" in set(comps):
+    if n > ARRAYS_MAX:
+        raise FormatError(f"head.arrays: {n} arrays, more than the limit of {ARRAYS_MAX}")
+    # Paths: lists of 1..PATH_DEPTH_MAX valid names.
+    if not _paths_ok(paths):
         for i, p in enumerate(paths):
             _parse_path(p, f"head.arrays.path[{i}]")
     path_tuples = list(map(tuple, paths))
@@ -653,6 +789,15 @@ def _parse_arrays(obj: Any) -> list[ArraySpec]:
             for d in _list(sh, what):
                 _int(d, what)
     shape_tuples = list(map(tuple, shapes))
+    sub_ndim = [len(dt.shape) for dt in dtypes]
+    if max(map(len, shapes)) + max(sub_ndim, default=0) > NDIM_MAX:
+        for i, sh in enumerate(shapes):
+            if len(sh) + sub_ndim[index[i]] > NDIM_MAX:
+                raise FormatError(
+                    f"array {'/'.join(path_tuples[i])!r}: {len(sh)} dimensions"
+                    + (f" and {sub_ndim[index[i]]} of its sub-array dtype" if sub_ndim[index[i]] else "")
+                    + f", more than the limit of {NDIM_MAX}"
+                )
     if not set(orders) <= _ORDERS:
         i = next(i for i, o in enumerate(orders) if o not in _ORDERS)
         raise FormatError(f"array {'/'.join(path_tuples[i])!r}: order must be 'C' or 'F', got {orders[i]!r}")
@@ -709,14 +854,10 @@ def _tiling_ok_fast(head: Head) -> bool:
     if len(set(head.names())) != narr:
         return False
     if head.groups or (paths and max(map(len, paths)) > 1):
-        every = paths + head.groups
-        seen = set(every)
-        if len(seen) != len(every):
-            return False
-        for p in every:
-            for k in range(1, len(p)):
-                if p[:k] in seen:
-                    return False
+        every = sorted(paths + head.groups)
+        for outer, inner in itertools.pairwise(every):
+            if inner[: len(outer)] == outer:  # equal, or inner lies inside outer
+                return False
     sizes = map(math.prod, map(_SHAPE, arrays))
     nbytes = np.array(list(map(operator.mul, sizes, map(_ITEMSIZE, map(_DTYPE, arrays)))), dtype=np.int64)
     table = head.part_table()
