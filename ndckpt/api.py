@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, ParamSpec, TypeVar, Union
+from typing import Any, BinaryIO, Literal, ParamSpec, TypeVar, Union
 
 import numpy as np
 
@@ -1023,6 +1023,26 @@ class _Src:
             Staging.put(buf)
         return h.digest()
 
+    def private_map(self, lo: int, hi: int) -> tuple[memoryview, int]:
+        """A new copy-on-write (``MAP_PRIVATE``) mapping of file bytes ``[lo, hi)`` and its file offset.
+
+        The mapping starts at ``lo`` rounded down to the allocation granularity;
+        the returned offset is that start. Writes through it stay in private
+        pages and never reach the file. It is owned by whatever holds the
+        memoryview (the arrays viewing it) and unmapped with the last of them;
+        until then it also holds a duplicate of the fd (Python's mmap keeps one).
+        CheckptIOError if the file cannot be mapped (it shrank, say).
+        """
+        assert self.fd is not None
+        assert hi > lo
+        base = lo - lo % mmap.ALLOCATIONGRANULARITY
+        try:
+            m = mmap.mmap(self.fd, hi - base, access=mmap.ACCESS_COPY, offset=base)
+        except (OSError, ValueError) as e:
+            code = getattr(e, "errno", None)
+            raise CheckptIOError(code, f"cannot map bytes [{lo}, {hi}) copy-on-write: {e}") from e
+        return memoryview(m), base
+
     def close(self) -> None:
         if self.fd is not None:
             with contextlib.suppress(OSError):
@@ -1034,6 +1054,10 @@ class _Src:
 _HASH_PIECE = 1 << 18
 
 
+#: With ``mmap="c"``, a call whose mapped arrays hold fewer bytes than this copies them instead:
+#: a private mapping costs a file descriptor and a kernel mapping for as long as its arrays live,
+#: and a copy of a few pages costs what copy-on-write of them would.
+_COW_MIN = 1 << 20
 #: Loads of at least this many arrays sort them with numpy (_Loader._sort_many); for fewer, the
 #: per-array path is cheaper (numpy's per-call overhead dominated a one-array open: 0.7 ms).
 _MANY = 64
@@ -1058,10 +1082,16 @@ class _Loader:
         verify: bool | None,
         threads: int,
         progress: ProgressCallback | None = None,
+        cow: bool = False,
     ) -> None:
+        # cow: mapped arrays are views of a private (copy-on-write) mapping made for this load
+        # (one per call, so that writes to them reach neither the file nor other loads' arrays);
+        # only with an fd (a path).
+        assert not cow or (mmap_views and src.fd is not None)
         self.src, self.region, self.layout = src, src.region, layout
         self.mmap_views, self.verify, self.threads = mmap_views, verify, threads
         self.progress = progress
+        self.cow = cow
 
     # -- frames ------------------------------------------------------------------------------
 
@@ -1183,6 +1213,13 @@ class _Loader:
         spec, start = self.layout.head.arrays[ai], self.layout.loc(ai).file_start
         return np.ndarray(spec.shape, spec.dtype, buffer=self.region, offset=start, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
 
+    def _private_view(self, ai: int) -> np.ndarray[Any, Any]:
+        """Array ``ai`` (mapped, whole) as a writable view of a new copy-on-write mapping."""
+        spec, start = self.layout.head.arrays[ai], self.layout.loc(ai).file_start
+        assert start is not None
+        region, base = self.src.private_map(start, start + spec.nbytes)
+        return np.ndarray(spec.shape, spec.dtype, buffer=region, offset=start - base, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
+
     def _stored_view(self, ai: int, b0: int, b1: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
         start = self.layout.loc(ai).file_start
         assert start is not None
@@ -1286,10 +1323,20 @@ class _Loader:
             if fi not in keep:
                 keep.add(fi)
                 jobs.setdefault(fi, [])
+        region, base = self.region, 0
+        if self.cow and mapped:
+            if sum(arrays[ai].nbytes for ai, _ in mapped) < _COW_MIN:  # copies (see _COW_MIN)
+                for ai, _ in mapped:
+                    result[ai], raw = _new_array(arrays[ai])
+                    self._jobs_for(ai, 0, arrays[ai].nbytes, raw, jobs)
+                mapped = []
+            else:
+                lo = min(off for _, off in mapped)
+                hi = max(off + arrays[ai].nbytes for ai, off in mapped)
+                region, base = self.src.private_map(lo, hi)
         kept = self._run(jobs, keep)
-        region = self.region
         for ai, off in mapped:
-            result[ai] = _array_at(region, arrays[ai], off)
+            result[ai] = _array_at(region, arrays[ai], off - base)
         for ai, fi, at in packed:
             result[ai] = _array_at(kept[fi], arrays[ai], at)
         for ai, stored in scatter:
@@ -1305,8 +1352,9 @@ class _Loader:
         shape = tuple(hi - lo for lo, hi in box)
         if out is not None:
             _check_region_out(spec, shape, out)
-        if spec.blocks is None and self._mapped(ai):
-            view = self._view(ai)[tuple(slice(lo, hi) for lo, hi in box)]
+        if spec.blocks is None and self._mapped(ai) and not (self.cow and spec.nbytes < _COW_MIN):
+            whole = self._private_view(ai) if self.cow else self._view(ai)
+            view = whole[tuple(slice(lo, hi) for lo, hi in box)]
             if out is None:
                 return view
             _bitwise(out)[...] = _bitwise(view)
@@ -1502,11 +1550,45 @@ def _region_of(source: Any) -> _Src | None:
     return None
 
 
-def _check_read_options(mmap: Any, verify: Any) -> None:
-    if not isinstance(mmap, bool):
-        raise InvalidArgumentError(f"mmap must be a bool, got {mmap!r}")
+#: What ``mmap=`` accepts: True or "r" (read-only views), "c" (copy-on-write views), False (copies).
+MmapMode = bool | Literal["r", "c"]
+
+
+def check_mmap(mmap: Any) -> str | None:
+    """``mmap`` as ``"r"``, ``"c"`` or None (copies); InvalidArgumentError for anything else."""
+    if mmap is True or (type(mmap) is str and mmap == "r"):
+        return "r"
+    if type(mmap) is str and mmap == "c":
+        return "c"
+    if mmap is False:
+        return None
+    raise InvalidArgumentError(
+        f"mmap must be True or 'r' (read-only views), 'c' (copy-on-write: writable views whose writes "
+        f"never reach the file) or False (copies), got {mmap!r}"
+    )
+
+
+def _check_read_options(mmap: Any, verify: Any) -> str | None:
+    """Validate the read options; returns the mmap mode as :func:`check_mmap` does."""
+    mode = check_mmap(mmap)
     if verify is not None and not isinstance(verify, bool):  # 1 and 0 too: a typo, not a choice
         raise InvalidArgumentError(f"verify must be None, True or False, got {verify!r}")
+    return mode
+
+
+def _loader_for(
+    src: _Src,
+    layout: _Layout,
+    mode: str | None,
+    verify: bool | None,
+    threads: int,
+    progress: ProgressCallback | None = None,
+) -> _Loader:
+    """A loader for read mode ``mode``: "c" maps privately from a path's fd and copies from a
+    buffer (whose bytes belong to the caller and must never be written)."""
+    cow = mode == "c" and src.fd is not None
+    views = mode == "r" or cow
+    return _Loader(src, layout, mmap_views=views, verify=verify, threads=threads, progress=progress, cow=cow)
 
 
 _P = ParamSpec("_P")
@@ -1533,7 +1615,7 @@ def _file_errors(fn: Callable[_P, _R]) -> Callable[_P, _R]:
 def load(
     source: PathLike | BinaryIO | int | bytes | memoryview,
     *,
-    mmap: bool = True,
+    mmap: MmapMode = True,
     out: Mapping[str, Any] | None = None,
     threads: int | None = None,
     verify: bool | None = None,
@@ -1548,9 +1630,17 @@ def load(
         array), or a binary file object / int fd read in one sequential pass
         (pipes work; the stream is consumed, possibly a little past the end).
     mmap
-        With a path or buffer: RAW arrays come back as read-only zero-copy views
-        of the mapping (nothing is read until touched). False copies them into
-        new page-aligned arrays. Streams always produce new arrays.
+        How RAW arrays come back from a path or buffer (LZ4 arrays and
+        streams always give new writable arrays). True or ``"r"``: read-only
+        zero-copy views of the mapping (nothing is read until touched; writing
+        to one raises numpy's "assignment destination is read-only"). ``"c"``
+        (copy-on-write, as ``np.load(mmap_mode="c")``): writable views of a
+        private mapping made for this call; written pages are copied, never
+        written back to the file, and other loads never see them (a load whose
+        mapped arrays total less than 1 MiB copies them instead; from a buffer,
+        "c" copies). False: copies in new page-aligned arrays. Use "c" or
+        False when you need writable arrays. Anything else is
+        InvalidArgumentError, raised before the source is opened.
     out
         A (nested) mapping of arrays to fill instead of allocating, keyed like
         the saved mapping; any subset of names. Each must match dtype and shape
@@ -1592,7 +1682,7 @@ def load(
         Bad arguments, or an ``out`` array that does not match.
     """
     th = resolve_threads(threads)
-    _check_read_options(mmap, verify)
+    mode = _check_read_options(mmap, verify)
     src = _region_of(source)
     if src is None:
         from ._stream import load_stream
@@ -1602,7 +1692,7 @@ def load(
         try:
             layout = _parse_region(src.region)
             outs = _flatten_out(out, layout)
-            loader = _Loader(src, layout, mmap_views=mmap, verify=verify, threads=th, progress=progress)
+            loader = _loader_for(src, layout, mode, verify, th, progress)
             arrays = loader.load(list(range(len(layout.head.arrays))), outs)
         finally:
             src.close()
@@ -1736,19 +1826,21 @@ class Reader:
 
     Made by :func:`open`. Holds a read-only mapping of the file (or the
     caller's buffer). Arrays returned as views keep the mapping alive after
-    :meth:`close`.
+    :meth:`close`. ``mmap`` is as in :func:`load`, per call: with ``"c"`` each
+    :meth:`get` or :meth:`load` returns views of its own private mapping, so
+    writes to them reach neither the file nor arrays returned by other calls.
     """
 
     def __init__(
         self,
         source: PathLike | bytes | memoryview,
         *,
-        mmap: bool = True,
+        mmap: MmapMode = True,
         threads: int | None = None,
         verify: bool | None = None,
     ) -> None:
         self._threads = resolve_threads(threads)
-        _check_read_options(mmap, verify)
+        self._mode = _check_read_options(mmap, verify)
         src = _region_of(source)
         if src is None:
             raise InvalidArgumentError(
@@ -1762,13 +1854,12 @@ class Reader:
             src.close()
             raise
         self._size = src.region.nbytes
-        self._mmap = mmap
         self._verify = verify
 
     def _loader(self) -> _Loader:
         if self._src is None:
             raise InvalidArgumentError("Reader is closed")
-        return _Loader(self._src, self._layout, mmap_views=self._mmap, verify=self._verify, threads=self._threads)
+        return _loader_for(self._src, self._layout, self._mode, self._verify, self._threads)
 
     @property
     def metadata(self) -> Any:
@@ -1894,7 +1985,7 @@ class Reader:
 def open(
     source: PathLike | bytes | memoryview,
     *,
-    mmap: bool = True,
+    mmap: MmapMode = True,
     threads: int | None = None,
     verify: bool | None = None,
 ) -> Reader:

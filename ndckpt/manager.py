@@ -80,7 +80,18 @@ from . import _files, _platform
 from ._values import decode as _decode_value
 from ._values import encode as _encode_value
 from ._values import is_value as _is_value
-from .api import _as_array, _bytes_of, _check_metadata, _flatten, _parse_style_arg, _resolve_styles, load, save
+from .api import (
+    MmapMode,
+    _as_array,
+    _bytes_of,
+    _check_metadata,
+    _flatten,
+    _parse_style_arg,
+    _resolve_styles,
+    check_mmap,
+    load,
+    save,
+)
 from .api import open as open_checkpoint
 from .container import END_MAGIC, MAGIC, SUPERBLOCK, TRAILER
 from .errors import CheckptIOError, InvalidArgumentError, UnsupportedError
@@ -771,7 +782,7 @@ class CheckpointManager:
         step: int | None = None,
         *,
         out: Mapping[str, Any] | None = None,
-        mmap: bool = True,
+        mmap: MmapMode = True,
         verify: bool | None = None,
         select: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
@@ -789,8 +800,9 @@ class CheckpointManager:
             older one is tried; an InvalidArgumentError propagates at once.
         out, mmap, verify
             As in :func:`ndckpt.load`: fill existing arrays; RAW arrays as
-            read-only zero-copy views of the file (they stay valid after the
-            file is rotated away); which frame checksums to check (``True``
+            read-only zero-copy views of the file (True or "r"), writable
+            copy-on-write views ("c") or copies (False) (views stay valid after
+            the file is rotated away); which frame checksums to check (``True``
             also checks RAW frames, so the fallback catches flipped data bits).
         select
             With ``comm`` only: what this rank reads, as in :func:`ndckpt.mpi.load`
@@ -817,6 +829,7 @@ class CheckpointManager:
         Does not wait for a save in flight: call :meth:`wait` first to
         restore a checkpoint that is still being written.
         """
+        check_mmap(mmap)  # a bad mode is refused before any file is opened
         if step is not None:
             s = _check_step(step)
             have = self.steps()
@@ -851,7 +864,7 @@ class CheckpointManager:
             first.add_note(f"step {s} failed too: {err}")
         raise first
 
-    def _load(self, s: int, out: Any, mmap: bool, verify: bool | None, select: Any) -> dict[str, Any]:
+    def _load(self, s: int, out: Any, mmap: MmapMode, verify: bool | None, select: Any) -> dict[str, Any]:
         if self._comm is not None:
             from .mpi import load as mpi_load
 
