@@ -227,14 +227,24 @@ class Worker:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
 
     def close(self) -> None:
         if self.proc.stdin is not None:
-            self.proc.stdin.close()
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
-            self.kill()
+            self.proc.kill()
+            self.proc.wait()
+        self._close_pipes()
 
 
 def mem_bound(case: hostile.Case) -> int:
@@ -301,6 +311,7 @@ def run(seed: int, seconds: float, *, max_files: int | None = None, workers: int
                 w = pool[li % len(pool)]
                 reply = w.ask({"path": str(path), "loader": loader}, TIMEOUT)
                 if isinstance(reply, str):
+                    w.kill()
                     pool[li % len(pool)] = Worker()
                 cls = classify(case, loader, reply, fallback_digest)
                 res.loads += 1
