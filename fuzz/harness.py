@@ -76,6 +76,12 @@ def _same(a: dict[str, Any], b: dict[str, Any], what: str) -> None:
 
 
 def _same_array(x: Any, y: Any, what: str) -> None:
+    if not isinstance(x, np.ndarray) and not isinstance(y, np.ndarray):
+        # A Python-value leaf (or numpy scalar): same type and same repr (-0.0, NaN and
+        # container types included).
+        assert type(x) is type(y), f"{what}: {type(x).__name__} vs {type(y).__name__}"
+        assert repr(x) == repr(y), f"{what}: values differ"
+        return
     assert isinstance(x, np.ndarray), what
     assert isinstance(y, np.ndarray), what
     assert x.dtype == y.dtype, f"{what}: {x.dtype} vs {y.dtype}"

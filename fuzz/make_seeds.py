@@ -3,10 +3,15 @@
 Run from the repository root: ``.venv/bin/python fuzz/make_seeds.py fuzz/corpus``. The seeds
 are deterministic (fixed content), named ``seed-<what>``, and kept in the corpus so the
 fuzzer always starts from files that pass every check.
+
+``fuzz/make_seeds.py --hostile 500 [--seed S] /tmp/fz`` writes hostile files of the
+independent generator in ``tests/hostile.py`` instead (``hostile-*``): generated, so they
+go into a scratch folder, not into the committed corpus.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import sys
 from pathlib import Path
@@ -54,12 +59,43 @@ def seeds() -> dict[str, bytes]:
     return out
 
 
-def main() -> None:
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "fuzz/corpus")
+def hostile_seeds(n: int, seed: int, max_len: int = 65536) -> dict[str, bytes]:
+    """``n`` files of the hostile generator (tests/hostile.py), at most ``max_len`` bytes each
+    (the fuzz target's default ``-max_len``), named ``hostile-<seed>-<case>``.
+
+    These are mostly invalid files that get past every check but one, so the fuzzer starts
+    next to each check; they are not kept in the corpus (make them into a scratch folder)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    import hostile
+
+    out: dict[str, bytes] = {}
+    for case in hostile.cases(seed):
+        if len(out) >= n:
+            break
+        if len(case.data) <= max_len:
+            out[f"hostile-{seed}-{case.name}"] = case.data
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Write fuzz seed inputs into a folder.")
+    p.add_argument("target", nargs="?", default="fuzz/corpus")
+    p.add_argument(
+        "--hostile",
+        type=int,
+        metavar="N",
+        default=0,
+        help="write N hostile files from tests/hostile.py instead of the valid seed-* files",
+    )
+    p.add_argument("--seed", type=int, default=1, help="generator seed for --hostile")
+    args = p.parse_args(argv)
+    target = Path(args.target)
     target.mkdir(parents=True, exist_ok=True)
-    for name, data in seeds().items():
-        (target / f"seed-{name}").write_bytes(data)
-        print(f"{target / ('seed-' + name)}: {len(data)} bytes")
+    files = hostile_seeds(args.hostile, args.seed) if args.hostile else {f"seed-{k}": v for k, v in seeds().items()}
+    for name, data in files.items():
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        (target / safe).write_bytes(data)
+        print(f"{target / safe}: {len(data)} bytes")
 
 
 if __name__ == "__main__":

@@ -1680,6 +1680,16 @@ def load(
         An LZ4 chunk is malformed (names the frame, offset and chunk).
     InvalidArgumentError
         Bad arguments, or an ``out`` array that does not match.
+
+    Notes
+    -----
+    Safe for untrusted files: nothing is unpickled or executed, time and
+    memory are bounded by the file's real content, and a bad file raises one
+    of the errors above. Not covered: RAW data of a mapped load is only
+    checksummed with ``verify=True``, and the zero-copy views of a file that
+    another program truncates raise SIGBUS when touched (as with
+    ``np.load(mmap_mode=...)``; :func:`save`'s atomic replace never does).
+    See "Untrusted files" in the user guide.
     """
     th = resolve_threads(threads)
     mode = _check_read_options(mmap, verify)
@@ -1989,5 +1999,11 @@ def open(
     threads: int | None = None,
     verify: bool | None = None,
 ) -> Reader:
-    """Open a checkpoint for random access; see :class:`Reader`. Validates structure at once."""
+    """Open a checkpoint for random access; see :class:`Reader`. Validates structure at once.
+
+    Safe for untrusted files as :func:`load` is (typed errors, nothing unpickled, bounded time
+    and memory); RAW data is only checksummed with ``verify=True``, and zero-copy views of a
+    file that another program truncates raise SIGBUS when touched (``save``'s atomic replace
+    never does that). See "Untrusted files" in the user guide.
+    """
     return Reader(source, mmap=mmap, threads=threads, verify=verify)
