@@ -28,7 +28,8 @@ import numpy as np
 import pytest
 
 import ndckpt
-from ndckpt import _files, _platform, demo, parallel
+from ndckpt import _files, _platform, parallel
+from ndckpt.demo import job as demo
 from ndckpt.manager import CheckpointManager
 
 
