@@ -110,11 +110,11 @@ def _reader_pass(data: bytes) -> dict[str, Any] | None:
             _ = r.metadata, r.nbytes, len(r), r.info()
             whole = r.load()
             flat = _flat(whole)
-            for name in r:
+            for name in r.names():
                 assert name in r
-                _same_array(r.get(name), flat[name], f"open().get({name!r}) vs open().load()")
+                _same_array(r.read(name), flat[name], f"open().read({name!r}) vs open().load()")
         with ndckpt.open(data, threads=1, mmap=False, verify=True) as r:
-            for name in r:
+            for name in r.names():
                 _same_array(r[name], flat[name], f"open(verify=True)[{name!r}]")
         return whole
 

@@ -6,6 +6,7 @@ and read in stream mode (file, fd, pipe, socket) or memory mode (a buffer,
 """
 
 from . import errors
+from ._browse import Group
 from .api import Reader, load, open, save, verify
 from .engine import Checkpt, Restore
 from .errors import (
@@ -30,6 +31,7 @@ __all__ = [
     "CompressionError",
     "FormatError",
     "FrameStyle",
+    "Group",
     "InvalidArgumentError",
     "Reader",
     "Restore",

@@ -31,6 +31,7 @@ import numpy as np
 
 from . import _files, _lz4, _platform
 from ._backend import StreamSink
+from ._browse import ROWS_SHOWN, Group, Listing, Node, build_tree, short_repr, split_key, walk
 from ._plan import DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES, plan
 from ._values import decode as decode_value
 from ._values import encode as encode_value
@@ -279,9 +280,7 @@ def _parse_style_arg(v: Any, what: str) -> FrameStyle:
     try:
         s = parse_style(v)
     except UnsupportedError:  # an int that is no frame style: a bad argument here, not a missing feature
-        raise InvalidArgumentError(
-            f"{what}: {v} is not a frame style; use 'raw' (or 0, 1) or 'lz4' (or 2)"
-        ) from None
+        raise InvalidArgumentError(f"{what}: {v} is not a frame style; use 'raw' (or 0, 1) or 'lz4' (or 2)") from None
     except CheckptError as e:
         raise type(e)(f"{what}: {e}") from None
     if s == FrameStyle.LZ4 and not _lz4.available():
@@ -1346,7 +1345,7 @@ class _Loader:
     # -- regions ---------------------------------------------------------------------------
 
     def read_region(self, ai: int, region: Any, out: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
-        """Read ``array[region]`` reading only the frames that hold it (see Reader.get)."""
+        """Read ``array[region]`` reading only the frames that hold it (see Reader.read)."""
         spec = self.layout.head.arrays[ai]
         box = _normalise_region(region, spec.shape, spec.name)
         shape = tuple(hi - lo for lo, hi in box)
@@ -1477,7 +1476,8 @@ class _Value:
         self.v = v
 
 
-def _flatten_out(out: Any, layout: _Layout) -> dict[int, Any]:
+def _flatten_out(out: Any, layout: _Layout, prefix: tuple[str, ...] = ()) -> dict[int, Any]:
+    """``out``'s arrays by array index; its names are relative to the group ``prefix``."""
     if out is None:
         return {}
     if not isinstance(out, Mapping):
@@ -1497,7 +1497,7 @@ def _flatten_out(out: Any, layout: _Layout) -> dict[int, Any]:
                 raise InvalidArgumentError(f"out[{name!r}]: no array of that name in the checkpoint")
             flat[layout.by_name[name]] = v
 
-    walk(out, ())
+    walk(out, prefix)
     return flat
 
 
@@ -1831,14 +1831,32 @@ def _check_subfile_index(metadata: Any, source: Any) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-class Reader:
-    """A lazily read checkpoint: read one array without reading the others.
+class Reader(Mapping[str, Any]):
+    """A lazily read checkpoint: a read-only ``Mapping`` of its nested names, read on access.
 
-    Made by :func:`open`. Holds a read-only mapping of the file (or the
-    caller's buffer). Arrays returned as views keep the mapping alive after
-    :meth:`close`. ``mmap`` is as in :func:`load`, per call: with ``"c"`` each
-    :meth:`get` or :meth:`load` returns views of its own private mapping, so
-    writes to them reach neither the file nor arrays returned by other calls.
+    Made by :func:`open`. Holds a read-only mapping of the file (or the caller's buffer); arrays
+    returned as views keep the mapping alive after :meth:`close`. ``mmap`` is as in
+    :func:`load`, per call: with ``"c"`` each :meth:`read` or :meth:`load` returns views of its
+    own private mapping, so writes to them reach neither the file nor arrays returned by other
+    calls.
+
+    As a ``Mapping`` a Reader is the file's top level, like the dict :func:`load` returns:
+    iteration and ``len`` give the top-level names (sorted); ``reader["name"]`` reads an array
+    (as :meth:`read` does), returns a Python-value leaf, or gives a :class:`~ndckpt.Group`
+    (a read-only ``Mapping`` of that group's members). A key may be a path, ``"group/name"`` or
+    ``("group", "name")``. ``reader.get(key, default)`` is the ``Mapping``'s. :meth:`names`
+    lists every leaf by its full path. Readers compare and hash by identity. In a notebook a
+    Reader shows itself as a table (name, dtype, shape, style, size, stored size, ratio); the
+    ``repr`` is the same table as text.
+
+    >>> import io, ndckpt, numpy as np
+    >>> f = io.BytesIO()
+    >>> ndckpt.save(f, {"fields": {"u": np.zeros(4), "v": np.ones(2, "f4")}, "step": 7})
+    >>> r = ndckpt.open(f.getvalue())
+    >>> list(r), list(r["fields"]), r["step"], r["fields/v"].tolist()
+    (['fields', 'step'], ['u', 'v'], 7, [1.0, 1.0])
+    >>> r.names()
+    ['fields/u', 'fields/v', 'step']
     """
 
     def __init__(
@@ -1865,6 +1883,11 @@ class Reader:
             raise
         self._size = src.region.nbytes
         self._verify = verify
+        self._root: Node | None = None  # the name tree, built on first use
+        if isinstance(source, (str, os.PathLike)):
+            self._title = f"ndckpt.Reader {os.fspath(source)!r}"
+        else:
+            self._title = f"ndckpt.Reader of a {self._size}-byte buffer"
 
     def _loader(self) -> _Loader:
         if self._src is None:
@@ -1876,38 +1899,64 @@ class Reader:
         """The metadata given to save: any JSON value (None if none was)."""
         return self._layout.head.metadata
 
-    def keys(self) -> list[str]:
-        """Flat leaf names ("group/name"): the arrays in storage order (sorted by path), then the
-        Python-value leaves sorted by path."""
+    def names(self) -> list[str]:
+        """Every leaf's full name ("group/name"): the arrays in storage order (sorted by path),
+        then the Python-value leaves sorted by path. (Empty groups are not leaves.)"""
         return [a.name for a in self._layout.head.arrays] + list(self._layout.value_names)
 
+    # -- the Mapping: the file's top level; groups are Group views --------------------------------
+
+    def _tree(self) -> Node:
+        if self._root is None:
+            head = self._layout.head
+            self._root = build_tree([a.path for a in head.arrays], [p for p, _ in head.values], head.groups)
+        return self._root
+
+    def _node(self, path: tuple[str, ...]) -> Node:
+        """The group at ``path``; KeyError if there is none."""
+        node = self._tree()
+        for k in path:
+            nxt = node.get(k)
+            if not isinstance(nxt, dict):
+                raise KeyError("/".join(path))
+            node = nxt
+        return node
+
+    def _item(self, path: tuple[str, ...]) -> Any:
+        key = "/".join(path)
+        if key in self._layout.by_name or key in self._layout.value_names:
+            return self.read(key)
+        self._node(path)  # KeyError for a name that is neither a leaf nor a group
+        return Group(self, path)
+
+    def __getitem__(self, key: str | tuple[str, ...]) -> Any:
+        return self._item(split_key(key))
+
     def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
+        return iter(self._tree())
 
     def __len__(self) -> int:
-        return len(self._layout.head.arrays) + len(self._layout.value_names)
+        return len(self._tree())
 
-    def __contains__(self, name: object) -> bool:
-        key = "/".join(name) if isinstance(name, tuple) else name
-        return key in self._layout.by_name or key in self._layout.value_names
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str) and (key in self._layout.by_name or key in self._layout.value_names):
+            return True
+        return key in Group(self, ())
+
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
     def value_info(self) -> list[dict[str, Any]]:
         """Per Python-value leaf (numpy scalars included), sorted by path: name, type and value."""
-        return [
-            {"name": "/".join(p), "type": type_name(v), "value": v} for p, v in self._layout.head.decoded_values()
-        ]
-
-    def __getitem__(self, name: str | tuple[str, ...]) -> np.ndarray[Any, Any]:
-        return self.get(name)
+        return [{"name": "/".join(p), "type": type_name(v), "value": v} for p, v in self._layout.head.decoded_values()]
 
     @_file_errors
-    def get(
-        self, name: str | tuple[str, ...], out: np.ndarray[Any, Any] | None = None, *, region: Any = None
-    ) -> np.ndarray[Any, Any]:
+    def read(self, name: str | tuple[str, ...], out: np.ndarray[Any, Any] | None = None, *, region: Any = None) -> Any:
         """Read one array, or a region of it: a zero-copy view (RAW), a new array, or into ``out``.
 
         For a Python-value leaf (or numpy scalar) returns a new copy of the value; ``out`` and
-        ``region`` are then refused (InvalidArgumentError).
+        ``region`` are then refused (InvalidArgumentError), as is the name of a group (use
+        ``reader[name]`` or :meth:`load`).
 
         Reads only the frames holding this array (with ``region``, only those
         holding the region). ``region`` is a tuple of slices with step 1 (fewer
@@ -1925,7 +1974,9 @@ class Reader:
                     f"{key!r} is a Python value stored in the head, not an array: out= and region= do not apply"
                 )
             enc = self._layout.head.values[vi][1]
-            return decode_value(enc, f"value {key!r}")  # type: ignore[no-any-return]
+            return decode_value(enc, f"value {key!r}")
+        if isinstance(key, str) and key not in self._layout.by_name and key in self:
+            raise InvalidArgumentError(f"{key!r} is a group, not an array: index it (reader[{key!r}]) or load it")
         ai = self._layout.index_of(name)
         if region is not None:
             return self._loader().read_region(ai, region, out)
@@ -1938,6 +1989,35 @@ class Reader:
         arrays = self._loader().load(list(range(len(self._layout.head.arrays))), outs)
         return _nest(self._layout.head, arrays)
 
+    def _load_group(self, path: tuple[str, ...], out: Mapping[str, Any] | None) -> dict[str, Any]:
+        node = self._node(path)
+        outs = _flatten_out(out, self._layout, path)
+        arrays = self._loader().load([v for _, v in walk(node) if not isinstance(v, dict) and v >= 0], outs)
+        values = self._layout.head.values
+
+        def build(n: Node, where: tuple[str, ...]) -> dict[str, Any]:
+            res: dict[str, Any] = {}
+            for k, v in n.items():
+                if isinstance(v, dict):
+                    res[k] = build(v, (*where, k))
+                elif v >= 0:
+                    res[k] = arrays[v]
+                else:
+                    res[k] = decode_value(values[-1 - v][1], f"value {'/'.join((*where, k))!r}")
+            return res
+
+        return build(node, path)
+
+    def _stored_of(self, ai: int) -> int:
+        """Array ``ai``'s stored bytes; an LZ4 frame packing several arrays is shared in
+        proportion to their bytes."""
+        lay = self._layout
+        stored = 0
+        for fi, p in lay.locs[ai].parts:
+            f = lay.head.frames[fi]
+            stored += lay.stored[fi] if p.nbytes == f.nbytes else round(lay.stored[fi] * p.nbytes / f.nbytes)
+        return stored
+
     def info(self) -> list[dict[str, Any]]:
         """Per array: name, dtype, shape, order, style, nbytes, stored_nbytes, frames, offsets.
 
@@ -1948,10 +2028,6 @@ class Reader:
         rows = []
         for ai, spec in enumerate(lay.head.arrays):
             loc = lay.locs[ai]
-            stored = 0
-            for fi, p in loc.parts:
-                f = lay.head.frames[fi]
-                stored += lay.stored[fi] if p.nbytes == f.nbytes else round(lay.stored[fi] * p.nbytes / f.nbytes)
             rows.append(
                 {
                     "name": spec.name,
@@ -1960,13 +2036,50 @@ class Reader:
                     "order": spec.order,
                     "style": "raw" if loc.style == FrameStyle.RAW else "lz4",
                     "nbytes": spec.nbytes,
-                    "stored_nbytes": stored,
+                    "stored_nbytes": self._stored_of(ai),
                     "frames": loc.frames,
                     "blocks": None if spec.blocks is None else [[list(a), list(b)] for a, b in spec.blocks],
                     "offsets": [lay.offsets[fi] for fi in loc.frames],
                 }
             )
         return rows
+
+    def _listing(self, path: tuple[str, ...]) -> Listing:
+        lay = self._layout
+        title = self._title + (f", group {'/'.join(path)!r}" if path else "")
+        title += " (closed)" if self._src is None else ""
+        listing = Listing(title)
+        for p, v in walk(self._node(path)):
+            if isinstance(v, dict):
+                listing.ngroups += 1
+                continue
+            rel = "/".join(p)
+            if v >= 0:
+                spec = lay.head.arrays[v]
+                stored = self._stored_of(v)
+                listing.narrays += 1
+                listing.nbytes += spec.nbytes
+                listing.stored += stored
+                if len(listing.arrays) < ROWS_SHOWN:
+                    style = "raw" if lay.locs[v].style == FrameStyle.RAW else "lz4"
+                    listing.arrays.append((rel, str(spec.dtype), str(spec.shape), style, spec.nbytes, stored))
+                continue
+            listing.nvalues += 1
+            if len(listing.values) < ROWS_SHOWN:
+                try:
+                    value = decode_value(lay.head.values[-1 - v][1], f"value {rel!r}")
+                    listing.values.append((rel, type_name(value), short_repr(value)))
+                except CheckptError as e:
+                    listing.values.append((rel, "?", f"<unreadable: {e}>"))
+        if not path and lay.head.metadata is not None:
+            listing.metadata = short_repr(lay.head.metadata)
+        return listing
+
+    def __repr__(self) -> str:
+        return Group(self, ()).__repr__()
+
+    def _repr_html_(self) -> str:
+        return Group(self, ())._repr_html_()
 
     @property
     def nbytes(self) -> int:

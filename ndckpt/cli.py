@@ -49,7 +49,9 @@ import numpy as np
 from . import __version__, _files
 from . import api as _api
 from ._argtypes import positive_int
+from ._browse import Group
 from ._progress import ProgressBar, format_bytes, progress_bar
+from ._text import show as _show
 from .container import MAGIC, SUPERBLOCK
 from .errors import CheckptError, CheckptIOError, InvalidArgumentError
 
@@ -108,27 +110,6 @@ def _ranges(idx: Sequence[int]) -> str:
         if i is not None:
             start = prev = i
     return ",".join(out)
-
-
-_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _show(s: str) -> str:
-    """``s`` safe to print on a terminal, on one line: printable characters as they are, every other
-    one (C0/C1 controls, DEL, format characters, lone surrogates, unassigned code points, line and
-    paragraph separators) as a backslash escape like ``repr`` makes (``\\x1b``, ``\\u202e``)."""
-    if s.isprintable():
-        return s
-    out = []
-    for ch in s:
-        if ch.isprintable():
-            out.append(ch)
-        elif ch in _NAMED_ESCAPES:
-            out.append(_NAMED_ESCAPES[ch])
-        else:
-            o = ord(ch)
-            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
-    return "".join(out)
 
 
 #: Characters written as %XX in zip member and file names besides non-printable ones: the escape
@@ -455,12 +436,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     )
     if values:
         print(f"values    {len(values)} (Python values and numpy scalars, stored in the head)")
-        vw = max(len(v["name"]) for v in values)
-        tw = max(len(v["type"]) for v in values)
-        for v in values:
-            text = repr(v["value"])
+        shown = [(_show(v["name"]), _show(v["type"]), _show(repr(v["value"]))) for v in values]
+        vw = max(len(n) for n, _, _ in shown)
+        tw = max(len(t) for _, t, _ in shown)
+        for name, type_, text in shown:
             text = text if len(text) <= _VALUE_REPR_MAX else text[: _VALUE_REPR_MAX - 3] + "..."
-            print(f"  {v['name'].ljust(vw)}  {v['type'].ljust(tw)}  {text}")
+            print(f"  {name.ljust(vw)}  {type_.ljust(tw)}  {text}")
     if not rows:
         return 0
     table = [("name", "dtype", "shape", "style", "raw", "stored", "ratio", "frames")]
@@ -523,10 +504,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
     name: str = args.name
     with _api.open(_source(path), mmap=True, threads=args.threads, verify=True) as r:
         if name not in r:
-            names = r.keys()
+            names = r.names()
             shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
             raise UserError(f"{_label(path)}: no array named {name!r} (arrays: {shown or 'none'})")
-        arr = r.get(name)
+        arr = r[name]
+        if isinstance(arr, Group):
+            members = [f"{name}/{m}" for m in arr.names()]
+            shown = ", ".join(members[:8]) + (f", ... ({len(members)} in all)" if len(members) > 8 else "")
+            raise UserError(f"{_label(path)}: {name!r} is a group; extract one of its arrays ({shown or 'none'})")
     if isinstance(arr, np.generic):
         arr = np.asarray(arr)  # a numpy scalar: its 0-d array
     if not isinstance(arr, np.ndarray):

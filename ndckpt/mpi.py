@@ -17,7 +17,7 @@ Rank-private arrays
     dtypes of private arrays may differ.
 One file, written in parallel
     The file is an ordinary ndckpt file (``ndckpt.load`` and
-    ``ndckpt.open(path).get(name, region=...)`` read it in one process). Every
+    ``ndckpt.open(path).read(name, region=...)`` read it in one process). Every
     data frame belongs to one rank: each rank plans its own frames with the
     same planner as ``ndckpt.save`` (so frames never span two ranks' bytes),
     and every rank computes the plan of every rank from the descriptions all
@@ -419,7 +419,13 @@ def _describe(
     # agreement check then compares the files the ranks would replace), a directory is refused.
     final, st_ = _files.resolve_target(target)
     info = _RankInfo(
-        tuple(items), tuple(sorted(groups)), meta, str(final), subfiles or 0, secrets.token_hex(4), os.getpid(),
+        tuple(items),
+        tuple(sorted(groups)),
+        meta,
+        str(final),
+        subfiles or 0,
+        secrets.token_hex(4),
+        os.getpid(),
         _files.host_tag(),
     )
     if rank == 0:
@@ -998,7 +1004,7 @@ def _load_local(rank: int, size: int, source: Any, select: Any, out: Any) -> dic
             return _load_subfiled(rank, size, Path(os.fspath(source)), md[_INDEX_KEY], select, outs)
         global_names: list[str] = []
         private: dict[int, list[str]] = {}
-        for name in reader:
+        for name in reader.names():
             r = _rank_of(name) if name.startswith(PRIVATE + "/") else -1
             if r >= 0:
                 private.setdefault(r, []).append(name.split("/", 2)[2])
@@ -1008,7 +1014,7 @@ def _load_local(rank: int, size: int, source: Any, select: Any, out: Any) -> dic
         unknown = sorted(set(outs) - set(want))
         if unknown:
             raise InvalidArgumentError(f"out: {unknown} are not among the arrays this rank loads")
-        res = {name: reader.get(stored, out=outs.get(name), region=region) for name, (stored, region) in want.items()}
+        res = {name: reader.read(stored, out=outs.get(name), region=region) for name, (stored, region) in want.items()}
     return _nest(res)
 
 
@@ -1052,7 +1058,7 @@ def _load_subfiled(rank: int, size: int, path: Path, desc: Any, select: Any, out
         res: dict[str, Any] = {}
         for name, (stored, region) in want.items():
             if name not in glob:
-                res[name] = reader(rank_file[_rank_of(stored)]).get(stored, out=outs.get(name), region=region)
+                res[name] = reader(rank_file[_rank_of(stored)]).read(stored, out=outs.get(name), region=region)
                 continue
             dtype, shape, blocks = glob[name]
             box = _normalise_region(region if region is not None else (), shape, name)
@@ -1068,7 +1074,7 @@ def _load_subfiled(rank: int, size: int, path: Path, desc: Any, select: Any, out
                     continue
                 local = tuple(slice(lo - s, hi - s) for (lo, hi), s in zip(inter, st, strict=True))
                 where = tuple(slice(lo - blo, hi - blo) for (lo, hi), (blo, _) in zip(inter, box, strict=True))
-                piece = reader(rank_file[r]).get(f"{_BLOCKS}/{r}/{name}", region=local)
+                piece = reader(rank_file[r]).read(f"{_BLOCKS}/{r}/{name}", region=local)
                 void = np.dtype((np.void, dtype.itemsize))  # whole items: structured padding bytes too
                 dst.view(void)[where] = piece.view(void)
             res[name] = dst

@@ -132,7 +132,7 @@ def _run_loader(loader: str, path: str, mgrdir: str) -> tuple[str, str]:
         return "ok", digest(hostile.flat_leaves(ndckpt.load(path, verify=True)))
     if loader == "open-read":
         with ndckpt.open(path) as r:
-            return "ok", digest({k: r.get(k) for k in r}, groups=False)
+            return "ok", digest({k: r.read(k) for k in r.names()}, groups=False)
     if loader == "verify":
         ndckpt.verify(path)
         return "ok", ""

@@ -420,10 +420,10 @@ def test_partial_out_with_flat_names_and_reader_get(ckpt: Path) -> None:
     assert_same_array(o, ARRAYS["z"]["big"])
     with ndckpt.open(ckpt) as r:
         o2 = np.zeros((300, 500))
-        assert r.get("raw/big", out=o2) is o2
+        assert r.read("raw/big", out=o2) is o2
         assert_same_array(o2, ARRAYS["raw"]["big"])
         o3 = np.zeros(2, "<f4")
-        assert r.get(("z", "small"), out=o3) is o3
+        assert r.read(("z", "small"), out=o3) is o3
         assert o3.tolist() == [1.5, 2.5]
 
 
@@ -480,29 +480,31 @@ def test_out_must_be_a_mapping(ckpt: Path) -> None:
 def test_reader_keys_get_metadata_info(ckpt: Path) -> None:
     flat = _flat(ARRAYS)
     with ndckpt.open(ckpt) as r:
-        assert r.keys()[-1] == "scalar", "arrays in storage order, then the values (the numpy scalar)"
-        assert sorted(r.keys()[:-1]) == sorted(flat)
-        assert list(r) == r.keys()
-        assert len(r) == len(flat) + 1
+        assert r.names()[-1] == "scalar", "arrays in storage order, then the values (the numpy scalar)"
+        assert sorted(r.names()[:-1]) == sorted(flat)
+        assert list(r) == sorted(ARRAYS), "the Mapping: the top level, sorted"
+        assert len(r) == len(ARRAYS)
         assert "scalar" in r
-        scalar = r.get("scalar")
+        scalar = r["scalar"]
         assert type(scalar) is np.float32
         assert scalar == 2.0
         assert r.value_info() == [{"name": "scalar", "type": "np.float32", "value": np.float32(2.0)}]
-        assert r.keys()[:4] == ["raw/big", "raw/fortran", "raw/page", "raw/small"], "storage order: RAW by path"
+        assert r.names()[:4] == ["raw/big", "raw/fortran", "raw/page", "raw/small"], "storage order: RAW by path"
         assert "raw/big" in r
         assert ("z", "big") in r
         assert "nope" not in r
-        assert "raw" not in r
+        assert "raw" in r, "a group is a member of the Mapping"
         assert r.metadata == META
         assert r.nbytes == ckpt.stat().st_size
         for name, want in flat.items():
-            assert_same_array(r.get(name), np.asarray(want), name)
+            assert_same_array(r.read(name), np.asarray(want), name)
             assert_same_array(r[tuple(name.split("/"))], np.asarray(want), name)
         with pytest.raises(KeyError, match="nope"):
-            r.get("nope")
-        with pytest.raises(KeyError):
-            r["raw"]  # a group is not an array
+            r.read("nope")
+        assert r.get("nope") is None, "get is the Mapping's"
+        with pytest.raises(InvalidArgumentError, match="is a group"):
+            r.read("raw")  # a group is not an array
+        assert list(r["raw"]) == ["big", "fortran", "page", "small"]
         info = {row["name"]: row for row in r.info()}
     assert set(info) == set(flat)
     fields = {"name", "dtype", "shape", "order", "style", "nbytes", "stored_nbytes", "frames", "offsets"}

@@ -329,13 +329,15 @@ def test_reader_misuse(ckpt: Path) -> None:
     with pytest.raises(KeyError, match="nope"):
         r["nope"]
     with pytest.raises(KeyError, match="no array named 7"):
-        r.get(7)  # type: ignore[arg-type]
+        r.read(7)  # type: ignore[arg-type]
     with pytest.raises(KeyError):
-        r.get(("g", "nope"))
+        r.read(("g", "nope"))
+    assert r.get(7) is None  # type: ignore[call-overload]
+    assert r.get(("g", "nope"), 0) == 0
     with pytest.raises(InvalidArgumentError, match=r"out\['a'\]: expected dtype int32 and shape \(2, 3\)"):
-        r.get("a", out=np.empty(6, "<i4"))
+        r.read("a", out=np.empty(6, "<i4"))
     with pytest.raises(InvalidArgumentError, match=r"out\['z'\]: expected a numpy array, got bytearray"):
-        r.get("z", out=bytearray(80))  # type: ignore[arg-type]
+        r.read("z", out=bytearray(80))  # type: ignore[arg-type]
     assert r.get(("g", "b")).tolist() == [1.0, 1.0, 1.0]
     r.close()
     with pytest.raises(InvalidArgumentError, match="Reader is closed"):

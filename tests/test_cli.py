@@ -338,7 +338,7 @@ def test_convert_npy(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
     code, _, _ = run_main(capsys, "convert", str(tmp_path / "grid.npy"), str(tmp_path / "g.ndckpt"))
     assert code == 0
     with ndckpt.open(tmp_path / "g.ndckpt") as r:
-        assert r.keys() == ["grid"]
+        assert r.names() == ["grid"]
     code, _, _ = run_main(capsys, "convert", str(tmp_path / "g.ndckpt"), str(tmp_path / "again.npy"))
     assert code == 0
     assert_same_array(np.load(tmp_path / "again.npy"), a)
@@ -716,4 +716,4 @@ def test_zip_members_written_stored(capsys: pytest.CaptureFixture[str], ckpt: Pa
 
 def flat_names(p: Path) -> list[str]:
     with ndckpt.open(p) as r:
-        return r.keys()
+        return r.names()

@@ -157,7 +157,7 @@ def test_info_never_prints_a_control_character(
     note = names[0].encode("utf-8", "replace").decode()  # metadata refuses lone surrogates (not Unicode text)
     ndckpt.save(p, {n: np.zeros(i + 1) for i, n in enumerate(names)}, metadata={"note": note})
     with ndckpt.open(p) as rd:
-        names = rd.keys()  # as stored: the head's JSON joins a surrogate pair into one character
+        names = rd.names()  # as stored: the head's JSON joins a surrogate pair into one character
     code, out, err = run_main(capsys, "info", str(p))
     assert (code, err) == (0, "")
     assert printable(out), out
@@ -275,7 +275,7 @@ def test_convert_to_npz_writes_only_safe_members(
     dst = tmp_path / "out.npz"
     code, out, err = run_main(capsys, "convert", str(src), str(dst))
     with ndckpt.open(src) as rd:
-        flat = rd.keys()  # as the reader sees them (JSON joins a surrogate pair into one character)
+        flat = rd.names()  # as the reader sees them (JSON joins a surrogate pair into one character)
     if len(set(flat)) < len(flat):  # ["a/b"] and ["a", "b"] share a name: not this test's subject
         return
     assert code == 0, err
@@ -343,7 +343,7 @@ def test_path_5000_deep(tmp_path: Path, out: str) -> None:
         return
     if out == "o.ndckpt":
         with ndckpt.open(tmp_path / out) as rd:
-            assert rd.keys() == ["/".join(path)]
+            assert rd.names() == ["/".join(path)]
             assert rd.get("/".join(path)).tolist() == [0, 1, 2, 3]
     elif out == "o.npz":
         with zipfile.ZipFile(tmp_path / out) as zf:

@@ -120,15 +120,15 @@ def test_region_reads_equal_numpy_slicing(case: Any, style: FrameStyle, data: An
         f = io.BytesIO()
         api._write_checkpoint(api.StreamSink(f, 1 << 20), api._prepare({"g": plain}, style, None, frame_bytes), 1, None)
         with ndckpt.open(f.getvalue()) as r:
-            got = r.get("g", region=region)
+            got = r.read("g", region=region)
             np.testing.assert_array_equal(got, g[region])
             out = np.full(g[region].shape, -1, g.dtype)
-            assert r.get("g", out, region=region) is out
+            assert r.read("g", out, region=region) is out
             np.testing.assert_array_equal(out, g[region])
     cuts = sorted(data.draw(st.lists(st.integers(0, g.shape[0]), max_size=3)))
     blob = _blocked_file(g, cuts, style, 65536)
     with ndckpt.open(blob) as r:
-        np.testing.assert_array_equal(r.get("g", region=region), g[region])
+        np.testing.assert_array_equal(r.read("g", region=region), g[region])
         np.testing.assert_array_equal(r["g"], g)
     for src in (blob, io.BytesIO(blob)):
         np.testing.assert_array_equal(ndckpt.load(src)["g"], g)
@@ -143,21 +143,21 @@ def test_region_reads_only_the_frames_that_hold_it() -> None:
         last = info["offsets"][-1]
     blob[last + 10] ^= 0xFF  # corrupt the last frame: reads that do not need it still work
     with ndckpt.open(bytes(blob)) as r:
-        np.testing.assert_array_equal(r.get("g", region=(slice(0, 8),)), g[:8])
+        np.testing.assert_array_equal(r.read("g", region=(slice(0, 8),)), g[:8])
         with pytest.raises(FormatError, match="checksum"):
-            r.get("g", region=(slice(60, 64),))
+            r.read("g", region=(slice(60, 64),))
 
 
 def test_bad_regions_are_rejected() -> None:
     with ndckpt.open(_blocked_file(np.zeros((4, 4)), [2], FrameStyle.RAW, 65536)) as r:
         with pytest.raises(InvalidArgumentError, match="steps"):
-            r.get("g", region=(slice(0, 4, 2),))
+            r.read("g", region=(slice(0, 4, 2),))
         with pytest.raises(InvalidArgumentError, match="3 indices"):
-            r.get("g", region=(slice(None),) * 3)
+            r.read("g", region=(slice(None),) * 3)
         with pytest.raises(InvalidArgumentError, match="expected slices"):
-            r.get("g", region=(1,))
+            r.read("g", region=(1,))
         with pytest.raises(InvalidArgumentError, match="shape"):
-            r.get("g", np.empty((3, 3)), region=(slice(0, 2),))
+            r.read("g", np.empty((3, 3)), region=(slice(0, 2),))
 
 
 def test_raw_frames_of_large_arrays_are_one_gib_and_lz4_frames_four_mib() -> None:
@@ -200,10 +200,10 @@ def test_region_reads_and_blocks_keep_the_padding_bytes_of_structured_dtypes() -
         f = io.BytesIO()
         ndckpt.save(f, {"g": g}, style=style)
         with ndckpt.open(f.getvalue(), mmap=False) as r:
-            assert raw(r.get("g", region=(slice(2, 9), slice(1, 4)))) == raw(void[2:9, 1:4])
+            assert raw(r.read("g", region=(slice(2, 9), slice(1, 4)))) == raw(void[2:9, 1:4])
         with ndckpt.open(_blocked_file(g, [4, 7], style, 65536)) as r:
             assert raw(r["g"]) == raw(void)
-            assert raw(r.get("g", region=(slice(3, 10),))) == raw(void[3:10])
+            assert raw(r.read("g", region=(slice(3, 10),))) == raw(void[3:10])
 
 
 def test_the_callers_garbage_collector_setting_is_kept() -> None:

@@ -177,7 +177,7 @@ def _stored(result: dict[str, Any], lay: Layout) -> dict[str, bytes]:
 def _open_get(data: bytes, verify: bool | None) -> dict[str, Any]:
     with ndckpt.open(data, verify=verify, threads=1) as r:
         out: dict[str, Any] = {}
-        for name in r:
+        for name in r.names():
             d = out
             *groups, leaf = name.split("/")
             for g in groups:

@@ -172,7 +172,7 @@ def test_reader_cow(tmp_path: Path) -> None:
         a[:] = -5
         b = r.get("big")
         assert same(b, big)
-        reg = r.get("big", region=(slice(3, 9), slice(1, 4)))
+        reg = r.read("big", region=(slice(3, 9), slice(1, 4)))
         assert reg.flags.writeable
         assert same(reg, big[3:9, 1:4])
         reg[:] = 0

@@ -46,8 +46,7 @@ def states(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, str]]:
 def per_array(data: bytes, mmap: bool) -> dict[str, Any]:
     """Every array read alone (the per-array path, one array at a time)."""
     with ndckpt.open(data, mmap=mmap) as r:
-        names = list(r.keys())
-        return {k: r.get(k) for k in names}
+        return {k: r.read(k) for k in r.names()}
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -237,7 +237,7 @@ def test_region_of_global_array_in_one_process(written: tuple[Path, dict[int, Ru
     d, _ = written
     name, region = nr
     with ndckpt.open(d / "w3.ndckpt") as r:
-        got = r.get(name, region=region)
+        got = r.read(name, region=region)
     assert common.same(got, common.global_arrays()[name][region])
 
 
@@ -258,7 +258,7 @@ def test_region_reads_only_the_frames_that_hold_it(written: tuple[Path, dict[int
         f.write(bytes([b[0] ^ 0xFF]))
     cols0 = common.box(common.global_arrays()["big"].shape, 3, 0, "cols")
     with ndckpt.open(path) as r:
-        part = r.get("big", region=common.region(*cols0))
+        part = r.read("big", region=common.region(*cols0))
         assert common.same(part, common.global_arrays()["big"][common.region(*cols0)])
         with pytest.raises(FormatError, match="checksum"):
             r.get("big")

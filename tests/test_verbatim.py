@@ -178,9 +178,9 @@ def test_regions_and_out_across_the_boundary(mixed_file: tuple[Path, dict[str, A
     big = arrays["big"]
     with ndckpt.open(path) as r:
         for rows in (slice(0, 5), slice(1020, 1030), slice(1530, 1536), slice(None)):
-            np.testing.assert_array_equal(r.get("big", region=rows), big[rows])
+            np.testing.assert_array_equal(r.read("big", region=rows), big[rows])
         out = np.empty_like(big)
-        assert r.get("big", out=out) is out
+        assert r.read("big", out=out) is out
         np.testing.assert_array_equal(out, big)
         row = {x["name"]: x for x in r.info()}["big"]
         assert row["style"] == "lz4"
@@ -211,7 +211,7 @@ def test_damaged_verbatim_data_is_caught_like_lz4(mixed_file: tuple[Path, dict[s
     with pytest.raises(FormatError, match="checksum"):
         ndckpt.verify(bad)
     with ndckpt.open(bad) as r, pytest.raises(FormatError, match="checksum"):
-        r.get("big", region=slice(0, 2))  # a region of a verbatim frame checks the whole frame
+        r.read("big", region=slice(0, 2))  # a region of a verbatim frame checks the whole frame
     got = ndckpt.load(bad, verify=False)  # told not to check: only the damaged array differs
     np.testing.assert_array_equal(got["small"]["steps"], arrays["small"]["steps"])
     assert (got["big"] != arrays["big"]).sum() == 1

@@ -85,7 +85,7 @@ def every_reader(data: bytes, path: Path) -> dict[str, Any]:
 
     def opened(**kw: Any) -> dict[str, Any]:
         with ndckpt.open(path, **kw) as r:
-            return {name: r.get(name) for name in r}
+            return {name: r.read(name) for name in r.names()}
 
     return {
         "bytes": lambda: flat(ndckpt.load(data, threads=1)),
@@ -170,12 +170,12 @@ def test_every_reader_returns_the_saved_arrays(
             for k, v in arrays.items():
                 lo = pick.randint(0, v.shape[0])
                 hi = pick.randint(lo, v.shape[0])
-                same(r.get(k, region=(slice(lo, hi),)), v[lo:hi], f"region {k}[{lo}:{hi}]")
+                same(r.read(k, region=(slice(lo, hi),)), v[lo:hi], f"region {k}[{lo}:{hi}]")
                 out = np.empty_like(v)
-                assert r.get(k, out=out) is out
+                assert r.read(k, out=out) is out
                 same(out, v, f"out= {k}")
                 part = np.empty_like(v[lo:hi])
-                assert r.get(k, part, region=(slice(lo, hi), slice(None))) is part
+                assert r.read(k, part, region=(slice(lo, hi), slice(None))) is part
                 same(part, v[lo:hi], f"region out= {k}")
         # Frames above _SPLIT are read in pieces by several threads, then checked: make every
         # frame big enough for that path.
@@ -277,9 +277,9 @@ def test_damaged_verbatim_data_never_loads_by_default(which: int, at: float, bit
                         r.get(name)
                     i = _first_item_in(which, name)
                     with pytest.raises(FormatError, match="checksum"):
-                        r.get(name, region=(slice(i, i + 1),))
+                        r.read(name, region=(slice(i, i + 1),))
                     with pytest.raises(FormatError, match="checksum"):
-                        r.get(name, out=np.empty_like(DAMAGE_ARRAYS[name]))
+                        r.read(name, out=np.empty_like(DAMAGE_ARRAYS[name]))
                 others = [n for n in DAMAGE_ARRAYS if n not in _names_in(which)]
                 for name in others:  # frames that are intact still read
                     same(r.get(name), DAMAGE_ARRAYS[name], name)
@@ -608,4 +608,4 @@ def test_mpi_writer_with_verbatim_frames(tmp_path: Path) -> None:
         for k, v in want.items():
             same(got[k], v, f"{how}: {k}")
     with ndckpt.open(target) as r:
-        same(r.get("g", region=(slice(20, 50), slice(100, 200))), g[20:50, 100:200], "region")
+        same(r.read("g", region=(slice(20, 50), slice(100, 200))), g[20:50, 100:200], "region")
