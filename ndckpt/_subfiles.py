@@ -16,7 +16,16 @@ import re
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["INDEX_KEY", "foreign_subfiles", "listed_subfiles", "removable_subfile", "subfile_name"]
+from .errors import FormatError
+
+__all__ = [
+    "INDEX_KEY",
+    "check_subfile_index",
+    "foreign_subfiles",
+    "listed_subfiles",
+    "removable_subfile",
+    "subfile_name",
+]
 
 #: Metadata key of a subfile index.
 INDEX_KEY: Final = "ndckpt.mpi.subfiles"
@@ -75,3 +84,19 @@ def foreign_subfiles(metadata: Any, target_name: str | None) -> list[Any]:
     if files is None:
         return []
     return [n for n in files if not isinstance(n, str) or not _own_form(n, target_name)]
+
+
+def check_subfile_index(metadata: Any, source: Any) -> None:
+    """FormatError if ``metadata`` is an MPI subfile index listing a name that is not one of its
+    writer's subfile names (``<index name>.<token>.sub<k>`` next to the index): a tampered index.
+    ``ndckpt.mpi.save`` never deletes such a name when it replaces the index."""
+    name = os.path.basename(os.fsdecode(source)) if isinstance(source, str | os.PathLike) else None
+    bad = foreign_subfiles(metadata, name)
+    if bad:
+        form = f"{name}.<token>.sub<k>" if name is not None else "<index name>.<token>.sub<k>"
+        shown = repr(bad[0]) if len(repr(bad[0])) <= 200 else repr(bad[0])[:200] + "..."
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise FormatError(
+            f"subfile index lists {shown}{more}, not a subfile name its writer makes ({form!r}, next to the "
+            "index): the index was altered; ndckpt.mpi.save never deletes such files when it replaces it"
+        )

@@ -77,23 +77,13 @@ from typing import Any, Literal, Union
 import numpy as np
 
 from . import _files, _platform
-from ._values import decode as _decode_value
-from ._values import encode as _encode_value
-from ._values import is_value as _is_value
-from .api import (
-    MmapMode,
-    _as_array,
-    _bytes_of,
-    _check_metadata,
-    _flatten,
-    _parse_style_arg,
-    _resolve_styles,
-    check_mmap,
-    load,
-    save,
-)
+from .api import MmapMode, check_mmap, load, save
 from .api import open as open_checkpoint
 from .container import END_MAGIC, MAGIC, SUPERBLOCK, TRAILER
+from .container.plan import as_array, bytes_of, check_metadata, flatten_tree, parse_style_arg, resolve_styles
+from .container.values import decode as _decode_value
+from .container.values import encode as _encode_value
+from .container.values import is_value as _is_value
 from .errors import CheckptIOError, InvalidArgumentError, UnsupportedError
 from .parallel import aligned_empty, resolve_threads
 
@@ -247,7 +237,7 @@ def _copy_pieces(
         if src.nbytes == 0:
             continue
         if src.flags.c_contiguous or src.flags.f_contiguous:
-            flat.append((_bytes_of(dst, order), _bytes_of(src, order)))
+            flat.append((bytes_of(dst, order), bytes_of(src, order)))
         else:
             void = np.dtype((np.void, src.dtype.itemsize))
             parts[0].append((dst.view(void), src.view(void)))
@@ -414,7 +404,7 @@ class CheckpointManager:
         self._keep_every = _check_optional_positive(keep_every, "keep_every")
         self._trimmed = False  # checkpoints beyond keep left by an interrupted run removed yet
         if not isinstance(style, Mapping):
-            _parse_style_arg(style, "style")
+            parse_style_arg(style, "style")
         self._style = style
         self._threads = resolve_threads(threads)
         if not isinstance(async_save, bool):
@@ -644,7 +634,7 @@ class CheckpointManager:
             self._rotate(s)
             return True
         self.wait()
-        meta = _check_metadata(metadata)
+        meta = check_metadata(metadata)
         staged = self._capture(state)
         path = self.path(s)
         fut = self._executor().submit(self._write, s, path, staged, meta)
@@ -659,12 +649,12 @@ class CheckpointManager:
 
     def _capture(self, state: Any) -> dict[str, Any]:
         """Copy ``state`` into staging memory; return the staged tree (validated like ndckpt.save)."""
-        items, groups = _flatten(state)
+        items, groups = flatten_tree(state)
         # Python values and numpy scalars are snapshotted by encoding them now (a list the caller
         # mutates after save returns must not change what is written) and decoding a fresh copy.
         values = [(p, _decode_value(_encode_value(v, f"value {'/'.join(p)!r}"), "")) for p, v in items if _is_value(v)]
-        arrays = [(path, _as_array(path, v)) for path, v in items if not _is_value(v)]
-        _resolve_styles(self._style, ["/".join(p) for p, _ in arrays], {"/".join(p) for p, _ in values})
+        arrays = [(path, as_array(path, v)) for path, v in items if not _is_value(v)]
+        resolve_styles(self._style, ["/".join(p) for p, _ in arrays], {"/".join(p) for p, _ in values})
         specs: list[_Spec] = [(a.dtype, tuple(int(n) for n in a.shape), _order_of(a)) for _, a in arrays]
         views = self._staging.views(specs)
         pairs = [(v, a, spec[2]) for v, (_, a), spec in zip(views, arrays, specs, strict=True)]

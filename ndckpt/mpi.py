@@ -92,45 +92,27 @@ except (ImportError, RuntimeError) as _e:  # no mpi4py, or no MPI library it can
     ) from _e
 
 from . import _files, _lz4
-from ._plan import DEFAULT_FRAME_BYTES, plan
 from ._subfiles import INDEX_KEY, foreign_subfiles, listed_subfiles, removable_subfile, subfile_name
-from .api import (
-    _as_array,
-    _bytes_of,
-    _check_metadata,
-    _encode,
-    _Encoded,
-    _flatten,
-    _frame_input,
-    _fsync_dir,
-    _normalise_region,
-    _resolve_styles,
-    _Source,
-    _source,
-    _Strided,
-)
 from .api import open as open_checkpoint
 from .api import save as save_single
-from .container import (
-    END_MAGIC,
-    HEAD_MAX,
-    INDEX_DTYPE,
-    MAGIC,
-    RECORD,
-    STORED_RAW,
-    SUPERBLOCK,
-    TRAILER,
-    VERSION,
-    ArraySpec,
-    FrameSpec,
-    Head,
-    Part,
-    block_offsets,
-    check_blocks,
-    decode_dtype,
-    encode_dtype,
-    frame_offsets,
+from .container.dtype import decode_dtype, encode_dtype
+from .container.head import ArraySpec, FrameSpec, Head, Part, block_offsets, check_blocks
+from .container.layout import frame_offsets
+from .container.plan import (
+    DEFAULT_FRAME_BYTES,
+    StoredBytes,
+    StridedBytes,
+    as_array,
+    bytes_of,
+    check_metadata,
+    flatten_tree,
+    plan,
+    resolve_styles,
+    stored_bytes,
 )
+from .container.read import normalise_region
+from .container.spec import END_MAGIC, HEAD_MAX, INDEX_DTYPE, MAGIC, RECORD, STORED_RAW, SUPERBLOCK, TRAILER, VERSION
+from .container.write import EncodedFrame, encode_frame, frame_input
 from .errors import (
     CheckptError,
     CheckptIOError,
@@ -368,28 +350,28 @@ class _RankInfo:
 
 def _describe(
     rank: int, target: Any, arrays: Any, style: Any, metadata: Any, subfiles: Any
-) -> tuple[_RankInfo, list[_Source]]:
+) -> tuple[_RankInfo, list[StoredBytes]]:
     """Validate this rank's input; return its description and the stored bytes of each item."""
     if not isinstance(target, str | os.PathLike):
         raise InvalidArgumentError(f"target: expected a path, got {type(target).__name__}")
     if subfiles is not None and (isinstance(subfiles, bool) or not isinstance(subfiles, int) or subfiles < 1):
         raise InvalidArgumentError(f"subfiles must be None or a positive int, got {subfiles!r}")
-    flat, groups = _flatten(arrays)
+    flat, groups = flatten_tree(arrays)
     for path in [p for p, _ in flat] + groups:
         if path[0] == PRIVATE:
             raise InvalidArgumentError(
                 f"name {'/'.join(path)!r}: the top-level name {PRIVATE!r} is reserved for rank-private arrays"
             )
-    styles = _resolve_styles(style, ["/".join(p) for p, _ in flat])
+    styles = resolve_styles(style, ["/".join(p) for p, _ in flat])
     items: list[_Item] = []
-    sources: list[_Source] = []
+    sources: list[StoredBytes] = []
     for (path, v), st in zip(flat, styles, strict=True):
         name = "/".join(path)
         if isinstance(v, Block):
             a = v.local
             if not isinstance(a, np.ndarray):
                 raise InvalidArgumentError(f"Block {name!r}: local must be a numpy array, got {type(a).__name__}")
-            _as_array(path, a)  # dtype checks
+            as_array(path, a)  # dtype checks
             if len(v.start) != a.ndim or len(v.global_shape) != a.ndim:
                 raise InvalidArgumentError(
                     f"Block {name!r}: local has {a.ndim} dimensions, start {list(v.start)} and global_shape "
@@ -403,18 +385,18 @@ def _describe(
                     f"global shape {list(v.global_shape)} (dimension {bad[0]})"
                 )
             items.append(_Item(path, a.dtype, shape, "C", int(st), v.start, v.global_shape))
-            sources.append(_bytes_of(a, "C") if a.flags.c_contiguous else _Strided(a))
+            sources.append(bytes_of(a, "C") if a.flags.c_contiguous else StridedBytes(a))
         elif not isinstance(v, np.ndarray):
             raise InvalidArgumentError(
                 f"{name!r}: ndckpt.mpi.save stores numpy arrays and Blocks only, got {type(v).__name__}; pass a "
                 "Python value or numpy scalar as metadata= (JSON), or as a 0-d array (np.asarray(x))"
             )
         else:
-            a = _as_array(path, v)
-            src, order = _source(a)
+            a = as_array(path, v)
+            src, order = stored_bytes(a)
             items.append(_Item(path, a.dtype, tuple(int(n) for n in a.shape), order, int(st)))
             sources.append(src)
-    meta = json.dumps(_check_metadata(metadata), sort_keys=True, separators=(",", ":"))
+    meta = json.dumps(check_metadata(metadata), sort_keys=True, separators=(",", ":"))
     # As ndckpt.save: a symlink at the target is written through (every rank resolves it; the
     # agreement check then compares the files the ranks would replace), a directory is refused.
     final, st_ = _files.resolve_target(target)
@@ -519,14 +501,14 @@ class _FilePlan:
     owner: list[int]  # frame -> index of its writer in the file's communicator
     local: list[FrameSpec]  # this rank's frames, parts indexing `sources`, in file order
     local_ids: list[int]  # their indices in head.frames
-    sources: list[_Source]  # this rank's stored bytes, in the order its local frames use
+    sources: list[StoredBytes]  # this rank's stored bytes, in the order its local frames use
 
 
 def _plan_file(
     infos: list[_RankInfo],
     writers: list[int],
     me: int,
-    my_sources: list[_Source] | None,
+    my_sources: list[StoredBytes] | None,
     *,
     blocked: bool,
     metadata: Any,
@@ -536,7 +518,7 @@ def _plan_file(
 
     With ``blocked``, blocks are parts of global arrays stored as blocks;
     otherwise (subfiles) each block is an ordinary array ``blocks/<rank>/<name>``.
-    Each writer's items are planned on their own with :func:`ndckpt._plan.plan`,
+    Each writer's items are planned on their own with :func:`ndckpt.container.plan.plan`,
     so that every frame holds the bytes of one rank only; frames follow in
     writer order, and parts refer to the file's arrays (sorted by path).
     """
@@ -575,7 +557,7 @@ def _plan_file(
     owner: list[int] = []
     local: list[FrameSpec] = []
     local_ids: list[int] = []
-    sources: list[_Source] = []
+    sources: list[StoredBytes] = []
     for w, (r, (pseudo, dest, styles)) in enumerate(zip(writers, per_rank, strict=True)):
         order, rframes = plan(pseudo, styles, frame_bytes, _RAW_FRAME_BYTES)
         for f in rframes:
@@ -638,13 +620,13 @@ def _write_file(
     """
     me = comm.Get_rank()
     frames = fp.head.frames
-    encoded: dict[int, _Encoded] = {}
+    encoded: dict[int, EncodedFrame] = {}
     err: BaseException | None = None
     try:  # 1. LZ4 frames are compressed first: their stored sizes decide every later offset
         lz4_local = [k for k, f in enumerate(fp.local) if f.style == FrameStyle.LZ4]
 
         def enc(k: int) -> None:
-            encoded[k] = _encode(fp.local[k], fp.local_ids[k], fp.sources)
+            encoded[k] = encode_frame(fp.local[k], fp.local_ids[k], fp.sources)
 
         run_all(enc, lz4_local, threads)
     except Exception as e:
@@ -701,7 +683,7 @@ def _write_file(
                 finally:
                     _release({k: done})
                 continue
-            src, gathered = _frame_input(f, fp.sources)
+            src, gathered = frame_input(f, fp.sources)
             try:
                 hashes[fi] = _lz4.xxh64(src)
                 _write_at(fh, offsets[fi], src)
@@ -741,7 +723,7 @@ def _write_file(
                 _files.keep_mode_of(path, tmp)
                 os.replace(tmp, path)
                 committed = True
-                _fsync_dir(path.parent)
+                _files.fsync_dir(path.parent)
             except OSError as e:
                 err = CheckptIOError(e.errno, f"rename to {str(path)!r} failed: {e.strerror}")
                 errs = [(wr[0], _to_err(err))]
@@ -753,7 +735,7 @@ def _write_file(
         _raise_agreed(errs, err, "save")
 
 
-def _release(encoded: dict[int, _Encoded]) -> None:
+def _release(encoded: dict[int, EncodedFrame]) -> None:
     for e in encoded.values():
         for b in e.hold:
             Staging.put(b)
@@ -822,7 +804,7 @@ def save(
     timeout = float(timeout)
     err: BaseException | None = None
     info: _RankInfo | None = None
-    sources: list[_Source] = []
+    sources: list[StoredBytes] = []
     th = 1
     try:
         th = resolve_threads(threads)
@@ -850,7 +832,7 @@ def save(
 
 
 def _save_subfiled(
-    comm: MPI.Intracomm, infos: list[_RankInfo], sources: list[_Source], path: Path, threads: int, timeout: float
+    comm: MPI.Intracomm, infos: list[_RankInfo], sources: list[StoredBytes], path: Path, threads: int, timeout: float
 ) -> None:
     rank, size = comm.Get_rank(), comm.Get_size()
     lead = infos[0]
@@ -939,7 +921,7 @@ def _flat_out(out: Any) -> dict[str, Any]:
     return flat
 
 
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in sorted(flat):
         parts = name.split("/")
@@ -1015,7 +997,7 @@ def _load_local(rank: int, size: int, source: Any, select: Any, out: Any) -> dic
         if unknown:
             raise InvalidArgumentError(f"out: {unknown} are not among the arrays this rank loads")
         res = {name: reader.read(stored, out=outs.get(name), region=region) for name, (stored, region) in want.items()}
-    return _nest(res)
+    return nest(res)
 
 
 def _load_subfiled(rank: int, size: int, path: Path, desc: Any, select: Any, outs: dict[str, Any]) -> dict[str, Any]:
@@ -1061,7 +1043,7 @@ def _load_subfiled(rank: int, size: int, path: Path, desc: Any, select: Any, out
                 res[name] = reader(rank_file[_rank_of(stored)]).read(stored, out=outs.get(name), region=region)
                 continue
             dtype, shape, blocks = glob[name]
-            box = _normalise_region(region if region is not None else (), shape, name)
+            box = normalise_region(region if region is not None else (), shape, name)
             rshape = tuple(hi - lo for lo, hi in box)
             dst = outs.get(name)
             if dst is None:
@@ -1081,7 +1063,7 @@ def _load_subfiled(rank: int, size: int, path: Path, desc: Any, select: Any, out
     finally:
         for rd in readers.values():
             rd.close()
-    return _nest(res)
+    return nest(res)
 
 
 def load(

@@ -240,10 +240,11 @@ def save_bytes(arrays: Any, *, style: Any = "raw", frame_bytes: int = 1 << 16, m
     format: readers take frame sizes from the head."""
 
     from ndckpt._backend import StreamSink
-    from ndckpt.api import _prepare, _write_checkpoint
+    from ndckpt.container.plan import prepare
+    from ndckpt.container.write import write_checkpoint
 
     buf = io.BytesIO()
-    _write_checkpoint(StreamSink(buf, 1 << 20), _prepare(arrays, style, metadata, frame_bytes), 1, None)
+    write_checkpoint(StreamSink(buf, 1 << 20), prepare(arrays, style, metadata, frame_bytes), 1, None)
     return buf.getvalue()
 
 

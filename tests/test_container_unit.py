@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ndckpt
-from ndckpt import api
-from ndckpt._plan import plan
+from ndckpt._backend import StreamSink
+from ndckpt.container.plan import plan, prepare, prepare_specs
+from ndckpt.container.write import write_checkpoint
 from ndckpt.container import ArraySpec, FrameSpec, Head, Part, check_blocks, frame_offsets
 from ndckpt.errors import FormatError, InvalidArgumentError
 from ndckpt.format import FrameStyle
@@ -92,9 +93,9 @@ def _blocked_file(g: np.ndarray[Any, Any], cuts: list[int], style: FrameStyle, f
         or [np.empty(0, np.uint8)]
     )
     spec = ArraySpec(("g",), g.dtype, g.shape, "C", blocks)
-    prep = api.prepare_specs([spec], [stored], [style], [], None, frame_bytes, frame_bytes)
+    prep = prepare_specs([spec], [stored], [style], [], None, frame_bytes, frame_bytes)
     f = io.BytesIO()
-    api._write_checkpoint(api.StreamSink(f, 1 << 20), prep, 2, None)
+    write_checkpoint(StreamSink(f, 1 << 20), prep, 2, None)
     return f.getvalue()
 
 
@@ -118,7 +119,7 @@ def test_region_reads_equal_numpy_slicing(case: Any, style: FrameStyle, data: An
     plain = np.asfortranarray(g) if fortran else g
     for frame_bytes in (65536, 1 << 20):
         f = io.BytesIO()
-        api._write_checkpoint(api.StreamSink(f, 1 << 20), api._prepare({"g": plain}, style, None, frame_bytes), 1, None)
+        write_checkpoint(StreamSink(f, 1 << 20), prepare({"g": plain}, style, None, frame_bytes), 1, None)
         with ndckpt.open(f.getvalue()) as r:
             got = r.read("g", region=region)
             np.testing.assert_array_equal(got, g[region])

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ndckpt
-from ndckpt.api import _COW_MIN
+from ndckpt.container.read import COW_MIN
 from ndckpt.errors import InvalidArgumentError
 from ndckpt.manager import CheckpointManager
 
@@ -59,7 +59,7 @@ def states(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, str]]:
         if kind == "small":
             a: Any = rng.standard_normal(draw(st.integers(1, 500)))
         elif kind == "big":
-            a = rng.integers(0, 7, (_COW_MIN // 8) + draw(st.integers(0, 5000)), dtype=np.int64)
+            a = rng.integers(0, 7, (COW_MIN // 8) + draw(st.integers(0, 5000)), dtype=np.int64)
         elif kind == "empty":
             a = np.zeros((0, 4), np.float32)
         elif kind == "zero_d":
@@ -114,7 +114,7 @@ def test_cow_round_trip(tmp_path_factory: pytest.TempPathFactory, state: Any, ve
         assert same(o[k], v), k
         assert same(flat(ro)[k], v), k
     assert ndckpt.verify(p) is None
-    big = [k for k, v in want.items() if isinstance(v, np.ndarray) and v.nbytes >= _COW_MIN and k not in style]
+    big = [k for k, v in want.items() if isinstance(v, np.ndarray) and v.nbytes >= COW_MIN and k not in style]
     for k in big:  # large RAW arrays are zero-copy until written
         assert backed_by_map(o[k]), k
 
@@ -122,7 +122,7 @@ def test_cow_round_trip(tmp_path_factory: pytest.TempPathFactory, state: Any, ve
 def test_cow_views_are_private_mappings(tmp_path: Path) -> None:
     """A large RAW array is a writable view of a map; LZ4 and small loads are new arrays."""
     p = tmp_path / "s.ndckpt"
-    big = np.arange(_COW_MIN // 8 * 2, dtype=np.float64)
+    big = np.arange(COW_MIN // 8 * 2, dtype=np.float64)
     ndckpt.save(p, {"big": big, "z": np.arange(100.0)}, style={"z": "lz4"})
     d = ndckpt.load(p, mmap="c")
     assert backed_by_map(d["big"])
@@ -145,7 +145,7 @@ def test_cow_views_are_private_mappings(tmp_path: Path) -> None:
 
 
 def test_cow_small_load_copies(tmp_path: Path) -> None:
-    """Under _COW_MIN bytes a "c" load copies (no mapping, no fd held): still writable and private."""
+    """Under COW_MIN bytes a "c" load copies (no mapping, no fd held): still writable and private."""
     p = tmp_path / "s.ndckpt"
     ndckpt.save(p, {"a": np.arange(10), "b": np.ones((3, 3))})
     before = sha(p)
@@ -161,7 +161,7 @@ def test_reader_cow(tmp_path: Path) -> None:
     """Each Reader call maps privately: writes to one call's arrays are invisible to the next,
     verify=True still checks the file's bytes (not the written pages), and regions are writable."""
     p = tmp_path / "s.ndckpt"
-    big = np.arange(_COW_MIN // 4, dtype=np.int64).reshape(-1, 64)
+    big = np.arange(COW_MIN // 4, dtype=np.int64).reshape(-1, 64)
     small = np.arange(50, dtype=np.int32)
     ndckpt.save(p, {"big": big, "small": small, "z": np.zeros(1000)}, style={"z": "lz4"})
     before = sha(p)
@@ -196,7 +196,7 @@ def test_reader_cow(tmp_path: Path) -> None:
 def test_cow_from_buffer_copies(tmp_path: Path) -> None:
     """From an in-memory buffer "c" copies: the caller's bytes are never written."""
     p = tmp_path / "s.ndckpt"
-    ndckpt.save(p, {"big": np.arange(_COW_MIN // 8 * 2, dtype=np.float64)})
+    ndckpt.save(p, {"big": np.arange(COW_MIN // 8 * 2, dtype=np.float64)})
     buf = bytearray(p.read_bytes())
     before = bytes(buf)
     d = ndckpt.load(buf, mmap="c")
@@ -208,7 +208,7 @@ def test_cow_from_buffer_copies(tmp_path: Path) -> None:
 
 
 def test_restore_cow(tmp_path: Path) -> None:
-    big = np.arange(_COW_MIN // 8 * 2, dtype=np.float64)
+    big = np.arange(COW_MIN // 8 * 2, dtype=np.float64)
     with CheckpointManager(tmp_path / "ck") as m:
         m.save(1, {"u": big, "n": np.int64(3)})
         m.wait()
@@ -241,7 +241,7 @@ def test_bad_mmap_values_refused_before_opening(tmp_path: Path, bad: Any) -> Non
 @pytest.mark.parametrize("good", [True, "r", "c", False])
 def test_every_mode_loads(tmp_path: Path, good: Any) -> None:
     p = tmp_path / "s.ndckpt"
-    state = {"a": np.arange(_COW_MIN // 4, dtype=np.int32), "v": 2.5}
+    state = {"a": np.arange(COW_MIN // 4, dtype=np.int32), "v": 2.5}
     ndckpt.save(p, state)
     d = ndckpt.load(p, mmap=good)
     assert same(d["a"], state["a"])

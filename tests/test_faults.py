@@ -52,9 +52,10 @@ def same(got: dict[str, Any], want: dict[str, Any] = STATE) -> bool:
 def _save(target: Any, style: str) -> None:
     """Save STATE with the small frames of REF (so bytes can be compared with it)."""
     from ndckpt._backend import StreamSink
-    from ndckpt.api import _prepare, _write_checkpoint
+    from ndckpt.container.plan import prepare
+    from ndckpt.container.write import write_checkpoint
 
-    _write_checkpoint(StreamSink(target, 1 << 20), _prepare(STATE, STYLES[style], None, 1 << 18), 2, None)
+    write_checkpoint(StreamSink(target, 1 << 20), prepare(STATE, STYLES[style], None, 1 << 18), 2, None)
 
 
 # ----------------------------------------------------------------------------------------------

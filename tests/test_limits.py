@@ -230,13 +230,13 @@ def test_dtype_depth_edge(tmp_path: Path) -> None:
 
 
 def test_too_many_fields(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(container, "DTYPE_FIELDS_MAX", 3)
+    monkeypatch.setattr(container.dtype, "DTYPE_FIELDS_MAX", 3)
     dt = np.dtype([(f"f{i}", "u1") for i in range(4)])
     with pytest.raises(InvalidArgumentError, match="fields"):
         ndckpt.save(tmp_path / "x.ndckpt", {"r": np.zeros(1, dt)})
-    monkeypatch.setattr(container, "DTYPE_FIELDS_MAX", 1 << 16)
+    monkeypatch.setattr(container.dtype, "DTYPE_FIELDS_MAX", 1 << 16)
     data = save_bytes({"r": np.zeros(1, dt)})
-    monkeypatch.setattr(container, "DTYPE_FIELDS_MAX", 3)
+    monkeypatch.setattr(container.dtype, "DTYPE_FIELDS_MAX", 3)
     assert_refused(data, tmp_path, "fields")
 
 
@@ -268,15 +268,15 @@ def test_metadata_depth_edge(tmp_path: Path) -> None:
 def test_array_count_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = {f"a{i}": np.zeros(0) for i in range(5)}
     data = save_bytes(state)
-    monkeypatch.setattr(container, "ARRAYS_MAX", 4)
+    monkeypatch.setattr(container.head, "ARRAYS_MAX", 4)
     assert_refused(data, tmp_path, "limit of 4")
-    import ndckpt.api
+    import ndckpt.container.plan
 
-    monkeypatch.setattr(ndckpt.api, "ARRAYS_MAX", 4)
+    monkeypatch.setattr(ndckpt.container.plan, "ARRAYS_MAX", 4)
     with pytest.raises(InvalidArgumentError, match="limit is 4"):
         ndckpt.save(tmp_path / "n.ndckpt", state)
-    monkeypatch.setattr(container, "ARRAYS_MAX", 5)
-    monkeypatch.setattr(ndckpt.api, "ARRAYS_MAX", 5)
+    monkeypatch.setattr(container.head, "ARRAYS_MAX", 5)
+    monkeypatch.setattr(ndckpt.container.plan, "ARRAYS_MAX", 5)
     ndckpt.save(tmp_path / "n.ndckpt", state)
     assert len(ndckpt.load(tmp_path / "n.ndckpt")) == 5
 
@@ -350,7 +350,7 @@ def test_block_check_agrees_with_brute_force(tmp_path: Path, cuts: list[int], se
     for (r0, c0), (h, w) in blocks:
         paint[r0 : r0 + h, c0 : c0 + w] += 1
     exact = bool((paint == 1).all())
-    import ndckpt.container as c
+    import ndckpt.container.head as c
 
     old = c.BLOCKS_ANY_MAX
     try:
@@ -418,7 +418,7 @@ def test_open_stays_within_the_documented_memory_bound(tmp_path: Path, name: str
 def test_memory_error_while_reading_is_an_io_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    import ndckpt.api
+    import ndckpt.container.read
 
     p = tmp_path / "z.ndckpt"
     ndckpt.save(p, {"x": np.arange(1000)}, style="lz4")
@@ -426,7 +426,7 @@ def test_memory_error_while_reading_is_an_io_error(tmp_path: Path, monkeypatch: 
     def no_memory(n: int) -> Any:
         raise MemoryError
 
-    monkeypatch.setattr(ndckpt.api, "aligned_empty", no_memory)
+    monkeypatch.setattr(ndckpt.container.read, "aligned_empty", no_memory)
     with pytest.raises(ndckpt.CheckptIOError) as ei:
         ndckpt.load(p)
     assert ei.value.errno == errno.ENOMEM

@@ -1,4 +1,4 @@
-"""Loads of many arrays (at least ``_MANY``) take a numpy path that sorts arrays into mapped
+"""Loads of many arrays (at least ``MANY_ARRAYS``) take a numpy path that sorts arrays into mapped
 views, views of packed frames and the rest; loads of a few take the per-array path. Both must
 return the same arrays, honour ``out=``, and check what ``verify`` asks for."""
 
@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ndckpt
-from ndckpt.api import _MANY
+from ndckpt.container.layout import MANY_ARRAYS
 from ndckpt.errors import FormatError
 
 
 @st.composite
 def states(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, str]]:
-    n = draw(st.integers(_MANY, _MANY + 40))
+    n = draw(st.integers(MANY_ARRAYS, MANY_ARRAYS + 40))
     rng = np.random.default_rng(draw(st.integers(0, 9)))
     arrays: dict[str, Any] = {"g": {}}
     style: dict[str, str] = {}
@@ -92,7 +92,7 @@ def test_many_arrays_load_like_one_at_a_time(
 
 
 def test_verify_true_checks_mapped_arrays_of_a_large_head() -> None:
-    arrays = {f"a{i:03d}": np.arange(i, i + 100, dtype=np.float64) for i in range(_MANY * 2)}
+    arrays = {f"a{i:03d}": np.arange(i, i + 100, dtype=np.float64) for i in range(MANY_ARRAYS * 2)}
     f = io.BytesIO()
     ndckpt.save(f, arrays)
     data = bytearray(f.getvalue())

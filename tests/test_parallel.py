@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from strategies import assert_same_array, assert_same_tree
 
 import ndckpt
-import ndckpt.api
+import ndckpt.container.write
 from ndckpt import CompressionError, FormatError
 
 MiB = 1 << 20
@@ -173,7 +173,7 @@ def test_raw_checksum_failure_in_a_worker(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("no_thread_left")
 def test_encoder_error_in_a_worker_aborts_the_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An error while a worker compresses frame 2 propagates; the target keeps its old content."""
-    real = ndckpt.api._encode
+    real = ndckpt.container.write.encode_frame
     seen: list[str] = []
 
     def failing(f: Any, fi: int, sources: Any) -> Any:
@@ -182,7 +182,7 @@ def test_encoder_error_in_a_worker_aborts_the_save(tmp_path: Path, monkeypatch: 
             raise CompressionError(f"frame {fi}: injected failure")
         return real(f, fi, sources)
 
-    monkeypatch.setattr(ndckpt.api, "_encode", failing)
+    monkeypatch.setattr(ndckpt.container.write, "encode_frame", failing)
     path = tmp_path / "s.ndckpt"
     path.write_bytes(b"previous")
     arrays = {"big": _content("runs", 5 * FRAME, 6)}

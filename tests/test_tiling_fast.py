@@ -16,8 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ndckpt._backend import StreamSink
-from ndckpt.api import _prepare, _write_checkpoint
-from ndckpt.container import SUPERBLOCK, ArraySpec, FrameSpec, Head, Part, _tiling_ok_fast
+from ndckpt.container import SUPERBLOCK, ArraySpec, FrameSpec, Head, Part
+from ndckpt.container.head import _tiling_ok_fast
+from ndckpt.container.plan import prepare
+from ndckpt.container.write import write_checkpoint
 from ndckpt.errors import FormatError
 from ndckpt.format import FrameStyle
 
@@ -33,7 +35,7 @@ def _head(n: int, seed: int, deep: bool) -> Head:
             arrays[f"a{i:04d}"] = a
     style = {f"a{i:04d}": "lz4" for i in range(0, n, 3) if not (deep and i % 4 == 0)}
     buf = io.BytesIO()
-    _write_checkpoint(StreamSink(buf, 1 << 20), _prepare(arrays, style, None, 1 << 16), 1, None)
+    write_checkpoint(StreamSink(buf, 1 << 20), prepare(arrays, style, None, 1 << 16), 1, None)
     data = buf.getvalue()
     hn = SUPERBLOCK.unpack_from(data, 0)[3]
     return Head.from_json(data[SUPERBLOCK.size : SUPERBLOCK.size + hn])

@@ -34,7 +34,7 @@ from strategies import (
 
 import ndckpt
 from ndckpt import CheckpointManager, FormatError, InvalidArgumentError, UnsupportedError
-from ndckpt._values import decode, encode
+from ndckpt.container.values import decode, encode
 from ndckpt.container import SUPERBLOCK, VALUE_DEPTH_MAX
 
 # ----------------------------------------------------------------------------------------------
@@ -464,9 +464,9 @@ def test_cli_info_extract_and_convert_with_values(capsys: pytest.CaptureFixture[
 
 
 def test_a_head_beyond_the_readers_limit_is_refused_at_save(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ndckpt import api
+    from ndckpt.container import plan
 
-    monkeypatch.setattr(api, "HEAD_MAX", 4096)
+    monkeypatch.setattr(plan, "HEAD_MAX", 4096)
     save_bytes({"b": b"x" * 2000})  # fits
     with pytest.raises(InvalidArgumentError, match=r"the head would be \d+ bytes, more than the 4096-byte limit"):
         save_bytes({"b": b"x" * 4000})

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import ndckpt
-import ndckpt.api
+import ndckpt.container.read
 from ndckpt import _lz4, cli
 from ndckpt.container import (
     END_MAGIC,
@@ -179,7 +179,7 @@ def test_every_reader_returns_the_saved_arrays(
                 same(part, v[lo:hi], f"region out= {k}")
         # Frames above _SPLIT are read in pieces by several threads, then checked: make every
         # frame big enough for that path.
-        with mock.patch.object(ndckpt.api, "_SPLIT", 4096):
+        with mock.patch.object(ndckpt.container.read, "_SPLIT", 4096):
             outs = {k: np.empty_like(v) for k, v in arrays.items()}
             got = flat(ndckpt.load(data, threads=2, out=nest(outs)))
             for k, v in arrays.items():
@@ -283,7 +283,7 @@ def test_damaged_verbatim_data_never_loads_by_default(which: int, at: float, bit
                 others = [n for n in DAMAGE_ARRAYS if n not in _names_in(which)]
                 for name in others:  # frames that are intact still read
                     same(r.get(name), DAMAGE_ARRAYS[name], name)
-        with mock.patch.object(ndckpt.api, "_SPLIT", 4096), pytest.raises(FormatError, match="checksum"):
+        with mock.patch.object(ndckpt.container.read, "_SPLIT", 4096), pytest.raises(FormatError, match="checksum"):
             ndckpt.load(data, threads=2)
         for v in (lambda: ndckpt.verify(path), lambda: ndckpt.verify(Unseekable(data))):
             with pytest.raises(FormatError, match="checksum"):

@@ -24,11 +24,12 @@ CHILD = """
 import os, sys, warnings
 import numpy as np
 import ndckpt
-from ndckpt import api, errors
+from ndckpt import errors
+from ndckpt.container import read
 from ndckpt.manager import CheckpointManager
 
 path, how = sys.argv[1], sys.argv[2]
-real_run_all = api.run_all
+real_run_all = read.run_all
 state = {{"cut": False}}
 
 def run_all(fn, items, threads):
@@ -37,7 +38,7 @@ def run_all(fn, items, threads):
         os.truncate(path, {keep})  # the head and first pages stay; the frames' data is gone
     return real_run_all(fn, items, threads)
 
-api.run_all = run_all
+read.run_all = run_all
 try:
     if how == "verify":
         ndckpt.verify(path)

@@ -47,7 +47,7 @@ import numpy as np
 from .. import api as _api
 from .._argtypes import positive_int
 from .._progress import format_bytes
-from ..api import flat_names
+from ..container.plan import flat_names
 from ..errors import CheckptError
 from ..manager import CheckpointManager
 from .model import GrayScott, StateTree

@@ -134,14 +134,14 @@ def main(directory: str) -> None:
     nm._write_at = real_write  # type: ignore[assignment]
 
     # A rank raising while compressing (LZ4 frames are encoded before anything is written).
-    real_encode = nm._encode
+    real_encode = nm.encode_frame
 
     def bad_encode(*args: object) -> object:
         raise errors.CompressionError("LZ4 failed (injected)")
 
-    nm._encode = bad_encode if rank == 2 else real_encode  # type: ignore[assignment]
+    nm.encode_frame = bad_encode if rank == 2 else real_encode  # type: ignore[assignment]
     scenario("encode-fails", errors.CompressionError, "rank 2: ", path, style="lz4")(good())
-    nm._encode = real_encode  # type: ignore[assignment]
+    nm.encode_frame = real_encode  # type: ignore[assignment]
 
     # The rename (rank 0) failing: every rank learns it.
     real_replace = os.replace

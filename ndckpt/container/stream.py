@@ -22,38 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from . import _lz4, _platform
-from .api import (
-    Where,
-    _check_frame_sizes,
-    _check_out,
-    _decode_lz4,
-    _flatten_out,
-    _Layout,
-    _mv,
-    _nest,
-    _new_array,
-    _parse_superblock,
-    _scatter_blocks,
-    _text,
-    _verify_hash,
-)
-from .container import (
-    END_MAGIC,
-    INDEX_DTYPE,
-    RAW_ALIGN,
-    RECORD,
-    STORED_RAW,
-    SUPERBLOCK,
-    TRAILER,
-    VERSION,
-    Head,
-    align_up,
-)
-from .engine import DEFAULT_RBUF_SIZE, Restore
-from .errors import CheckptError, CheckptIOError, FormatError
-from .format import FrameStyle
-from .parallel import Progress, ProgressCallback, aligned_empty
+from .. import _lz4, _platform
+from .._memory import buffer_view
+from ..engine import DEFAULT_RBUF_SIZE, Restore
+from ..errors import CheckptError, CheckptIOError, FormatError
+from ..format import FrameStyle
+from ..parallel import Progress, ProgressCallback, aligned_empty
+from .head import Head
+from .layout import Layout, check_frame_sizes, parse_superblock
+from .read import Where, check_out, decode_lz4, flatten_out, nest, new_array, scatter_blocks, verify_hash, where_text
+from .spec import END_MAGIC, INDEX_DTYPE, RAW_ALIGN, RECORD, STORED_RAW, SUPERBLOCK, TRAILER, VERSION, align_up
 
 __all__ = ["load_stream"]
 
@@ -69,8 +47,8 @@ def _read(rs: Restore, buf: Any, what: Where) -> None:
         rs.frame_close()
     except CheckptError as e:
         if isinstance(e, OSError) and e.errno is not None:  # keep the errno (ENOSPC, EIO, ...)
-            raise type(e)(e.errno, f"{_text(what)}: {e.strerror}") from e
-        raise type(e)(f"{_text(what)}: {e}") from e
+            raise type(e)(e.errno, f"{where_text(what)}: {e.strerror}") from e
+        raise type(e)(f"{where_text(what)}: {e}") from e
 
 
 class _Scratch:
@@ -131,7 +109,7 @@ class _Dest:
         except (OSError, MemoryError) as e:
             raise CheckptIOError(errno.ENOMEM, f"cannot allocate {cap} bytes for an array: {e}") from e
         if cap >= 1 << 22 and hasattr(mmap, "MADV_HUGEPAGE"):
-            self.map.madvise(mmap.MADV_HUGEPAGE)  # fresh 4 KiB pages cost ~10x here
+            self.map.madvise(mmap.MADV_HUGEPAGE)  # fewer page faults while a large array arrives
         self.cap = cap
 
     def array(self, spec: Any) -> np.ndarray[Any, Any]:
@@ -164,22 +142,22 @@ def load_stream(
     base = rs.offset
     sb = bytearray(SUPERBLOCK.size)
     _read(rs, sb, "superblock")
-    hn, hx = _parse_superblock(sb)
+    hn, hx = parse_superblock(sb)
     scratch = _Scratch()
     head_raw = scratch.read(rs, hn, f"head at offset {SUPERBLOCK.size}")
     if _lz4.xxh64(head_raw) != hx:
         raise FormatError(f"head at offset {SUPERBLOCK.size}: checksum mismatch")
-    head = Head.from_json(_mv(head_raw))
+    head = Head.from_json(buffer_view(head_raw))
     if check_head is not None:
         check_head(head)
     nfr = len(head.frames)
-    layout = _Layout(head, [0] * nfr, [0] * nfr, [0] * nfr)
-    outs = _flatten_out(out, layout)
+    layout = Layout(head, [0] * nfr, [0] * nfr, [0] * nfr)
+    outs = flatten_out(out, layout)
     arrays: dict[int, np.ndarray[Any, Any]] = {}
     dest: dict[int, _Dest] = {}
     for ai, spec in enumerate(head.arrays):
         if ai in outs:
-            dest[ai], arrays[ai] = _Dest(spec.nbytes, _check_out(spec, outs[ai])), outs[ai]
+            dest[ai], arrays[ai] = _Dest(spec.nbytes, check_out(spec, outs[ai])), outs[ai]
         elif spec.nbytes == 0:
             # not np.empty: it turns a big-endian generic timedelta (">m8") native
             arrays[ai] = np.ndarray(spec.shape, spec.dtype, order=spec.order)  # type: ignore[call-overload,arg-type,unused-ignore]
@@ -192,7 +170,7 @@ def load_stream(
             rec = bytearray(RECORD.size)
             _read(rs, rec, f"{where}: record")
             stored, x = RECORD.unpack(rec)
-            _check_frame_sizes(head, fi, stored)
+            check_frame_sizes(head, fi, stored)
             pos += RECORD.size
             if stored & STORED_RAW:  # stored verbatim: a pad, then the frame as RAW, checked as LZ4
                 pos += _skip_pad(rs, scratch, pos, f"{where}: padding", check_pads)
@@ -208,7 +186,7 @@ def load_stream(
                 where = functools.partial(layout.where, fi)  # with the data offset and the arrays' names
                 data = scratch.read(rs, stored, where)
                 if verify is not False:
-                    _verify_hash(_mv(data), x, where)
+                    verify_hash(buffer_view(data), x, where)
                 hashes.append(x)
                 _place(head, fi, fr, data, dest, arrays, where, lz4=True)
         else:
@@ -255,10 +233,10 @@ def load_stream(
                 stored = stored.copy()  # the blocks' bytes were read into the caller's array itself
                 glob = outs[ai]
             else:
-                glob = _new_array(spec)[0]  # exact dtype (np.empty turns '>m8' into '<m8')
-            _scatter_blocks(spec, stored, glob)
+                glob = new_array(spec)[0]  # exact dtype (np.empty turns '>m8' into '<m8')
+            scatter_blocks(spec, stored, glob)
             arrays[ai] = glob
-    return _nest(head, arrays)
+    return nest(head, arrays)
 
 
 def _skip_pad(rs: Restore, scratch: _Scratch, pos: int, where: str, check_pads: bool) -> int:
@@ -274,7 +252,7 @@ def _skip_pad(rs: Restore, scratch: _Scratch, pos: int, where: str, check_pads: 
 def _read_plain(
     rs: Restore,
     scratch: _Scratch,
-    layout: _Layout,
+    layout: Layout,
     fi: int,
     dest: dict[int, _Dest],
     arrays: dict[int, np.ndarray[Any, Any]],
@@ -322,11 +300,11 @@ def _place(
     if lz4 and len(fr.parts) == 1 and p0.at == 0 and p0.nbytes == fr.nbytes:
         # The frame's size was checked against its stored bytes, which have arrived.
         d = dest.setdefault(p0.array, _Dest(head.arrays[p0.array].nbytes))
-        _decode_lz4(_mv(data), d.view(p0.start, p0.nbytes), where)
+        decode_lz4(buffer_view(data), d.view(p0.start, p0.nbytes), where)
         return
     if lz4:
         plain = aligned_empty(fr.nbytes)
-        _decode_lz4(_mv(data), plain, where)
+        decode_lz4(buffer_view(data), plain, where)
     else:
         plain = data
     for p in fr.parts:

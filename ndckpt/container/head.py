@@ -1,52 +1,11 @@
-"""The ndckpt container format, version 2: layout constants, codecs and strict validation.
+"""The head of an ndckpt file: ArraySpec, FrameSpec, Head, and strict validation of the head's JSON.
 
-Concepts
---------
-An ndckpt file is a sequence of fd_checkpt frames (see :mod:`ndckpt.format`)
-that describes itself. Every structure below is one fd_checkpt frame holding
-exactly one buffer; all integers are little-endian; offsets count from the
-file's first byte. ``docs/format.md`` is the normative, byte-by-byte spec;
-this module implements it and the two must change together.
-
-::
-
-    superblock   RAW  32 B   magic "\\x93NDCKPT\\n", u32 version=2, u32 flags=0,
-                             u64 head_nbytes, u64 XXH64(head)
-    head         RAW         canonical JSON: arrays (columns), frames (plan), groups, metadata
-    for each frame i of the plan, in order:
-      [LZ4]  record  RAW 16 B  u64 stored_nbytes (bit 63: stored uncompressed), u64 XXH64(stored bytes)
-      [LZ4, bit 63 set] pad    zero bytes up to the next multiple of 4096
-      [RAW]  pad     RAW       zero bytes up to the next multiple of 4096
-      data frame     RAW|LZ4   one buffer of the frame's ``nbytes`` uncompressed bytes
-                               (an LZ4 frame whose record has bit 63 set is a RAW frame:
-                               LZ4 did not shrink it by 1/32, so it is stored verbatim)
-    index        RAW  24 B x nframes: u64 offset, u64 stored_nbytes, u64 XXH64
-    trailer      RAW  48 B   u64 index_offset, u64 nframes, u64 XXH64(index),
-                             u64 file_nbytes, u32 version=2, u32 flags=0, magic "NDCKEND\\n"
-
-Why this shape:
-
-- The writer never seeks: the plan (what goes where, uncompressed) is known
-  before any data is written; only stored sizes and checksums are not, and
-  they follow the data (LZ4 records are written after compressing a frame and
-  before emitting it). Bytes to a pipe equal bytes to a file.
-- A reader from a pipe needs one sequential pass: the head says how to decode
-  every frame, LZ4 records give each frame's stored size and checksum before
-  its bytes, and pads follow from the current offset.
-- A reader with a file reads the superblock, head, trailer and index and then
-  goes straight to any frame (partial and parallel restore).
-- Every RAW data frame starts at a multiple of 4096 and a RAW array's frames
-  are contiguous (frames split arrays at multiples of 4096), so a mapped RAW
-  array is one page-aligned, zero-copy view.
-- Each LZ4 data frame is encoded as by a *fresh* fd_checkpt writer, so frame
-  bytes never depend on which thread wrote them or what it wrote before.
-- A frame that LZ4 does not shrink by at least 1/32 is stored verbatim instead
-  (as the LZ4 frame format and blosc2 do for incompressible blocks): it then
-  loads at copy speed, page-aligned, instead of through the decoder. The choice
-  depends only on the frame's bytes, and the record says which was made.
-- XXH64 (seed 0) of the stored bytes: 10.5 GB/s here, against 4.3 GB/s for
-  zlib.crc32 (both measured in one run on 256 MiB), and verifiable without
-  decompressing.
+The head (docs/format.md §2.2) lists every array (path, dtype, shape, order,
+blocks), the frame plan (style, size and parts of each frame), empty groups,
+Python-value leaves and metadata. :meth:`Head.from_json` accepts only what a
+writer produces and raises FormatError for anything else, within the memory and
+time bounds of §4.1; the tiling and block checks here are shared by readers and
+by writers that describe arrays themselves (:mod:`ndckpt.mpi`).
 """
 
 from __future__ import annotations
@@ -55,228 +14,41 @@ import itertools
 import json
 import math
 import operator
-import re
-import struct
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 import numpy as np
 
-from .errors import FormatError, InvalidArgumentError, UnsupportedError
-from .format import FrameStyle, chunk_csz_max
+from ..errors import FormatError, UnsupportedError
+from ..format import FrameStyle, chunk_csz_max
+from .dtype import decode_dtype, encode_dtype
+from .spec import (
+    ARRAYS_MAX,
+    BLOCK_GRID_PER_BLOCK,
+    BLOCKS_ANY_MAX,
+    FEATURES,
+    FRAME_MAX,
+    METADATA_DEPTH_MAX,
+    NAME_MAX,
+    NDIM_MAX,
+    PATH_DEPTH_MAX,
+)
+from .values import decode
 
 __all__ = [
-    "END_MAGIC",
-    "INDEX_DTYPE",
-    "MAGIC",
-    "PART_ALIGN",
-    "RAW_ALIGN",
-    "RECORD",
-    "STORED_RAW",
-    "SUPERBLOCK",
-    "TRAILER",
-    "VERSION",
     "ArraySpec",
+    "Block",
     "FrameSpec",
     "Head",
     "Part",
     "PartTable",
-    "decode_dtype",
-    "encode_dtype",
+    "block_offsets",
+    "check_blocks",
+    "check_leaf_paths",
+    "check_name",
     "json_depth",
+    "stored_bound",
 ]
-
-MAGIC: Final = b"\x93NDCKPT\n"
-END_MAGIC: Final = b"NDCKEND\n"
-VERSION: Final = 2
-#: magic, version, flags, head_nbytes, head_xxh64
-SUPERBLOCK: Final = struct.Struct("<8sIIQQ")
-#: index_offset, nframes, index_xxh64, file_nbytes, version, flags, end magic
-TRAILER: Final = struct.Struct("<QQQQII8s")
-#: stored_nbytes, xxh64 -- written before every LZ4 data frame
-RECORD: Final = struct.Struct("<QQ")
-#: Bit of a record's (and the index's) stored_nbytes that marks an LZ4 frame stored verbatim.
-STORED_RAW: Final = 1 << 63
-#: An LZ4 frame is stored verbatim when compression saves less than nbytes >> this.
-RAW_FALLBACK_SHIFT: Final = 5
-INDEX_DTYPE: Final = np.dtype([("offset", "<u8"), ("stored", "<u8"), ("xxh64", "<u8")])
-#: RAW data frames start at multiples of this (page size: aligned copies ran ~3x faster here).
-RAW_ALIGN: Final = 4096
-#: Arrays packed together in one frame start at multiples of this within the frame.
-PART_ALIGN: Final = 64
-#: Readers refuse heads larger than this (a hostile size must not drive an allocation).
-HEAD_MAX: Final = 1 << 28
-#: Largest uncompressed frame a reader accepts.
-FRAME_MAX: Final = 1 << 32
-# Limits (format §4.1). Writers refuse what exceeds them (InvalidArgumentError), readers refuse
-# it (FormatError) before building anything whose size the limit bounds.
-#: Deepest nesting of lists, tuples and dicts inside one Python-value leaf (format §2.2.1) and
-#: inside ``metadata``: bounded stack, no cycles.
-VALUE_DEPTH_MAX: Final = 64
-METADATA_DEPTH_MAX: Final = VALUE_DEPTH_MAX
-#: Most components of an array's, group's or value's path.
-PATH_DEPTH_MAX: Final = 64
-#: Longest path component, in bytes of UTF-8 (valid Unicode: no lone surrogates).
-NAME_MAX: Final = 255
-#: Most dimensions of an array, counting those of a sub-array dtype (numpy's own limit).
-NDIM_MAX: Final = 64
-#: Deepest nesting of structured and sub-array dtypes, and most fields of one structured dtype.
-DTYPE_DEPTH_MAX: Final = 32
-DTYPE_FIELDS_MAX: Final = 1 << 16
-#: Most arrays (plus values and groups) one file may list.
-ARRAYS_MAX: Final = 1 << 20
-#: An array with more blocks than this must tile its shape so that the grid of all its blocks'
-#: boundaries has at most BLOCK_GRID_PER_BLOCK cells per block (any MPI block decomposition does);
-#: fewer blocks may tile it in any way.
-BLOCKS_ANY_MAX: Final = 1024
-BLOCK_GRID_PER_BLOCK: Final = 16
-#: Bound on what opening a file may cost beyond the file's own mapping (format §4.1): for a head
-#: of h bytes, at most OPEN_MEM_PER_HEAD_BYTE * h + OPEN_MEM_FIXED bytes of memory, O(h log h) time.
-OPEN_MEM_PER_HEAD_BYTE: Final = 64
-OPEN_MEM_FIXED: Final = 48 << 20
-#: Optional head features this reader implements (format §5): a head's "features" list may name
-#: only these, and names exactly the optional keys it uses.
-FEATURES: Final = frozenset({"values"})
-
-assert (SUPERBLOCK.size, TRAILER.size, RECORD.size, INDEX_DTYPE.itemsize) == (32, 48, 16, 24)
-
-
-def align_up(n: int, a: int) -> int:
-    """Smallest multiple of ``a`` that is >= ``n``."""
-    return -(-n // a) * a
-
-
-def stored_raw(f_nbytes: int, lz4_nbytes: int) -> bool:
-    """Whether an LZ4 frame of ``f_nbytes`` bytes that compressed to ``lz4_nbytes`` is stored verbatim.
-
-    LZ4 must save at least 1/32 of the frame: below that the file is at most
-    ~3% larger, and the frame loads at copy speed instead of through the
-    decoder (smooth float64 fields and random bytes grow under LZ4).
-    """
-    return lz4_nbytes > f_nbytes - (f_nbytes >> RAW_FALLBACK_SHIFT)
-
-
-def lz4_decoded_max(stored: int) -> int:
-    """Upper bound on the uncompressed size an LZ4 frame of ``stored`` bytes can decode to."""
-    # Each chunk costs at least 4 stored bytes (3 header + 1 block) and yields at most 64 KiB;
-    # an LZ4 block expands at most ~255x.
-    return min(255 * stored + 65536, (stored // 4) * 65536)
-
-
-# --------------------------------------------------------------------------------------------
-# dtypes: a JSON form that round-trips every numpy dtype without Python objects
-# --------------------------------------------------------------------------------------------
-
-
-def encode_dtype(dt: np.dtype[Any], *, what: str = "array", _depth: int = 0) -> Any:
-    """JSON form of a dtype: ``dt.str`` for plain dtypes, objects for structured and subarray ones.
-
-    Raises InvalidArgumentError (naming ``what``) for dtypes holding Python objects
-    and for dtypes beyond the limits readers enforce (DTYPE_DEPTH_MAX, DTYPE_FIELDS_MAX).
-    """
-    if dt.names is None and dt.subdtype is None and not dt.hasobject and dt.itemsize:
-        return dt.str
-    if _depth >= DTYPE_DEPTH_MAX:
-        raise InvalidArgumentError(f"{what}: dtype nested deeper than the limit of {DTYPE_DEPTH_MAX}")
-    if dt.names is not None and len(dt.names) > DTYPE_FIELDS_MAX:
-        raise InvalidArgumentError(f"{what}: dtype of {len(dt.names)} fields, more than {DTYPE_FIELDS_MAX}")
-    if dt.hasobject:
-        raise InvalidArgumentError(f"{what}: dtype {dt} holds Python objects, which ndckpt does not store")
-    if dt.subdtype is not None:
-        base, shape = dt.subdtype
-        return {"base": encode_dtype(base, what=what, _depth=_depth + 1), "shape": list(shape)}
-    if dt.names is not None:
-        fields = dt.fields
-        assert fields is not None
-        out: dict[str, Any] = {
-            "names": list(dt.names),
-            "formats": [encode_dtype(fields[n][0], what=what, _depth=_depth + 1) for n in dt.names],
-            "offsets": [int(fields[n][1]) for n in dt.names],
-            "itemsize": dt.itemsize,
-        }
-        titles = [fields[n][2] if len(fields[n]) > 2 else None for n in dt.names]  # type: ignore[misc]
-        if any(t is not None for t in titles):
-            if not all(t is None or isinstance(t, str) for t in titles):
-                raise InvalidArgumentError(f"{what}: dtype {dt} has non-string field titles")
-            out["titles"] = titles
-        if dt.isalignedstruct:
-            out["aligned"] = True
-        return out
-    if dt.kind == "V" and dt.itemsize == 0:
-        raise InvalidArgumentError(f"{what}: zero-size void dtype {dt} is not supported")
-    return dt.str
-
-
-#: The form of ``dtype.str`` for plain dtypes: byte order, kind (no "O"), size, datetime unit.
-_DTYPE_STR: Final = re.compile(r"[<>|][biufcmMSUV][0-9]+(\[[0-9]*[a-zA-Z]+\])?")
-
-
-def decode_dtype(obj: Any, *, what: str = "array", _depth: int = 0) -> np.dtype[Any]:
-    """Inverse of :func:`encode_dtype`; raises FormatError for anything it did not produce.
-
-    Nesting deeper than DTYPE_DEPTH_MAX, more than DTYPE_FIELDS_MAX fields, titles
-    that are not strings and an "aligned" that is not a boolean are refused too.
-    """
-    if _depth >= DTYPE_DEPTH_MAX and not isinstance(obj, str):  # (as encode_dtype counts)
-        raise FormatError(f"{what}: bad dtype: nested deeper than the limit of {DTYPE_DEPTH_MAX}")
-    try:
-        if isinstance(obj, str):
-            if not _DTYPE_STR.fullmatch(obj):  # numpy's own parser raises SyntaxError and warns
-                raise ValueError(f"bad dtype string {obj!r}")
-            dt = np.dtype(obj)
-        elif isinstance(obj, dict) and set(obj) == {"base", "shape"}:
-            shape = obj["shape"]
-            if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
-                raise ValueError("bad subarray shape")
-            if len(shape) > NDIM_MAX:
-                raise ValueError(f"sub-array of {len(shape)} dimensions, more than the limit of {NDIM_MAX}")
-            dt = np.dtype((decode_dtype(obj["base"], what=what, _depth=_depth + 1), tuple(shape)))
-        elif isinstance(obj, dict) and {"names", "formats", "offsets", "itemsize"} <= set(obj) <= {
-            "names",
-            "formats",
-            "offsets",
-            "itemsize",
-            "titles",
-            "aligned",
-        }:
-            names, formats, offsets = obj["names"], obj["formats"], obj["offsets"]
-            if type(names) is not list or type(formats) is not list or type(offsets) is not list:
-                raise ValueError("names, formats and offsets must be lists")
-            if not len(names) == len(formats) == len(offsets):
-                raise ValueError("names, formats and offsets of different lengths")
-            if len(names) > DTYPE_FIELDS_MAX:
-                raise ValueError(f"{len(names)} fields, more than the limit of {DTYPE_FIELDS_MAX}")
-            if not all(type(n) is str for n in names):
-                raise ValueError("field names must be strings")
-            if not all(type(o) is int and o >= 0 for o in offsets) or type(obj["itemsize"]) is not int:
-                raise ValueError("bad field offsets or itemsize")
-            spec: dict[str, Any] = {
-                "names": names,
-                "formats": [decode_dtype(f, what=what, _depth=_depth + 1) for f in formats],
-                "offsets": offsets,
-                "itemsize": obj["itemsize"],
-            }
-            if "titles" in obj:
-                titles = obj["titles"]
-                if type(titles) is not list or len(titles) != len(names):
-                    raise ValueError("titles must be a list with one entry per field")
-                if not all(t is None or type(t) is str for t in titles):
-                    raise ValueError("field titles must be strings or null")
-                spec["titles"] = titles
-            aligned = obj.get("aligned", False)
-            if type(aligned) is not bool:
-                raise ValueError(f'"aligned" must be true or false, got {aligned!r}')
-            dt = np.dtype(spec, align=aligned)  # type: ignore[call-overload]
-        else:
-            raise ValueError(f"unrecognised dtype description {obj!r}")
-    except FormatError:
-        raise
-    except (TypeError, ValueError, KeyError, OverflowError, MemoryError, RecursionError) as e:
-        # (numpy: itemsize >= 2**63 overflows; any failure to build the dtype is the file's)
-        raise FormatError(f"{what}: bad dtype: {type(e).__name__}: {e}") from None
-    if dt.hasobject:
-        raise FormatError(f"{what}: dtype {dt} holds Python objects")
-    return dt
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,7 +122,7 @@ class Head:
     groups: list[tuple[str, ...]]
     metadata: Any
     #: Python-value leaves (format §2.2.1): (path, encoded JSON form), sorted by path. Decoded by
-    #: :func:`ndckpt._values.decode`; empty in files without the "values" feature.
+    #: :func:`ndckpt.container.values.decode`; empty in files without the "values" feature.
     values: list[tuple[tuple[str, ...], Any]] = field(default_factory=list)
     _table: PartTable | None = field(default=None, init=False, repr=False, compare=False)
     _names: list[str] | None = field(default=None, init=False, repr=False, compare=False)
@@ -358,8 +130,6 @@ class Head:
     def decoded_values(self) -> list[tuple[tuple[str, ...], Any]]:
         """The value leaves decoded to Python values: new objects on every call (callers may mutate
         them). Raises FormatError for an encoding the writer cannot have produced."""
-        from ._values import decode
-
         return [(p, decode(v, f"value {'/'.join(p)!r}")) for p, v in self.values]
 
     def names(self) -> list[str]:
@@ -544,7 +314,7 @@ def _parse_features(doc: Any) -> tuple[str, ...]:
 def _parse_values(v: Any) -> list[tuple[tuple[str, ...], Any]]:
     """The head's "values" (format §2.2.1): [path, encoding] pairs, paths strictly increasing.
 
-    Only the structure is checked here; :func:`ndckpt._values.decode` checks the encodings.
+    Only the structure is checked here; :func:`ndckpt.container.values.decode` checks the encodings.
     """
     out: list[tuple[tuple[str, ...], Any]] = []
     entries = _list(v, "head.values")
@@ -911,27 +681,6 @@ def _parse_frame(i: int, f: Any, narrays: int) -> FrameSpec:
     it = iter(flat)
     parts = list(map(tuple.__new__, itertools.repeat(Part), zip(it, it, it, it, strict=True)))
     return FrameSpec(FrameStyle.RAW if style == 1 else FrameStyle.LZ4, nbytes, parts)
-
-
-def frame_offsets(head_end: int, frames: list[FrameSpec], stored: list[int]) -> tuple[list[int], int]:
-    """Offsets of the data frames, and of the index, for frames with these stored sizes (format §2).
-
-    ``head_end`` is the offset just past the head; ``stored`` holds the index's
-    values (bit 63 marks an LZ4 frame stored verbatim). LZ4 frames follow their
-    16-byte record; RAW frames, and LZ4 frames stored verbatim, then follow a
-    zero pad to the next multiple of 4096.
-    """
-    pos, offs = head_end, []
-    for f, n in zip(frames, stored, strict=True):
-        if f.style == FrameStyle.LZ4:
-            pos += RECORD.size
-            if n & STORED_RAW:
-                pos = align_up(pos, RAW_ALIGN)
-        else:
-            pos = align_up(pos, RAW_ALIGN)
-        offs.append(pos)
-        pos += n & ~STORED_RAW
-    return offs, pos
 
 
 def stored_bound(f: FrameSpec) -> int:

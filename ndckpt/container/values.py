@@ -24,8 +24,9 @@ from typing import Any, Final
 
 import numpy as np
 
-from .container import VALUE_DEPTH_MAX, decode_dtype, encode_dtype
-from .errors import FormatError, InvalidArgumentError
+from ..errors import FormatError, InvalidArgumentError
+from .dtype import decode_dtype, encode_dtype
+from .spec import VALUE_DEPTH_MAX
 
 __all__ = ["decode", "encode", "is_value", "json_metadata", "type_name"]
 

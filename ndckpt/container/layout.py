@@ -1,0 +1,277 @@
+"""Bytes in, a validated layout out: THE validator of a file's physical layout.
+
+:func:`parse_layout` checks a whole file held in memory (a mapping or a buffer) as
+``docs/format.md`` §2-§3 says: superblock, head, trailer, index, every record and pad
+position and every frame's stored size, raising FormatError naming the offset for anything
+else. What it returns, a :class:`Layout`, is what every reader reads through: frame offsets,
+stored sizes, checksums and where each array's bytes are (:class:`ArrayLocation`). The
+stream reader (:mod:`.stream`) builds a Layout frame by frame with the same checks
+(:func:`parse_superblock`, :func:`check_frame_sizes`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _lz4
+from ..errors import FormatError
+from ..format import FrameStyle
+from .head import FrameSpec, Head, Part, stored_bound
+from .spec import (
+    END_MAGIC,
+    HEAD_MAX,
+    INDEX_DTYPE,
+    MAGIC,
+    RAW_ALIGN,
+    RECORD,
+    STORED_RAW,
+    SUPERBLOCK,
+    TRAILER,
+    VERSION,
+    align_up,
+    lz4_decoded_max,
+)
+
+__all__ = [
+    "MANY_ARRAYS",
+    "ArrayLocation",
+    "Layout",
+    "check_frame_sizes",
+    "frame_offsets",
+    "parse_layout",
+    "parse_superblock",
+]
+
+#: Loads of at least this many arrays sort them with numpy (:class:`ndckpt.container.read.Loader`); for fewer, the
+#: per-array path is cheaper (numpy's per-call overhead would dominate a one-array read).
+MANY_ARRAYS = 64
+
+
+class ArrayLocation:
+    """Where an array's stored bytes are: its (frame index, part) pairs in order, and their style."""
+
+    __slots__ = ("file_start", "parts", "style")
+
+    def __init__(self, parts: list[tuple[int, Part]], style: FrameStyle) -> None:
+        self.parts = parts
+        self.style = style
+        self.file_start: int | None = None  # offset of its first byte when its parts are contiguous
+
+    @property
+    def frames(self) -> list[int]:
+        return [fi for fi, _ in self.parts]
+
+
+def _contiguous_start(parts: list[tuple[int, Part]], offsets: list[int]) -> int | None:
+    """File offset of an array's first byte if its parts follow each other in the file, else None."""
+    pos: int | None = None
+    start: int | None = None
+    for fi, p in parts:
+        off = offsets[fi] + p.at
+        if pos is None:
+            start = off
+        elif off != pos:
+            return None
+        pos = off + p.nbytes
+    return start
+
+
+class Layout:
+    """A validated file: head, frame offsets/sizes/checksums, and where every array lives."""
+
+    def __init__(self, head: Head, offsets: list[int], stored: list[int], xxh: list[int]) -> None:
+        """``stored`` holds the index's values: bit 63 marks an LZ4 frame stored verbatim."""
+        self.head = head
+        self.offsets, self.xxh = offsets, xxh
+        self.stored, self.verbatim = [0] * len(stored), [False] * len(stored)
+        for fi, n in enumerate(stored):
+            self.set_stored(fi, n)
+        self._locs: list[ArrayLocation] | None = None
+        self._some: dict[int, ArrayLocation] = {}  # built one at a time by loc()
+        self._by_array: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], list[int]] | None = None
+        self.by_name = dict(zip(head.names(), range(len(head.arrays)), strict=True))
+        #: Python-value leaves: flat name -> index into head.values.
+        self.value_names = {"/".join(p): i for i, (p, _) in enumerate(head.values)}
+
+    @property
+    def locs(self) -> list[ArrayLocation]:
+        """Every array's location, built on first use (after the offsets are known).
+
+        Whole loads of many small arrays do not need them (see
+        :meth:`ndckpt.container.read.Loader.load`), so they are not built eagerly.
+        """
+        if self._locs is None:
+            # Per part, not per array. (All of an array's frames have one style: Head checked
+            # it.) Arrays of zero bytes share one empty location.
+            empty = ArrayLocation([], FrameStyle.RAW)
+            locs: list[ArrayLocation] = [empty] * len(self.head.arrays)
+            for fi, f in enumerate(self.head.frames):
+                style = f.style
+                for p in f.parts:
+                    loc = locs[p[0]]
+                    if loc is empty:
+                        locs[p[0]] = ArrayLocation([(fi, p)], style)
+                    else:
+                        loc.parts.append((fi, p))
+            self._locs = locs
+            self._place()
+        return self._locs
+
+    def loc(self, ai: int) -> ArrayLocation:
+        """Array ``ai``'s location, without building every array's (see :attr:`locs`)."""
+        if self._locs is not None or len(self.head.arrays) < MANY_ARRAYS:  # (small heads: build them all)
+            return self.locs[ai]
+        got = self._some.get(ai)
+        if got is None:
+            t = self.head.part_table()
+            if self._by_array is None:
+                order = np.argsort(t.array, kind="stable")
+                bounds = np.searchsorted(t.array[order], np.arange(len(self.head.arrays) + 1))
+                self._by_array = (order, bounds, np.cumsum([0, *t.per_frame]).tolist())
+            order, bounds, first = self._by_array
+            frames = self.head.frames
+            parts = []
+            for k in order[bounds[ai] : bounds[ai + 1]].tolist():
+                fi = int(t.frame[k])
+                parts.append((fi, frames[fi].parts[k - first[fi]]))
+            got = self._some[ai] = ArrayLocation(parts, frames[parts[0][0]].style if parts else FrameStyle.RAW)
+            got.file_start = _contiguous_start(got.parts, self.offsets)
+        return got
+
+    def set_stored(self, fi: int, n: int) -> None:
+        """Record frame ``fi``'s stored_nbytes as found in its record or index entry."""
+        raw = bool(n & STORED_RAW)
+        self.stored[fi] = n & ~STORED_RAW
+        self.verbatim[fi] = raw or self.head.frames[fi].style == FrameStyle.RAW
+
+    def index_value(self, fi: int) -> int:
+        """Frame ``fi``'s stored_nbytes as written in its record and the index."""
+        raw_lz4 = self.verbatim[fi] and self.head.frames[fi].style == FrameStyle.LZ4
+        return self.stored[fi] | STORED_RAW if raw_lz4 else self.stored[fi]
+
+    def _place(self) -> None:
+        """Compute file_start for arrays whose parts are contiguous in the file (needs offsets)."""
+        offsets = self.offsets
+        assert self._locs is not None
+        for loc in self._locs:
+            parts = loc.parts
+            if len(parts) == 1:  # the common case: one part, trivially contiguous
+                fi, p = parts[0]
+                loc.file_start = offsets[fi] + p[3]
+            elif parts:
+                loc.file_start = _contiguous_start(parts, offsets)
+
+    def index_of(self, name: Any) -> int:
+        key = "/".join(name) if isinstance(name, tuple) else name
+        if not isinstance(key, str) or key not in self.by_name:
+            raise KeyError(f"no array named {name!r} in this checkpoint")
+        return self.by_name[key]
+
+    def where(self, fi: int) -> str:
+        names = sorted({self.head.arrays[p.array].name for p in self.head.frames[fi].parts})
+        shown = ", ".join(repr(n) for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        return f"frame {fi} at offset {self.offsets[fi]} (array {shown})"
+
+
+def check_frame_sizes(head: Head, fi: int, stored: int) -> None:
+    """Check a record's or index entry's stored_nbytes (bit 63 included) against the head."""
+    f = head.frames[fi]
+    if f.style == FrameStyle.RAW and stored != f.nbytes:
+        flag = " (with the stored-verbatim bit, which only LZ4 frames may have)" if stored & STORED_RAW else ""
+        raise FormatError(f"frame {fi}: RAW frame stores {stored & ~STORED_RAW} bytes{flag}, the head says {f.nbytes}")
+    if f.style == FrameStyle.LZ4:
+        if stored & STORED_RAW:
+            if stored & ~STORED_RAW != f.nbytes:
+                n = stored & ~STORED_RAW
+                raise FormatError(f"frame {fi}: LZ4 frame stored verbatim in {n} bytes, the head says {f.nbytes}")
+        elif not (stored <= stored_bound(f) and f.nbytes <= lz4_decoded_max(stored)):
+            raise FormatError(f"frame {fi}: LZ4 frame of {f.nbytes} bytes cannot be stored in {stored} bytes")
+
+
+def parse_superblock(sb: bytes | bytearray | memoryview) -> tuple[int, int]:
+    magic, version, flags, hn, hx = SUPERBLOCK.unpack(sb)
+    if magic != MAGIC:
+        raise FormatError("not an ndckpt file: bad magic at offset 0")
+    if version != VERSION:
+        # Refused before anything else is read; a newer version is a reason to upgrade, not corruption.
+        hint = "; upgrade ndckpt to read it" if version > VERSION else ""
+        raise FormatError(f"unsupported ndckpt format version {version} (this ndckpt reads version {VERSION}){hint}")
+    if flags:
+        raise FormatError(f"superblock: unknown flags {flags:#x}")
+    if hn > HEAD_MAX:
+        raise FormatError(f"superblock: head of {hn} bytes exceeds the {HEAD_MAX}-byte limit")
+    return hn, hx
+
+
+def parse_layout(region: memoryview) -> Layout:
+    size = region.nbytes
+    if size < SUPERBLOCK.size + TRAILER.size:
+        raise FormatError(f"not an ndckpt file: {size} bytes is too small")
+    hn, hx = parse_superblock(region[: SUPERBLOCK.size])
+    head_end = SUPERBLOCK.size + hn
+    if head_end > size - TRAILER.size:
+        raise FormatError(f"superblock: head of {hn} bytes runs past the end of the {size}-byte file")
+    head_raw = region[SUPERBLOCK.size : head_end]
+    if _lz4.xxh64(head_raw) != hx:
+        raise FormatError(f"head at offset {SUPERBLOCK.size}: checksum mismatch")
+    head = Head.from_json(head_raw)
+    io, nframes, ix, total, version, flags, end_magic = TRAILER.unpack(region[size - TRAILER.size :])
+    if end_magic != END_MAGIC:
+        raise FormatError(f"trailer at offset {size - TRAILER.size}: bad end magic (truncated or not an ndckpt file)")
+    if version != VERSION or flags:
+        raise FormatError(f"trailer: version {version} / flags {flags:#x} do not match the superblock")
+    if total != size:
+        raise FormatError(f"trailer: file should be {total} bytes, it is {size}")
+    if nframes != len(head.frames) or io + nframes * INDEX_DTYPE.itemsize != size - TRAILER.size or io < head_end:
+        raise FormatError(f"trailer: index of {nframes} frames at offset {io} does not fit the file")
+    ib = region[io : io + nframes * INDEX_DTYPE.itemsize]
+    if _lz4.xxh64(ib) != ix:
+        raise FormatError(f"index at offset {io}: checksum mismatch")
+    idx = np.frombuffer(ib, INDEX_DTYPE)
+    offsets, stored, xxh = idx["offset"].tolist(), idx["stored"].tolist(), idx["xxh64"].tolist()
+    pos = head_end
+    for fi, f in enumerate(head.frames):
+        if f.style == FrameStyle.LZ4:
+            if pos + RECORD.size > io:
+                raise FormatError(f"frame {fi}: record at offset {pos} runs past the index")
+            rs, rx = RECORD.unpack(region[pos : pos + RECORD.size])
+            if (rs, rx) != (stored[fi], xxh[fi]):
+                raise FormatError(f"frame {fi}: record at offset {pos} disagrees with the index")
+            pos += RECORD.size
+            if rs & STORED_RAW:
+                pos = align_up(pos, RAW_ALIGN)
+        else:
+            pos = align_up(pos, RAW_ALIGN)
+        if offsets[fi] != pos:
+            raise FormatError(f"frame {fi}: index says offset {offsets[fi]}, the layout gives {pos}")
+        check_frame_sizes(head, fi, stored[fi])
+        pos += stored[fi] & ~STORED_RAW
+        if pos > io:
+            n = stored[fi] & ~STORED_RAW
+            raise FormatError(f"frame {fi} at offset {offsets[fi]}: {n} bytes run past the index")
+    if pos != io:
+        raise FormatError(f"{io - pos} unexplained bytes before the index at offset {io}")
+    return Layout(head, offsets, stored, xxh)
+
+
+def frame_offsets(head_end: int, frames: list[FrameSpec], stored: list[int]) -> tuple[list[int], int]:
+    """Offsets of the data frames, and of the index, for frames with these stored sizes (format §2).
+
+    ``head_end`` is the offset just past the head; ``stored`` holds the index's
+    values (bit 63 marks an LZ4 frame stored verbatim). LZ4 frames follow their
+    16-byte record; RAW frames, and LZ4 frames stored verbatim, then follow a
+    zero pad to the next multiple of 4096.
+    """
+    pos, offs = head_end, []
+    for f, n in zip(frames, stored, strict=True):
+        if f.style == FrameStyle.LZ4:
+            pos += RECORD.size
+            if n & STORED_RAW:
+                pos = align_up(pos, RAW_ALIGN)
+        else:
+            pos = align_up(pos, RAW_ALIGN)
+        offs.append(pos)
+        pos += n & ~STORED_RAW
+    return offs, pos
