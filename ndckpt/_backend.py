@@ -64,7 +64,7 @@ def as_bytes(obj: Any, *, writable: bool, what: str) -> memoryview:
     return mv
 
 
-def _addr(mv: memoryview) -> int:
+def buffer_address(mv: memoryview) -> int:
     """Address of the first byte of a contiguous memoryview (0 when empty).
 
     Writable buffers go through ``ctypes.c_char.from_buffer`` (about 0.3 us);
@@ -78,7 +78,7 @@ def _addr(mv: memoryview) -> int:
     return int(np.frombuffer(mv, dtype=np.uint8).ctypes.data)
 
 
-def _aligned_buffer(n: int) -> tuple[np.ndarray[Any, np.dtype[np.uint8]], int]:
+def aligned_buffer(n: int) -> tuple[np.ndarray[Any, np.dtype[np.uint8]], int]:
     """A page-aligned uint8 array of n bytes and its address (4K aliasing costs 3x here)."""
     raw = np.empty(n + 4096, dtype=np.uint8)
     base = int(raw.ctypes.data)
@@ -118,7 +118,7 @@ class StreamSink:
     def __init__(self, f: Any, wbuf_size: int) -> None:
         self._fd: int | None = f if isinstance(f, int) else None
         self._f = None if isinstance(f, int) else f
-        self._buf, self._base = _aligned_buffer(wbuf_size)
+        self._buf, self._base = aligned_buffer(wbuf_size)
         self._mv = self._buf.data
         self._cap = wbuf_size
         self._used = 0
@@ -184,7 +184,7 @@ class MmioSink:
 
     def __init__(self, region: Any) -> None:
         self._mv = as_bytes(region, writable=True, what="Checkpt.mmio region")
-        self._base = _addr(self._mv)
+        self._base = buffer_address(self._mv)
         self.size = self._mv.nbytes
         self.offset = 0
 
@@ -195,7 +195,7 @@ class MmioSink:
                 f"mmio region too small: {n} bytes at offset {self.offset} do not fit in {self.size}"
             )
         if n >= DIRECT_MIN:
-            _memmove(self._base + self.offset, _addr(mv), n)  # releases the GIL
+            _memmove(self._base + self.offset, buffer_address(mv), n)  # releases the GIL
         else:
             self._mv[self.offset : self.offset + n] = mv
         self.offset += n
@@ -225,7 +225,7 @@ class StreamSource:
     def __init__(self, f: Any, rbuf_size: int) -> None:
         self._fd: int | None = f if isinstance(f, int) else None
         self._f = None if isinstance(f, int) else f
-        self._buf, self._base = _aligned_buffer(rbuf_size)
+        self._buf, self._base = aligned_buffer(rbuf_size)
         self._mv = self._buf.data
         self._cap = rbuf_size
         self._lo = 0  # first unconsumed byte in the buffer
@@ -369,7 +369,7 @@ class MmioSource:
 
     def __init__(self, region: Any) -> None:
         mv = as_bytes(region, writable=False, what="Restore.mmio region")
-        self._base = _addr(mv)  # before toreadonly(): writable buffers take the fast path
+        self._base = buffer_address(mv)  # before toreadonly(): writable buffers take the fast path
         self.mv = mv if mv.readonly else mv.toreadonly()
         self.size: int | None = self.mv.nbytes
         self.seekable = True
@@ -406,7 +406,7 @@ class MmioSource:
                 f"but the region ends at {self.mv.nbytes}"
             )
         if n >= DIRECT_MIN:
-            _memmove(_addr(mv) if addr is None else addr, self._base + self.offset, n)  # no GIL
+            _memmove(buffer_address(mv) if addr is None else addr, self._base + self.offset, n)  # no GIL
         else:
             mv[:] = self.mv[self.offset : self.offset + n]
         self.offset += n

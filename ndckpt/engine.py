@@ -44,9 +44,9 @@ from ._backend import (
     Source,
     StreamSink,
     StreamSource,
-    _addr,
-    _aligned_buffer,
+    aligned_buffer,
     as_bytes,
+    buffer_address,
 )
 from .errors import (
     CheckptError,
@@ -254,7 +254,7 @@ class Checkpt(_Object):
             if st == _LZ4:
                 if self._lz4 is None:
                     self._lz4 = _lz4.LZ4Stream()
-                    self._ring, self._ring_addr = _aligned_buffer(GBUF_SZ)
+                    self._ring, self._ring_addr = aligned_buffer(GBUF_SZ)
                     self._ring_mv = memoryview(self._ring)
                 self._lz4.reset_fast()
                 self._cursor = 0
@@ -340,7 +340,7 @@ class Checkpt(_Object):
         assert ring_mv is not None
         compress, handle, a_src, a_dst = stream.compress_fn, stream.handle, stream.src, stream.dst
         window, commit_chunk = sink.window, sink.commit_chunk
-        src = _addr(mv) if n > _SMALL_COPY else 0
+        src = buffer_address(mv) if n > _SMALL_COPY else 0
         cur = self._cursor
         pos, chunk = 0, 0
         while pos < n:
@@ -485,7 +485,7 @@ class Restore(_Object):
             st = self._open_style(style, "frame_open")
             if st == _LZ4 and self._hist is None:
                 self._dec = _lz4.Decoder()
-                self._hist, self._hist_addr = _aligned_buffer(_HIST_SZ)
+                self._hist, self._hist_addr = aligned_buffer(_HIST_SZ)
                 self._hist_mv = self._hist.data
         except BaseException as e:
             self._fail(e)
@@ -580,7 +580,7 @@ class Restore(_Object):
             return
         # Several chunks: decode straight into ``mv``; after the first chunk the
         # history is the previous 64 KiB of ``mv`` itself (liblz4's prefix path).
-        dst, consume, block = _addr(mv), self._src.consume, self._src.block
+        dst, consume, block = buffer_address(mv), self._src.consume, self._src.block
         pos, chunk = 0, 0
         while pos < n:
             usz = n - pos if n - pos < CHUNK_USZ_MAX else CHUNK_USZ_MAX

@@ -503,9 +503,9 @@ class CheckpointManager:
             The directory cannot be listed.
         """
         if self._comm is not None:
-            from .mpi import DEFAULT_TIMEOUT, _root_call
+            from .mpi import DEFAULT_TIMEOUT, root_call
 
-            return _root_call(self._comm, self._scan, DEFAULT_TIMEOUT, "CheckpointManager.steps")
+            return root_call(self._comm, self._scan, DEFAULT_TIMEOUT, "CheckpointManager.steps")
         return self._scan()
 
     def _scan(self) -> list[int]:
@@ -614,9 +614,9 @@ class CheckpointManager:
         signals = self._signals_seen
         preempt = signals > self._signals_saved
         if self._comm is not None:  # collective: a signal on any rank makes every rank save this step
-            from .mpi import _agree_save
+            from .mpi import agree_save
 
-            preempt, force = _agree_save(self._comm, s, preempt, force)
+            preempt, force = agree_save(self._comm, s, preempt, force)
         if not (force or preempt or s % self._every == 0):
             return False
         if not self._async or preempt:
@@ -687,12 +687,12 @@ class CheckpointManager:
         if self._keep is None:
             return
         if self._comm is not None:  # rank 0 deletes; every rank learns how it went
-            from .mpi import DEFAULT_TIMEOUT, _root_call
+            from .mpi import DEFAULT_TIMEOUT, root_call
 
             def rotate() -> None:
                 self._rotate_listed(just_written, self._scan())
 
-            _root_call(self._comm, rotate, DEFAULT_TIMEOUT, "CheckpointManager rotation")
+            root_call(self._comm, rotate, DEFAULT_TIMEOUT, "CheckpointManager rotation")
             return
         self._rotate_listed(just_written, self.steps())
 

@@ -297,7 +297,7 @@ def _agree(comm: MPI.Intracomm, local: BaseException | None, timeout: float, wha
         _raise_agreed(errs, local, op)
 
 
-def _root_call(comm: MPI.Intracomm, fn: Callable[[], T], timeout: float, what: str) -> T:
+def root_call(comm: MPI.Intracomm, fn: Callable[[], T], timeout: float, what: str) -> T:
     """Run ``fn`` on rank 0 only and return its result (or raise its error) on every rank."""
     if comm.Get_rank() == 0:
         try:
@@ -886,7 +886,7 @@ def _save_subfiled(
     errs = [e for g in got for e in g]
     if not errs:
         try:
-            _root_call(comm, write_index, timeout, "save: index")
+            root_call(comm, write_index, timeout, "save: index")
             return
         except CheckptError as e:
             err = err or e
@@ -1126,7 +1126,7 @@ def load(
 # ----------------------------------------------------------------------------------------------
 
 
-def _agree_save(
+def agree_save(
     comm: MPI.Intracomm, step: int, preempt: bool, force: bool, timeout: float = DEFAULT_TIMEOUT
 ) -> tuple[bool, bool]:
     """For ``CheckpointManager.save``: whether any rank has a pending preemption signal, and whether

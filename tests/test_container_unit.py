@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 import ndckpt
 from ndckpt._backend import StreamSink
+from ndckpt.container import ArraySpec, FrameSpec, Head, Part, check_blocks, frame_offsets
 from ndckpt.container.plan import plan, prepare, prepare_specs
 from ndckpt.container.write import write_checkpoint
-from ndckpt.container import ArraySpec, FrameSpec, Head, Part, check_blocks, frame_offsets
 from ndckpt.errors import FormatError, InvalidArgumentError
 from ndckpt.format import FrameStyle
 

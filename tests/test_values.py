@@ -34,8 +34,8 @@ from strategies import (
 
 import ndckpt
 from ndckpt import CheckpointManager, FormatError, InvalidArgumentError, UnsupportedError
-from ndckpt.container.values import decode, encode
 from ndckpt.container import SUPERBLOCK, VALUE_DEPTH_MAX
+from ndckpt.container.values import decode, encode
 
 # ----------------------------------------------------------------------------------------------
 # Strategies
