@@ -35,9 +35,9 @@ def main(directory: str, op: str) -> None:
         nm.load(comm, path, timeout=2)
     else:
         mgr = CheckpointManager(directory)
-        from ndckpt.mpi import _agree_save
+        from ndckpt.mpi import agree_save
 
-        _agree_save(comm, 5, False, False, timeout=2)
+        agree_save(comm, 5, False, False, timeout=2)
         del mgr
     report(what="not aborted", rank=rank)
 
