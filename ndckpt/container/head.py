@@ -140,7 +140,7 @@ class Head:
 
     def part_table(self) -> PartTable:
         """The parts as numpy columns, built once (validation and readers work on whole columns:
-        a head may list 20,000 small arrays). The head must not change afterwards."""
+        a head may list tens of thousands of arrays). The head must not change afterwards."""
         if self._table is None:
             chain = itertools.chain.from_iterable
             flat = np.array(list(chain(chain(f.parts for f in self.frames))), dtype=np.int64).reshape(-1, 4)
@@ -155,7 +155,7 @@ class Head:
         Equal to ``json.dumps(doc, sort_keys=True, separators=(",", ":"),
         ensure_ascii=True)`` of :meth:`doc` (``_to_json_reference``, checked by
         the tests); the columns are encoded one at a time by the C encoder
-        because heads of 20,000 small arrays are built on every save.
+        because heads of many small arrays are built on every save.
         """
         doc = self.doc()
         arrays, frames = doc.pop("arrays"), doc.pop("frames")
@@ -517,7 +517,7 @@ _DTYPES: dict[str, np.dtype[Any]] = {}  # decoded dtype strings (a head often re
 def _parse_arrays(obj: Any) -> list[ArraySpec]:
     """The arrays of a head (format §2.2: one column per field), validated.
 
-    A head may list 20,000 small arrays and every open parses it, so each
+    A head may list tens of thousands of arrays and every open parses it, so each
     column is checked at once with C-level builtins (``set(map(type, ...))``,
     ``min``/``max`` over all dimensions); only when a check fails does a loop
     find the first bad entry, to name it.

@@ -209,7 +209,7 @@ def flat_names(tree: Mapping[str, Any]) -> dict[str, Any]:
 
 def as_array(path: tuple[str, ...], v: Any, checked: set[np.dtype[Any]] | None = None) -> np.ndarray[Any, Any]:
     """``v`` as an ndarray, or InvalidArgumentError naming the array. ``checked``: dtypes known good."""
-    ma = sys.modules.get("numpy.ma")  # not imported: nothing can be a masked array (importing costs 14 ms)
+    ma = sys.modules.get("numpy.ma")  # not imported: nothing can be a masked array (never import it)
     if ma is not None and isinstance(v, ma.MaskedArray):
         raise InvalidArgumentError(f"array {'/'.join(path)!r}: masked arrays are not stored (the mask would be lost)")
     if isinstance(v, np.ndarray):
@@ -259,6 +259,7 @@ class StridedBytes:
         dst[:] = block[lo : lo + dst.nbytes]
 
 
+#: An array's stored bytes: a flat uint8 view of a contiguous array, or a StridedBytes.
 StoredBytes = np.ndarray[Any, np.dtype[np.uint8]] | StridedBytes
 
 
@@ -333,7 +334,7 @@ def parse_style_arg(v: Any, what: str) -> FrameStyle:
 
 
 def check_metadata(metadata: Any) -> Any:
-    """``metadata`` as plain JSON data: any JSON value, numpy scalars converted (see _values.json_metadata)."""
+    """``metadata`` as plain JSON data: any JSON value, numpy scalars converted (see :func:`.values.json_metadata`)."""
     if isinstance(metadata, Mapping) and not isinstance(metadata, dict):
         metadata = dict(metadata)
     return json_metadata(metadata)
@@ -341,6 +342,12 @@ def check_metadata(metadata: Any) -> Any:
 
 @dataclass
 class Prepared:
+    """A checkpoint ready to be written: its head, the head's JSON, and every array's stored bytes.
+
+    ``sources[i]`` holds the stored bytes of ``head.arrays[i]``; they are the caller's arrays
+    (views, not copies) and must not change until the checkpoint is written.
+    """
+
     head: Head
     sources: list[StoredBytes]  # stored bytes per array, in storage order
     head_json: bytes

@@ -68,6 +68,8 @@ def frame_input(
 
 @dataclass
 class EncodedFrame:
+    """One data frame's stored bytes and XXH64, as :func:`encode_frame` makes them."""
+
     data: np.ndarray[Any, np.dtype[np.uint8]]  # stored bytes of the data frame
     xxh: int
     hold: list[np.ndarray[Any, np.dtype[np.uint8]]]  # staging buffers to give back after writing
