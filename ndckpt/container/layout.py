@@ -5,13 +5,16 @@
 position and every frame's stored size, raising FormatError naming the offset for anything
 else. What it returns, a :class:`Layout`, is what every reader reads through: frame offsets,
 stored sizes, checksums and where each array's bytes are (:class:`ArrayLocation`). The
-stream reader (:mod:`.stream`) builds a Layout frame by frame with the same checks
-(:func:`parse_superblock`, :func:`check_frame_sizes`).
+stream reader (:mod:`.stream`), which cannot see the end of a file before its frames, builds
+a Layout frame by frame from the same steps: :func:`parse_superblock`, :func:`parse_head`,
+:func:`data_offset` (where records, pads and data are), :func:`check_frame_sizes`,
+:func:`parse_trailer` and :func:`parse_index`; :func:`ndckpt.verify` checks the pads
+:meth:`Layout.pad_range` gives.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -38,10 +41,15 @@ __all__ = [
     "MANY_ARRAYS",
     "ArrayLocation",
     "Layout",
+    "Trailer",
     "check_frame_sizes",
+    "data_offset",
     "frame_offsets",
+    "parse_head",
+    "parse_index",
     "parse_layout",
     "parse_superblock",
+    "parse_trailer",
 ]
 
 #: Loads of at least this many arrays sort them with numpy (:class:`ndckpt.container.read.Loader`); for fewer, the
@@ -81,9 +89,10 @@ def _contiguous_start(parts: list[tuple[int, Part]], offsets: list[int]) -> int 
 class Layout:
     """A validated file: head, frame offsets/sizes/checksums, and where every array lives."""
 
-    def __init__(self, head: Head, offsets: list[int], stored: list[int], xxh: list[int]) -> None:
-        """``stored`` holds the index's values: bit 63 marks an LZ4 frame stored verbatim."""
-        self.head = head
+    def __init__(self, head: Head, offsets: list[int], stored: list[int], xxh: list[int], head_end: int) -> None:
+        """``stored`` holds the index's values: bit 63 marks an LZ4 frame stored verbatim;
+        ``head_end`` is the offset just past the head (where the first frame's record or pad is)."""
+        self.head, self.head_end = head, head_end
         self.offsets, self.xxh = offsets, xxh
         self.stored, self.verbatim = [0] * len(stored), [False] * len(stored)
         for fi, n in enumerate(stored):
@@ -163,6 +172,15 @@ class Layout:
             elif parts:
                 loc.file_start = _contiguous_start(parts, offsets)
 
+    def pad_range(self, fi: int) -> tuple[int, int]:
+        """The zero pad before frame ``fi``'s data, as ``[start, end)`` file offsets (format §2):
+        after the previous frame (or the head) and, for an LZ4 frame, its record. Empty unless
+        the frame is stored verbatim. Needs the offsets and stored sizes of frames ``<= fi``."""
+        start = self.offsets[fi - 1] + self.stored[fi - 1] if fi else self.head_end
+        if self.head.frames[fi].style == FrameStyle.LZ4:
+            start += RECORD.size
+        return start, self.offsets[fi]
+
     def index_of(self, name: Any) -> int:
         key = "/".join(name) if isinstance(name, tuple) else name
         if not isinstance(key, str) or key not in self.by_name:
@@ -191,6 +209,9 @@ def check_frame_sizes(head: Head, fi: int, stored: int) -> None:
 
 
 def parse_superblock(sb: bytes | bytearray | memoryview) -> tuple[int, int]:
+    """``(head_nbytes, head_xxh64)`` of the 32-byte superblock ``sb``; FormatError for a bad
+    magic, another format version (checked before anything else is read), unknown flags, or a
+    head larger than HEAD_MAX."""
     magic, version, flags, hn, hx = SUPERBLOCK.unpack(sb)
     if magic != MAGIC:
         raise FormatError("not an ndckpt file: bad magic at offset 0")
@@ -205,7 +226,64 @@ def parse_superblock(sb: bytes | bytearray | memoryview) -> tuple[int, int]:
     return hn, hx
 
 
+def parse_head(raw: bytes | bytearray | memoryview, xxh: int) -> Head:
+    """The head's bytes (at offset ``SUPERBLOCK.size``) checked against the superblock's
+    checksum, then parsed; FormatError for either."""
+    if _lz4.xxh64(raw) != xxh:
+        raise FormatError(f"head at offset {SUPERBLOCK.size}: checksum mismatch")
+    return Head.from_json(raw)
+
+
+def data_offset(pos: int, style: FrameStyle, stored: int) -> int:
+    """Where a frame's data starts when what precedes it starts at ``pos`` (format §2).
+
+    An LZ4 frame's 16-byte record is at ``pos``; RAW frames, and LZ4 frames stored verbatim
+    (``stored`` has bit 63), then have a zero pad to the next multiple of RAW_ALIGN. ``stored``
+    is the record's or index's value (only its bit 63 matters here).
+    """
+    if style == FrameStyle.LZ4:
+        pos += RECORD.size
+        return align_up(pos, RAW_ALIGN) if stored & STORED_RAW else pos
+    return align_up(pos, RAW_ALIGN)
+
+
+class Trailer(NamedTuple):
+    """The trailer's fields that locate the index (its version and flags were checked)."""
+
+    index_offset: int
+    nframes: int
+    index_xxh64: int
+    file_nbytes: int
+
+
+def parse_trailer(raw: bytes | bytearray | memoryview, at: int, hint: str = "") -> Trailer:
+    """The trailer read at file offset ``at``: FormatError unless its end magic, version and
+    flags are right (``hint`` ends the end-magic message). Where the index is and how large the
+    file is are for the caller to check against what it knows."""
+    io, nframes, ix, total, version, flags, end_magic = TRAILER.unpack(raw)
+    if end_magic != END_MAGIC:
+        raise FormatError(f"trailer at offset {at}: bad end magic{hint}")
+    if version != VERSION or flags:
+        raise FormatError(f"trailer: version {version} / flags {flags:#x} do not match the superblock")
+    return Trailer(io, nframes, ix, total)
+
+
+def parse_index(raw: bytes | bytearray | memoryview, xxh: int, at: int) -> np.ndarray[Any, Any]:
+    """The index read at file offset ``at``, checked against the trailer's checksum, as an
+    INDEX_DTYPE array viewing ``raw``; FormatError on a mismatch."""
+    if _lz4.xxh64(raw) != xxh:
+        raise FormatError(f"index at offset {at}: checksum mismatch")
+    return np.frombuffer(raw, INDEX_DTYPE)
+
+
 def parse_layout(region: memoryview) -> Layout:
+    """Validate the whole file in ``region`` (docs/format.md §2-§3) and return its Layout.
+
+    Checks, in this order: size, superblock, head (checksum, then its JSON), trailer, index
+    (placement, checksum), then every frame in file order: its record (LZ4) agreeing with the
+    index, its offset, its stored size against the head. FormatError names the first problem;
+    nothing of the data frames is read (checksums are the readers' job, pads :func:`verify`'s).
+    """
     size = region.nbytes
     if size < SUPERBLOCK.size + TRAILER.size:
         raise FormatError(f"not an ndckpt file: {size} bytes is too small")
@@ -213,37 +291,23 @@ def parse_layout(region: memoryview) -> Layout:
     head_end = SUPERBLOCK.size + hn
     if head_end > size - TRAILER.size:
         raise FormatError(f"superblock: head of {hn} bytes runs past the end of the {size}-byte file")
-    head_raw = region[SUPERBLOCK.size : head_end]
-    if _lz4.xxh64(head_raw) != hx:
-        raise FormatError(f"head at offset {SUPERBLOCK.size}: checksum mismatch")
-    head = Head.from_json(head_raw)
-    io, nframes, ix, total, version, flags, end_magic = TRAILER.unpack(region[size - TRAILER.size :])
-    if end_magic != END_MAGIC:
-        raise FormatError(f"trailer at offset {size - TRAILER.size}: bad end magic (truncated or not an ndckpt file)")
-    if version != VERSION or flags:
-        raise FormatError(f"trailer: version {version} / flags {flags:#x} do not match the superblock")
+    head = parse_head(region[SUPERBLOCK.size : head_end], hx)
+    at = size - TRAILER.size
+    io, nframes, ix, total = parse_trailer(region[at:], at, " (truncated or not an ndckpt file)")
     if total != size:
         raise FormatError(f"trailer: file should be {total} bytes, it is {size}")
     if nframes != len(head.frames) or io + nframes * INDEX_DTYPE.itemsize != size - TRAILER.size or io < head_end:
         raise FormatError(f"trailer: index of {nframes} frames at offset {io} does not fit the file")
-    ib = region[io : io + nframes * INDEX_DTYPE.itemsize]
-    if _lz4.xxh64(ib) != ix:
-        raise FormatError(f"index at offset {io}: checksum mismatch")
-    idx = np.frombuffer(ib, INDEX_DTYPE)
+    idx = parse_index(region[io : io + nframes * INDEX_DTYPE.itemsize], ix, io)
     offsets, stored, xxh = idx["offset"].tolist(), idx["stored"].tolist(), idx["xxh64"].tolist()
     pos = head_end
     for fi, f in enumerate(head.frames):
         if f.style == FrameStyle.LZ4:
             if pos + RECORD.size > io:
                 raise FormatError(f"frame {fi}: record at offset {pos} runs past the index")
-            rs, rx = RECORD.unpack(region[pos : pos + RECORD.size])
-            if (rs, rx) != (stored[fi], xxh[fi]):
+            if RECORD.unpack(region[pos : pos + RECORD.size]) != (stored[fi], xxh[fi]):
                 raise FormatError(f"frame {fi}: record at offset {pos} disagrees with the index")
-            pos += RECORD.size
-            if rs & STORED_RAW:
-                pos = align_up(pos, RAW_ALIGN)
-        else:
-            pos = align_up(pos, RAW_ALIGN)
+        pos = data_offset(pos, f.style, stored[fi])
         if offsets[fi] != pos:
             raise FormatError(f"frame {fi}: index says offset {offsets[fi]}, the layout gives {pos}")
         check_frame_sizes(head, fi, stored[fi])
@@ -253,7 +317,7 @@ def parse_layout(region: memoryview) -> Layout:
             raise FormatError(f"frame {fi} at offset {offsets[fi]}: {n} bytes run past the index")
     if pos != io:
         raise FormatError(f"{io - pos} unexplained bytes before the index at offset {io}")
-    return Layout(head, offsets, stored, xxh)
+    return Layout(head, offsets, stored, xxh, head_end)
 
 
 def frame_offsets(head_end: int, frames: list[FrameSpec], stored: list[int]) -> tuple[list[int], int]:
@@ -266,12 +330,7 @@ def frame_offsets(head_end: int, frames: list[FrameSpec], stored: list[int]) -> 
     """
     pos, offs = head_end, []
     for f, n in zip(frames, stored, strict=True):
-        if f.style == FrameStyle.LZ4:
-            pos += RECORD.size
-            if n & STORED_RAW:
-                pos = align_up(pos, RAW_ALIGN)
-        else:
-            pos = align_up(pos, RAW_ALIGN)
+        pos = data_offset(pos, f.style, n)
         offs.append(pos)
         pos += n & ~STORED_RAW
     return offs, pos

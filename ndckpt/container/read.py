@@ -25,10 +25,9 @@ from ..errors import CheckptError, CheckptIOError, FormatError, InvalidArgumentE
 from ..format import FrameStyle
 from ..parallel import Progress, ProgressCallback, Staging, aligned_empty, run_all
 from .head import ArraySpec, Head, Part, block_offsets, stored_bound
-from .layout import MANY_ARRAYS, Layout, parse_layout, parse_superblock
+from .layout import MANY_ARRAYS, Layout, parse_layout
 from .plan import bytes_of
 from .source import FileRegion
-from .spec import RECORD, SUPERBLOCK
 
 __all__ = [
     "COW_MIN",
@@ -599,7 +598,6 @@ def verify_frames(src: FileRegion, threads: int, progress: ProgressCallback | No
     """
     region = src.region
     layout = parse_layout(region)
-    head_end = SUPERBLOCK.size + parse_superblock(region[: SUPERBLOCK.size])[0]
 
     def read(off: int, n: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
         buf = np.empty(n, np.uint8)
@@ -610,9 +608,7 @@ def verify_frames(src: FileRegion, threads: int, progress: ProgressCallback | No
         f, where = layout.head.frames[fi], layout.where(fi)
         off, n = layout.offsets[fi], layout.stored[fi]
         if layout.verbatim[fi]:  # a pad precedes the data (after the record, for an LZ4 frame)
-            prev = layout.offsets[fi - 1] + layout.stored[fi - 1] if fi else head_end
-            if f.style == FrameStyle.LZ4:
-                prev += RECORD.size
+            prev, _ = layout.pad_range(fi)
             nz = np.flatnonzero(read(prev, off - prev))
             if nz.size:
                 raise FormatError(f"{where}: non-zero padding byte at offset {prev + int(nz[0])} (the file is corrupt)")

@@ -29,9 +29,9 @@ from ..errors import CheckptError, CheckptIOError, FormatError
 from ..format import FrameStyle
 from ..parallel import Progress, ProgressCallback, aligned_empty
 from .head import Head
-from .layout import Layout, check_frame_sizes, parse_superblock
+from .layout import Layout, check_frame_sizes, data_offset, parse_head, parse_index, parse_superblock, parse_trailer
 from .read import Where, check_out, decode_lz4, flatten_out, nest, new_array, scatter_blocks, verify_hash, where_text
-from .spec import END_MAGIC, INDEX_DTYPE, RAW_ALIGN, RECORD, STORED_RAW, SUPERBLOCK, TRAILER, VERSION, align_up
+from .spec import INDEX_DTYPE, RAW_ALIGN, RECORD, STORED_RAW, SUPERBLOCK, TRAILER
 
 __all__ = ["load_stream"]
 
@@ -144,14 +144,11 @@ def load_stream(
     _read(rs, sb, "superblock")
     hn, hx = parse_superblock(sb)
     scratch = _Scratch()
-    head_raw = scratch.read(rs, hn, f"head at offset {SUPERBLOCK.size}")
-    if _lz4.xxh64(head_raw) != hx:
-        raise FormatError(f"head at offset {SUPERBLOCK.size}: checksum mismatch")
-    head = Head.from_json(buffer_view(head_raw))
+    head = parse_head(buffer_view(scratch.read(rs, hn, f"head at offset {SUPERBLOCK.size}")), hx)
     if check_head is not None:
         check_head(head)
     nfr = len(head.frames)
-    layout = Layout(head, [0] * nfr, [0] * nfr, [0] * nfr)
+    layout = Layout(head, [0] * nfr, [0] * nfr, [0] * nfr, SUPERBLOCK.size + hn)
     outs = flatten_out(out, layout)
     arrays: dict[int, np.ndarray[Any, Any]] = {}
     dest: dict[int, _Dest] = {}
@@ -171,17 +168,17 @@ def load_stream(
             _read(rs, rec, f"{where}: record")
             stored, x = RECORD.unpack(rec)
             check_frame_sizes(head, fi, stored)
-            pos += RECORD.size
+            data_at = data_offset(pos, FrameStyle.LZ4, stored)
             if stored & STORED_RAW:  # stored verbatim: a pad, then the frame as RAW, checked as LZ4
-                pos += _skip_pad(rs, scratch, pos, f"{where}: padding", check_pads)
-                layout.offsets[fi], layout.xxh[fi] = pos, x
+                _skip_pad(rs, scratch, pos + RECORD.size, data_at, f"{where}: padding", check_pads)
+                layout.offsets[fi], layout.xxh[fi] = data_at, x
                 layout.set_stored(fi, stored)
                 h = _read_plain(rs, scratch, layout, fi, dest, arrays, hash_it=verify is not False)
                 if h is not None and h != x:
                     raise FormatError(f"{layout.where(fi)}: checksum mismatch (the stream is corrupt)")
                 hashes.append(x)  # the record's, compared with the index's at the end
             else:
-                layout.offsets[fi], layout.xxh[fi] = pos, x
+                layout.offsets[fi], layout.xxh[fi] = data_at, x
                 layout.set_stored(fi, stored)
                 where = functools.partial(layout.where, fi)  # with the data offset and the arrays' names
                 data = scratch.read(rs, stored, where)
@@ -190,8 +187,9 @@ def load_stream(
                 hashes.append(x)
                 _place(head, fi, fr, data, dest, arrays, where, lz4=True)
         else:
-            pos += _skip_pad(rs, scratch, pos, f"{where}: padding", check_pads)
-            layout.offsets[fi] = pos
+            data_at = data_offset(pos, FrameStyle.RAW, fr.nbytes)
+            _skip_pad(rs, scratch, pos, data_at, f"{where}: padding", check_pads)
+            layout.offsets[fi] = data_at
             layout.set_stored(fi, fr.nbytes)
             hashes.append(_read_plain(rs, scratch, layout, fi, dest, arrays, hash_it=bool(verify), prog=prog))
             continue  # _read_plain reported the frame's bytes
@@ -201,16 +199,10 @@ def load_stream(
     _read(rs, ib, f"index at offset {pos}")
     tr = bytearray(TRAILER.size)
     _read(rs, tr, f"trailer at offset {pos + len(ib)}")
-    io, nframes, ix, total, version, flags, end_magic = TRAILER.unpack(tr)
-    if end_magic != END_MAGIC:
-        raise FormatError(f"trailer at offset {pos + len(ib)}: bad end magic")
-    if version != VERSION or flags:
-        raise FormatError(f"trailer: version {version} / flags {flags:#x} do not match the superblock")
+    io, nframes, ix, total = parse_trailer(tr, pos + len(ib))
     if io != pos or nframes != nfr or total != rs.offset - base:
         raise FormatError(f"trailer at offset {pos + len(ib)}: index position, frame count or size disagree")
-    if _lz4.xxh64(ib) != ix:
-        raise FormatError(f"index at offset {pos}: checksum mismatch")
-    idx = np.frombuffer(ib, INDEX_DTYPE)
+    idx = parse_index(ib, ix, pos)
     for fi in range(nfr):
         o, s, x = (int(v) for v in idx[fi])
         if (o, s) != (layout.offsets[fi], layout.index_value(fi)):
@@ -239,14 +231,13 @@ def load_stream(
     return nest(head, arrays)
 
 
-def _skip_pad(rs: Restore, scratch: _Scratch, pos: int, where: str, check_pads: bool) -> int:
-    """Read the zero pad that brings ``pos`` to a multiple of RAW_ALIGN; return its size."""
-    pad = align_up(pos, RAW_ALIGN) - pos
+def _skip_pad(rs: Restore, scratch: _Scratch, lo: int, hi: int, where: str, check_pads: bool) -> None:
+    """Read the zero pad at stream offsets ``[lo, hi)`` (:func:`.layout.data_offset` places it)."""
+    pad = hi - lo
     if pad:
         zeros = scratch.read(rs, pad, where)
         if check_pads and zeros.any():
             raise FormatError(f"{where}: non-zero padding before the frame (the stream is corrupt)")
-    return pad
 
 
 def _read_plain(
