@@ -52,7 +52,7 @@ from ._argtypes import positive_int
 from ._browse import Group
 from ._progress import ProgressBar, format_bytes, progress_bar
 from ._text import show as _show
-from .container import MAGIC, SUPERBLOCK
+from .container import MAGIC, VERSION
 from .errors import CheckptError, CheckptIOError, InvalidArgumentError
 
 __all__ = ["UserError", "main"]
@@ -220,15 +220,6 @@ def _require_file(path: str) -> None:
         raise UserError(f"{path}: no such file")
     if not os.path.isfile(path):
         raise UserError(f"{path}: not a regular file")
-
-
-def _read_version(src: str | bytes | memoryview) -> int:
-    if isinstance(src, str):
-        with open(src, "rb") as f:
-            sb = f.read(SUPERBLOCK.size)
-    else:
-        sb = bytes(src[: SUPERBLOCK.size])
-    return int(SUPERBLOCK.unpack(sb)[1])
 
 
 def _source(path: str) -> str | bytes | memoryview:
@@ -408,7 +399,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     with _api.open(src, verify=False) as r:
         rows = r.info()
         values = r.value_info()
-        version = _read_version(src)
+        version = VERSION  # open() validated the superblock: it reads only this version
         metadata = r.metadata
         size = r.nbytes
     frames = sorted({fi for row in rows for fi in row["frames"]})
