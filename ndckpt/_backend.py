@@ -104,7 +104,7 @@ class Source(Protocol):
     offset: int
     size: int | None
 
-    def readinto(self, mv: memoryview, addr: int | None = None) -> None: ...
+    def readinto(self, mv: memoryview) -> None: ...
     def window(self, need: int) -> tuple[int, int]: ...
     def consume(self, n: int) -> None: ...
     def header3(self) -> int: ...
@@ -328,7 +328,7 @@ class StreamSource:
         self._lo += n
         self.offset += n
 
-    def readinto(self, mv: memoryview, addr: int | None = None) -> None:
+    def readinto(self, mv: memoryview) -> None:
         n = mv.nbytes
         take = min(n, self._hi - self._lo)
         if take:
@@ -398,7 +398,7 @@ class MmioSource:
     def consume(self, n: int) -> None:
         self.offset += n
 
-    def readinto(self, mv: memoryview, addr: int | None = None) -> None:
+    def readinto(self, mv: memoryview) -> None:
         n = mv.nbytes
         if self.mv.nbytes - self.offset < n:
             raise CheckptIOError(
@@ -406,7 +406,7 @@ class MmioSource:
                 f"but the region ends at {self.mv.nbytes}"
             )
         if n >= DIRECT_MIN:
-            _memmove(_addr(mv) if addr is None else addr, self._base + self.offset, n)  # no GIL
+            _memmove(_addr(mv), self._base + self.offset, n)  # no GIL
         else:
             mv[:] = self.mv[self.offset : self.offset + n]
         self.offset += n

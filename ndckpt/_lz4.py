@@ -326,18 +326,15 @@ class XXH64:
             self._state = None
 
 
-def xxh64(data: Any, addr: int | None = None) -> int:
+def xxh64(data: Any) -> int:
     """XXH64 (seed 0) of a contiguous byte buffer; releases the GIL for large inputs.
 
-    ``addr``, when given, is the address of ``data``'s first byte (saves a
-    lookup). Raises :class:`~ndckpt.errors.UnsupportedError` when neither
-    python-lz4's bundled xxhash nor the ``xxhash`` package is present.
+    Raises :class:`~ndckpt.errors.UnsupportedError` when neither python-lz4's
+    bundled xxhash nor the ``xxhash`` package is present.
     """
     n = memoryview(data).nbytes
     if _xxh64_addr is not None:
-        if addr is None:
-            addr = address_of(data) if n else 0
-        return _xxh64_addr(addr, n)
+        return _xxh64_addr(address_of(data) if n else 0, n)
     try:
         import xxhash
     except ImportError:

@@ -100,9 +100,9 @@ def _check_stream_args(call: str, f: Any, methods: tuple[str, ...], size_name: s
         raise InvalidArgumentError(f"{call}: {size_name} must be an int >= {size_min}, got {size!r}")
 
 
-def _check_limit(n: int, meta: bool, call: str) -> None:
-    if meta and n > META_MAX:
-        raise InvalidArgumentError(f"{call}: meta buffer of {n} bytes exceeds META_MAX ({META_MAX})")
+def _meta_too_large(n: int, call: str) -> InvalidArgumentError:
+    """The error for a ``meta=True`` buffer of ``n > META_MAX`` bytes (the caller tests and raises)."""
+    return InvalidArgumentError(f"{call}: meta buffer of {n} bytes exceeds META_MAX ({META_MAX})")
 
 
 class _Object:
@@ -140,7 +140,11 @@ class _Object:
         """Style of the open frame, or None when not in a frame."""
         return FrameStyle(self._state) if self._state > 0 else None
 
-    def _fail(self, err: BaseException) -> None:
+    def _fail(self) -> None:
+        """Move to failed (sticky: only fini() works then), unless already finished.
+
+        Callers re-raise the error that caused it; the object does not keep it.
+        """
         if self._state != _DONE:
             self._state = _FAILED
 
@@ -258,8 +262,8 @@ class Checkpt(_Object):
                     self._ring_mv = memoryview(self._ring)
                 self._lz4.reset_fast()
                 self._cursor = 0
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
         self._state = int(st)
         self._frame_off = self._sink.offset
@@ -285,7 +289,7 @@ class Checkpt(_Object):
             mv = as_bytes(data, writable=False, what="Checkpt.buf data")
             n = mv.nbytes
             if meta and n > META_MAX:
-                _check_limit(n, meta, "Checkpt.buf")
+                raise _meta_too_large(n, "Checkpt.buf")
             if n == 0:
                 return
             if st == _RAW:
@@ -294,8 +298,8 @@ class Checkpt(_Object):
                 self._lz4_small(mv, n)
             else:
                 self._lz4_buf(mv, n)
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
 
     def _no_room(self, chunk: int, cap: int) -> CompressionError:
@@ -376,8 +380,8 @@ class Checkpt(_Object):
         try:
             self._need_frame("frame_close")
             self._sink.flush()
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
         self._state = _IDLE
         return self._sink.offset
@@ -392,8 +396,8 @@ class Checkpt(_Object):
         self.frame_open(style)
         try:
             yield self
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
         self.frame_close()
 
@@ -409,8 +413,7 @@ class Checkpt(_Object):
 
     def __exit__(self, et: object, ev: object, tb: object) -> None:
         if et is not None:
-            self._fail(ev)  # type: ignore[arg-type]
-            self._state = _FAILED if self._state != _DONE else _DONE
+            self._fail()
             with contextlib.suppress(CheckptError):
                 self.fini()
             return
@@ -487,8 +490,8 @@ class Restore(_Object):
                 self._dec = _lz4.Decoder()
                 self._hist, self._hist_addr = _aligned_buffer(_HIST_SZ)
                 self._hist_mv = self._hist.data
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
         self._hist_len = 0
         self._buf_index = 0
@@ -513,7 +516,7 @@ class Restore(_Object):
             mv = as_bytes(out, writable=True, what="Restore.buf out")
             n = mv.nbytes
             if meta and n > META_MAX:
-                _check_limit(n, meta, "Restore.buf")
+                raise _meta_too_large(n, "Restore.buf")
             if n == 0:
                 self._buf_index += 1  # zero-size calls count: messages name the call index
                 return
@@ -522,8 +525,8 @@ class Restore(_Object):
             else:
                 self._lz4_buf(mv, n)
             self._buf_index += 1
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
 
     def _where(self, chunk: int) -> str:
@@ -626,16 +629,16 @@ class Restore(_Object):
             v = self._src.view(nbytes)
             self._buf_index += 1
             return v
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
 
     def frame_close(self) -> int:
         """Close the open frame and return the offset one past its last byte (nothing is verified)."""
         try:
             self._need_frame("frame_close")
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
         self._state = _IDLE
         return self._src.offset
@@ -646,8 +649,8 @@ class Restore(_Object):
         self.frame_open(style)
         try:
             yield self
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
         self.frame_close()
 
@@ -670,8 +673,8 @@ class Restore(_Object):
             ):
                 raise InvalidArgumentError(f"Restore.seek: offset {offset!r} is outside [0, {size}]")
             self._src.seek(offset)
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
 
     def __enter__(self) -> Restore:
@@ -679,7 +682,7 @@ class Restore(_Object):
 
     def __exit__(self, et: object, ev: object, tb: object) -> None:
         if et is not None:
-            self._state = _FAILED if self._state != _DONE else _DONE
+            self._fail()
             with contextlib.suppress(CheckptError):
                 self.fini()
             return
