@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _files, _lz4, _platform
 from ._backend import StreamSink
-from ._browse import ROWS_SHOWN, Group, Listing, Node, build_tree, short_repr, split_key, walk
+from ._browse import ROWS_SHOWN, Group, Keys, Listing, Node, build_tree, short_repr, split_key, walk
 from ._plan import DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES, plan
 from ._values import decode as decode_value
 from ._values import encode as encode_value
@@ -1993,6 +1993,9 @@ class Reader(Mapping[str, Any]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._tree())
+
+    def keys(self) -> Keys:
+        return Keys(self)
 
     def __len__(self) -> int:
         return len(self._tree())
