@@ -67,9 +67,10 @@ def as_bytes(obj: Any, *, writable: bool, what: str) -> memoryview:
 def _addr(mv: memoryview) -> int:
     """Address of the first byte of a contiguous memoryview (0 when empty).
 
-    Writable buffers go through ``ctypes.c_char.from_buffer`` (about 0.3 us);
-    read-only ones through numpy (about 1.5 us: ``ndarray.ctypes`` builds a
-    helper object), since ctypes refuses to wrap read-only memory.
+    Writable buffers go through ``ctypes.c_char.from_buffer``, the cheaper
+    path; read-only ones, which ctypes refuses to wrap, through numpy's
+    ``ndarray.ctypes``, which builds a helper object per call
+    (``benchmarks/bench_micro.py --case address`` times both).
     """
     if not mv.nbytes:
         return 0
@@ -79,7 +80,12 @@ def _addr(mv: memoryview) -> int:
 
 
 def _aligned_buffer(n: int) -> tuple[np.ndarray[Any, np.dtype[np.uint8]], int]:
-    """A page-aligned uint8 array of n bytes and its address (4K aliasing costs 3x here)."""
+    """A page-aligned uint8 array of n bytes and its address.
+
+    Page-aligned so that copies between it and the page-aligned arrays ndckpt
+    allocates run at one alignment, off memcpy's misaligned paths
+    (``benchmarks/bench_micro.py --case alignment`` measures the difference).
+    """
     raw = np.empty(n + 4096, dtype=np.uint8)
     base = int(raw.ctypes.data)
     start = (-base) % 4096

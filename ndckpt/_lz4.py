@@ -60,11 +60,13 @@ _lib_path: str | None = None
 _loaded = False
 
 # LZ4_compress_fast_continue and LZ4_decompress_safe_usingDict are bound without
-# argtypes, for the per-chunk hot loops: ctypes converts preallocated c_void_p
-# arguments about twice as fast as it converts Python ints through argtypes
-# (measured: 0.36 vs 0.6-0.7 us per call), so callers set ``.value`` on the
-# per-object c_void_p slots of LZ4Stream / Decoder and pass those. The integer
-# arguments (sizes, all < 2**31) go as C int, as the C functions declare them.
+# argtypes, for the per-chunk hot loops: a preallocated c_void_p argument is passed
+# as it is, without the per-call conversion argtypes does for a Python int
+# (``benchmarks/bench_micro.py --case ctypes_args`` times both). Without argtypes
+# ctypes would pass a Python int as a C int, so pointers must go as c_void_p:
+# callers set ``.value`` on the per-object c_void_p slots of LZ4Stream / Decoder
+# and pass those. The integer arguments (sizes, all < 2**31) go as C int, as the
+# C functions declare them.
 _c_compress_fast: Callable[..., int]
 _c_decompress_fast: Callable[..., int]
 _c_reset_fast: Callable[[int], None]

@@ -75,14 +75,17 @@ DEFAULT_WBUF_SIZE: Final = 1 << 20
 DEFAULT_RBUF_SIZE: Final = 1 << 20
 
 _IDLE: Final = 0
-# Plain-int frame styles for the hot paths: ``FrameStyle.RAW`` costs ~115 ns per
-# lookup on Python 3.11 (enum class attribute), a module constant ~20 ns.
+# Plain-int frame styles for the per-call paths (buf runs once per array): a module
+# constant compares without the enum's class-attribute lookup and __eq__
+# (``benchmarks/bench_micro.py --case enum``).
 _RAW: Final = int(FrameStyle.RAW)
 _LZ4: Final = int(FrameStyle.LZ4)
 _STYLES: Final[dict[object, FrameStyle]] = {0: FrameStyle.RAW, 1: FrameStyle.RAW, 2: FrameStyle.LZ4}
 _FAILED: Final = -1
 _DONE: Final = -2  # after fini
-_SMALL_COPY: Final = 4096  # below this a Python slice copy beats a ctypes call
+#: Buffers up to this size are copied with a memoryview slice: no address lookup and no ctypes
+#: call, whose fixed cost dominates small copies (``benchmarks/bench_micro.py --case copy``).
+_SMALL_COPY: Final = 4096
 #: Restore's history buffer. Buffers of at most one chunk decode into it (right
 #: after the previous output, so liblz4 takes its prefix path) and are copied
 #: out; when it fills, its last 64 KiB move to the front.
@@ -166,8 +169,9 @@ class _Object:
             raise InvalidArgumentError(
                 f"{self._name}.{call}: already in a frame (opened at offset {self._frame_off})"
             )
-        # Fast path for the usual 0/1/2 or FrameStyle argument (parse_style costs ~1.6 us).
-        # type() checks keep bools (and int subclasses) on parse_style's strict path.
+        # Fast path for the usual 0/1/2 or FrameStyle argument: one dict lookup instead of
+        # parse_style's general validation, once per frame (``benchmarks/bench_micro.py --case
+        # style``). type() checks keep bools (and int subclasses) on parse_style's strict path.
         fast = _STYLES.get(style) if type(style) is int or type(style) is FrameStyle else None
         st = fast if fast is not None else parse_style(style)
         if st == _LZ4 and not _lz4.available():
