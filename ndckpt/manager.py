@@ -389,7 +389,7 @@ class CheckpointManager:
     >>> import numpy as np
     >>> from ndckpt import CheckpointManager
     >>> x = np.zeros(4)
-    >>> with CheckpointManager(tempfile.mkdtemp(), every=10, keep=2) as mgr:
+    >>> with tempfile.TemporaryDirectory() as d, CheckpointManager(d, every=10, keep=2) as mgr:
     ...     for step in range(1, 31):
     ...         x += 1
     ...         _ = mgr.save(step, {"x": x, "step": np.int64(step)}, metadata={"run": "a"})

@@ -50,9 +50,10 @@ Collective calls and timeouts
     writers) and the previous checkpoint stays the latest.
 Subfiles
     One shared file is slow where the file system serialises writes to one
-    file (here, on tmpfs, a shared file ran at half the speed of a file per
-    rank). ``save(..., subfiles=M)`` instead splits the ranks into M
-    contiguous groups; each group writes its own ordinary ndckpt file
+    file (``benchmarks/bench_mpi.py`` compares the two on a given file system:
+    peers ``ndckpt``, one shared file, and ``ndckpt_sub``, a file per rank).
+    ``save(..., subfiles=M)`` instead splits the ranks into M contiguous
+    groups; each group writes its own ordinary ndckpt file
     (``<target>.<token>.sub<k>``, the blocks stored as ``blocks/<rank>/<name>``,
     private arrays as ``ranks/<rank>/<name>``), and rank 0 then writes
     ``target`` as a small index file (an ndckpt file with no arrays whose
@@ -155,11 +156,13 @@ DEFAULT_TIMEOUT = 600.0
 #: Exit code passed to MPI_Abort when an exchange times out.
 ABORT_CODE = 75
 #: Longest sleep between two polls of an exchange. A nonblocking collective only progresses
-#: while its ranks poll it, so this bounds its latency (2 ms cost ~6 ms per save here).
+#: while its ranks poll it, so this bounds the latency each exchange adds to a save (a save
+#: has several; ``benchmarks/bench_mpi.py`` times whole saves against plain MPI-IO).
 _POLL_MAX = 5e-4
-#: RAW frames of a large array (ndckpt.save uses 1 GiB). Each rank hashes a frame and then
-#: writes it while it is still in cache: 2 ranks x 128 MiB wrote at 0.85x plain MPI-IO speed
-#: with 1 GiB frames hashed by a second thread, 0.91-0.95x with 4-32 MiB frames hashed inline.
+#: RAW frames of a large array (ndckpt.save uses 1 GiB). Each rank hashes a frame inline and
+#: then writes it while it is still in cache, so a frame is small enough to stay cached and
+#: large enough that per-frame costs vanish; ``benchmarks/bench_mpi.py`` (write, against plain
+#: MPI-IO) is the measurement to repeat when changing it.
 _RAW_FRAME_BYTES = 16 << 20
 
 T = TypeVar("T")
