@@ -19,9 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hostile
 import hostile_run
 
-SEED = 20260
+#: Seed 11: its first 60 files include case 49-shape-ndim65, which the reader before issue 12 loaded
+#: wrongly or with a ValueError (a run against that code found 1 WRONG and 5 NON_NDCKPT loads).
+SEED = 11
 SECONDS = 20.0
-MIN_FILES = 12
+MIN_FILES = 60  # past case 49 (about 8 s of the 20 on an idle 2-core machine)
 
 
 def test_generator_is_deterministic_and_independent() -> None:
