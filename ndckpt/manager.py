@@ -328,15 +328,42 @@ def _finish_in_flight() -> None:
             futures_wait([job.future])
 
 
-# At interpreter exit, threading calls its own exit hooks (concurrent.futures' among them: from
-# then on, no pool accepts work, and ndckpt.save uses pools) before it joins threads and before
-# atexit callbacks run. So the saves in flight are finished from a threading exit hook, registered
-# after concurrent.futures' (hooks run last-registered first), and their errors are reported from
-# atexit. ``threading._register_atexit`` is what concurrent.futures itself uses (Python >= 3.9).
-_register_threading_atexit = getattr(threading, "_register_atexit", None)
-if _register_threading_atexit is not None:
-    _register_threading_atexit(_finish_in_flight)
-atexit.register(_report_unwaited)
+_exit_hooks_lock = threading.Lock()
+_exit_hooks_registered = False
+
+
+def _register_exit_hooks() -> None:
+    """Register :func:`_finish_in_flight` and :func:`_report_unwaited` for interpreter exit, once per process.
+
+    Called before a background save is submitted (the only way a save can be
+    in flight), so importing ndckpt registers nothing. Contract on ordering:
+    at interpreter exit, threading calls its own exit hooks (concurrent.futures'
+    among them: from then on, no pool accepts work, and ndckpt.save uses pools)
+    before it joins threads and before atexit callbacks run; its hooks run
+    last-registered first. concurrent.futures registers its hook when
+    ``concurrent.futures.thread`` is imported, which this module's import of
+    ThreadPoolExecutor does, so any registration made here comes after it and
+    the saves in flight are finished before pools refuse work; their errors are
+    then reported from atexit. ``threading._register_atexit`` is what
+    concurrent.futures itself uses (Python >= 3.9).
+
+    Once the interpreter is shutting down, threading refuses new hooks
+    (RuntimeError); that is swallowed and registration is retried by the next
+    background save, whose submission to the writer pool is refused then too.
+    """
+    global _exit_hooks_registered
+    with _exit_hooks_lock:
+        if _exit_hooks_registered:
+            return
+        register_threading_atexit = getattr(threading, "_register_atexit", None)
+        if register_threading_atexit is not None:
+            try:
+                register_threading_atexit(_finish_in_flight)
+            except RuntimeError:  # "can't register atexit after shutdown"
+                return
+        atexit.register(_report_unwaited)
+        _exit_hooks_registered = True
+
 
 _T = TypeVar("_T")
 
@@ -712,6 +739,7 @@ class CheckpointManager:
         meta = _check_metadata(metadata)
         staged = self._capture(state)
         path = self.path(s)
+        _register_exit_hooks()  # before a save can be in flight
         fut = self._executor().submit(self._write, s, path, staged, meta)
         self._inflight = _InFlight(fut, s, path)
         return True
