@@ -103,11 +103,14 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 #: Checkpoint file names: ``ckpt-`` + the step, zero-padded to 12 digits (more if needed).
 _NAME_RE = re.compile(r"ckpt-([0-9]{12,})\.ndckpt")
-#: Staged arrays at least this large start on a page boundary (4K aliasing makes copies
-#: to addresses a little past a page boundary up to 3x slower); smaller ones on 64 bytes.
+#: A staged array of at least this many bytes starts on a page boundary of the staging
+#: arena; a smaller one starts on a ``_SMALL_ALIGN``-byte boundary. Alignment never changes
+#: what is written, only where the staged copy lives.
 _PAGE_ALIGN_MIN = 4096
 _SMALL_ALIGN = 64
-#: States smaller than this are copied by the calling thread alone (a hand-off costs ~50 us).
+#: An asynchronous save of a state with fewer array bytes than this is copied into staging by
+#: the calling thread alone; a larger one is split between it and the manager's helper thread
+#: (when ``threads >= 2``).
 _PARALLEL_COPY_MIN = 8 << 20
 
 
