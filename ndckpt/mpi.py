@@ -1162,3 +1162,42 @@ def _agree_save(
             f"CheckpointManager.save: the ranks passed different steps ({-int(agg[3])} to {int(agg[2])})"
         )
     return bool(agg[0]), bool(agg[1])
+
+
+class _Collective:
+    """The coordinator of ``CheckpointManager(comm=...)`` (see ``ndckpt.manager._Coordinator``).
+
+    Every operation is collective: every rank of ``comm`` makes the same calls
+    in the same order, and a rank that waits longer than ``timeout`` seconds
+    for the others aborts the job (see the module docstring). Constructing one
+    makes no MPI call; ``comm`` is used from the first operation on.
+    """
+
+    def __init__(self, comm: MPI.Intracomm, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._comm = comm
+        self._timeout = timeout
+
+    @property
+    def is_root(self) -> bool:
+        """True on rank 0 (local: no MPI exchange)."""
+        return bool(self._comm.Get_rank() == 0)
+
+    def root_call(self, fn: Callable[[], T], what: str) -> T:
+        """Run ``fn`` on rank 0 only; its result on every rank, or its error (named by ``what`` elsewhere)."""
+        return _root_call(self._comm, fn, self._timeout, what)
+
+    def agree_save(self, step: int, preempt: bool, force: bool) -> tuple[bool, bool]:
+        """Whether any rank has a pending preemption signal and whether any rank forces (see :func:`_agree_save`)."""
+        return _agree_save(self._comm, step, preempt, force, self._timeout)
+
+    def save(
+        self, path: Path, state: Mapping[str, Any], *, style: Any, threads: int, metadata: Mapping[str, Any] | None
+    ) -> None:
+        """:func:`save` of every rank's share of ``state`` to ``path``: all ranks commit or none does."""
+        save(self._comm, path, state, style=style, metadata=metadata, threads=threads, timeout=self._timeout)
+
+    def load(
+        self, path: Path, *, out: Any, mmap: object, threads: int, verify: bool | None, select: Any
+    ) -> dict[str, Any]:
+        """:func:`load` of ``path`` with ``select`` and ``out`` (``mmap``, ``threads`` and ``verify`` are ignored)."""
+        return load(self._comm, path, select=select, out=out, timeout=self._timeout)
