@@ -67,9 +67,10 @@ def as_bytes(obj: Any, *, writable: bool, what: str) -> memoryview:
 def buffer_address(mv: memoryview) -> int:
     """Address of the first byte of a contiguous memoryview (0 when empty).
 
-    Writable buffers go through ``ctypes.c_char.from_buffer`` (about 0.3 us);
-    read-only ones through numpy (about 1.5 us: ``ndarray.ctypes`` builds a
-    helper object), since ctypes refuses to wrap read-only memory.
+    Writable buffers go through ``ctypes.c_char.from_buffer``, the cheaper
+    path; read-only ones, which ctypes refuses to wrap, through numpy's
+    ``ndarray.ctypes``, which builds a helper object per call
+    (``benchmarks/bench_micro.py --case address`` times both).
     """
     if not mv.nbytes:
         return 0
@@ -79,7 +80,12 @@ def buffer_address(mv: memoryview) -> int:
 
 
 def aligned_buffer(n: int) -> tuple[np.ndarray[Any, np.dtype[np.uint8]], int]:
-    """A page-aligned uint8 array of n bytes and its address (4K aliasing costs 3x here)."""
+    """A page-aligned uint8 array of n bytes and its address.
+
+    Page-aligned so that copies between it and the page-aligned arrays ndckpt
+    allocates run at one alignment, off memcpy's misaligned paths
+    (``benchmarks/bench_micro.py --case alignment`` measures the difference).
+    """
     raw = np.empty(n + 4096, dtype=np.uint8)
     base = int(raw.ctypes.data)
     start = (-base) % 4096
@@ -104,7 +110,7 @@ class Source(Protocol):
     offset: int
     size: int | None
 
-    def readinto(self, mv: memoryview, addr: int | None = None) -> None: ...
+    def readinto(self, mv: memoryview) -> None: ...
     def window(self, need: int) -> tuple[int, int]: ...
     def consume(self, n: int) -> None: ...
     def header3(self) -> int: ...
@@ -328,7 +334,7 @@ class StreamSource:
         self._lo += n
         self.offset += n
 
-    def readinto(self, mv: memoryview, addr: int | None = None) -> None:
+    def readinto(self, mv: memoryview) -> None:
         n = mv.nbytes
         take = min(n, self._hi - self._lo)
         if take:
@@ -398,7 +404,7 @@ class MmioSource:
     def consume(self, n: int) -> None:
         self.offset += n
 
-    def readinto(self, mv: memoryview, addr: int | None = None) -> None:
+    def readinto(self, mv: memoryview) -> None:
         n = mv.nbytes
         if self.mv.nbytes - self.offset < n:
             raise CheckptIOError(
@@ -406,7 +412,7 @@ class MmioSource:
                 f"but the region ends at {self.mv.nbytes}"
             )
         if n >= DIRECT_MIN:
-            _memmove(buffer_address(mv) if addr is None else addr, self._base + self.offset, n)  # no GIL
+            _memmove(buffer_address(mv), self._base + self.offset, n)  # no GIL
         else:
             mv[:] = self.mv[self.offset : self.offset + n]
         self.offset += n

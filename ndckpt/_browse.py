@@ -12,7 +12,7 @@ Text shown (``repr``, the notebook's HTML table) passes through :func:`ndckpt._t
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -183,6 +183,13 @@ def html_table(listing: Listing) -> str:
     return "\n".join(out)
 
 
+class Keys(KeysView[str]):
+    """The names of a Reader's or a Group's members, shown as a list (not as the whole table)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self)!r})"
+
+
 class TreeOwner(Protocol):
     """What a :class:`Group` needs from the object that read the file."""
 
@@ -223,6 +230,9 @@ class Group(Mapping[str, Any]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._owner._node(self._path))
+
+    def keys(self) -> Keys:
+        return Keys(self)
 
     def __len__(self) -> int:
         return len(self._owner._node(self._path))

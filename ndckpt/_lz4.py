@@ -60,11 +60,13 @@ _lib_path: str | None = None
 _loaded = False
 
 # LZ4_compress_fast_continue and LZ4_decompress_safe_usingDict are bound without
-# argtypes, for the per-chunk hot loops: ctypes converts preallocated c_void_p
-# arguments about twice as fast as it converts Python ints through argtypes
-# (measured: 0.36 vs 0.6-0.7 us per call), so callers set ``.value`` on the
-# per-object c_void_p slots of LZ4Stream / Decoder and pass those. The integer
-# arguments (sizes, all < 2**31) go as C int, as the C functions declare them.
+# argtypes, for the per-chunk hot loops: a preallocated c_void_p argument is passed
+# as it is, without the per-call conversion argtypes does for a Python int
+# (``benchmarks/bench_micro.py --case ctypes_args`` times both). Without argtypes
+# ctypes would pass a Python int as a C int, so pointers must go as c_void_p:
+# callers set ``.value`` on the per-object c_void_p slots of LZ4Stream / Decoder
+# and pass those. The integer arguments (sizes, all < 2**31) go as C int, as the
+# C functions declare them.
 _c_compress_fast: Callable[..., int]
 _c_decompress_fast: Callable[..., int]
 _c_reset_fast: Callable[[int], None]
@@ -326,18 +328,15 @@ class XXH64:
             self._state = None
 
 
-def xxh64(data: Any, addr: int | None = None) -> int:
+def xxh64(data: Any) -> int:
     """XXH64 (seed 0) of a contiguous byte buffer; releases the GIL for large inputs.
 
-    ``addr``, when given, is the address of ``data``'s first byte (saves a
-    lookup). Raises :class:`~ndckpt.errors.UnsupportedError` when neither
-    python-lz4's bundled xxhash nor the ``xxhash`` package is present.
+    Raises :class:`~ndckpt.errors.UnsupportedError` when neither python-lz4's
+    bundled xxhash nor the ``xxhash`` package is present.
     """
     n = memoryview(data).nbytes
     if _xxh64_addr is not None:
-        if addr is None:
-            addr = address_of(data) if n else 0
-        return _xxh64_addr(addr, n)
+        return _xxh64_addr(address_of(data) if n else 0, n)
     try:
         import xxhash
     except ImportError:

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _files
 from ._backend import StreamSink
-from ._browse import ROWS_SHOWN, Group, Listing, Node, build_tree, short_repr, split_key, walk
+from ._browse import ROWS_SHOWN, Group, Keys, Listing, Node, build_tree, short_repr, split_key, walk
 from ._memory import buffer_view, gc_paused
 from ._subfiles import check_subfile_index
 from .container.layout import parse_layout
@@ -149,6 +149,26 @@ def save(
     symlinks), whose ``<host>`` is this host (and pid namespace) and whose
     pid no longer exists. A temporary file of another host on a shared file
     system, or of a live process, is never touched.
+
+    Examples
+    --------
+    A nested mapping of arrays and values, written to a path and read back (the temporary
+    file was renamed over ``state.ndckpt``):
+
+    >>> import io, os, tempfile, ndckpt, numpy as np
+    >>> state = {"fields": {"u": np.arange(6.0).reshape(2, 3)}, "step": 7}
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = os.path.join(d, "state.ndckpt")
+    ...     ndckpt.save(path, state, style="lz4", metadata={"run": "a"})
+    ...     print(os.listdir(d), ndckpt.load(path)["fields"]["u"].tolist())
+    ['state.ndckpt'] [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+
+    To a binary file object (or a pipe, socket or fd: the writer never seeks):
+
+    >>> f = io.BytesIO()
+    >>> ndckpt.save(f, {"x": np.zeros(3, "f4")})
+    >>> ndckpt.load(f.getvalue())["x"]
+    array([0., 0., 0.], dtype=float32)
     """
     th = resolve_threads(threads)
     if not isinstance(durable, bool):
@@ -322,6 +342,27 @@ def load(
     another program truncates raise SIGBUS when touched (as with
     ``np.load(mmap_mode=...)``; :func:`save`'s atomic replace never does).
     See "Untrusted files" in the user guide.
+
+    Examples
+    --------
+    >>> import io, ndckpt, numpy as np
+    >>> f = io.BytesIO()
+    >>> ndckpt.save(f, {"u": np.arange(4.0), "params": {"dt": 0.5}, "step": 7})
+    >>> state = ndckpt.load(f.getvalue())
+    >>> state
+    {'params': {'dt': 0.5}, 'step': 7, 'u': array([0., 1., 2., 3.])}
+
+    RAW arrays of a buffer or path are read-only zero-copy views unless ``mmap`` says
+    otherwise; ``out`` fills the caller's arrays; a stream is read in one pass:
+
+    >>> state["u"].flags.writeable, ndckpt.load(f.getvalue(), mmap=False)["u"].flags.writeable
+    (False, True)
+    >>> u = np.empty(4)
+    >>> ndckpt.load(f.getvalue(), out={"u": u})["u"] is u
+    True
+    >>> _ = f.seek(0)
+    >>> ndckpt.load(f)["u"]
+    array([0., 1., 2., 3.])
     """
     th = resolve_threads(threads)
     mode = _check_read_options(mmap, verify)
@@ -362,6 +403,24 @@ def verify(
     as by :func:`load`, except that a path's or buffer's RAW frames are
     reported whole once checked (their checksum is computed in one pass),
     however large.
+
+    Examples
+    --------
+    A sound checkpoint verifies (None); one flipped bit in an array's data does not, although
+    a default load of the same bytes (RAW frames are not checksummed) returns the damaged array:
+
+    >>> import io, ndckpt, numpy as np
+    >>> f = io.BytesIO()
+    >>> ndckpt.save(f, {"u": np.arange(4.0)})
+    >>> data = bytearray(f.getvalue())
+    >>> ndckpt.verify(data)
+    >>> data[data.find(np.arange(4.0).tobytes())] ^= 1
+    >>> ndckpt.load(data)["u"].tolist()
+    [5e-324, 1.0, 2.0, 3.0]
+    >>> ndckpt.verify(data)
+    Traceback (most recent call last):
+    ...
+    ndckpt.errors.FormatError: frame 0 at offset 4096 (array 'u'): checksum mismatch (the file is corrupt)
     """
     th = resolve_threads(threads)
     src = _region_of(source)
@@ -490,6 +549,9 @@ class Reader(Mapping[str, Any]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._tree())
+
+    def keys(self) -> Keys:
+        return Keys(self)
 
     def __len__(self) -> int:
         return len(self._tree())
@@ -674,5 +736,16 @@ def open(
     and memory); RAW data is only checksummed with ``verify=True``, and zero-copy views of a
     file that another program truncates raise SIGBUS when touched (``save``'s atomic replace
     never does that). See "Untrusted files" in the user guide.
+
+    Examples
+    --------
+    >>> import io, ndckpt, numpy as np
+    >>> f = io.BytesIO()
+    >>> ndckpt.save(f, {"u": np.arange(12.0).reshape(3, 4), "step": 7}, metadata={"run": "a"})
+    >>> with ndckpt.open(f.getvalue()) as r:
+    ...     print(list(r), r.metadata, r["step"])
+    ...     print(r.read("u", region=(slice(1, 2),)))  # row 1 only
+    ['step', 'u'] {'run': 'a'} 7
+    [[4. 5. 6. 7.]]
     """
     return Reader(source, mmap=mmap, threads=threads, verify=verify)

@@ -75,14 +75,17 @@ DEFAULT_WBUF_SIZE: Final = 1 << 20
 DEFAULT_RBUF_SIZE: Final = 1 << 20
 
 _IDLE: Final = 0
-# Plain-int frame styles for the hot paths: ``FrameStyle.RAW`` costs ~115 ns per
-# lookup on Python 3.11 (enum class attribute), a module constant ~20 ns.
+# Plain-int frame styles for the per-call paths (buf runs once per array): a module
+# constant compares without the enum's class-attribute lookup and __eq__
+# (``benchmarks/bench_micro.py --case enum``).
 _RAW: Final = int(FrameStyle.RAW)
 _LZ4: Final = int(FrameStyle.LZ4)
 _STYLES: Final[dict[object, FrameStyle]] = {0: FrameStyle.RAW, 1: FrameStyle.RAW, 2: FrameStyle.LZ4}
 _FAILED: Final = -1
 _DONE: Final = -2  # after fini
-_SMALL_COPY: Final = 4096  # below this a Python slice copy beats a ctypes call
+#: Buffers up to this size are copied with a memoryview slice: no address lookup and no ctypes
+#: call, whose fixed cost dominates small copies (``benchmarks/bench_micro.py --case copy``).
+_SMALL_COPY: Final = 4096
 #: Restore's history buffer. Buffers of at most one chunk decode into it (right
 #: after the previous output, so liblz4 takes its prefix path) and are copied
 #: out; when it fills, its last 64 KiB move to the front.
@@ -100,9 +103,9 @@ def _check_stream_args(call: str, f: Any, methods: tuple[str, ...], size_name: s
         raise InvalidArgumentError(f"{call}: {size_name} must be an int >= {size_min}, got {size!r}")
 
 
-def _check_limit(n: int, meta: bool, call: str) -> None:
-    if meta and n > META_MAX:
-        raise InvalidArgumentError(f"{call}: meta buffer of {n} bytes exceeds META_MAX ({META_MAX})")
+def _meta_too_large(n: int, call: str) -> InvalidArgumentError:
+    """The error for a ``meta=True`` buffer of ``n > META_MAX`` bytes (the caller tests and raises)."""
+    return InvalidArgumentError(f"{call}: meta buffer of {n} bytes exceeds META_MAX ({META_MAX})")
 
 
 class _Object:
@@ -140,7 +143,11 @@ class _Object:
         """Style of the open frame, or None when not in a frame."""
         return FrameStyle(self._state) if self._state > 0 else None
 
-    def _fail(self, err: BaseException) -> None:
+    def _fail(self) -> None:
+        """Move to failed (sticky: only fini() works then), unless already finished.
+
+        Callers re-raise the error that caused it; the object does not keep it.
+        """
         if self._state != _DONE:
             self._state = _FAILED
 
@@ -162,8 +169,9 @@ class _Object:
             raise InvalidArgumentError(
                 f"{self._name}.{call}: already in a frame (opened at offset {self._frame_off})"
             )
-        # Fast path for the usual 0/1/2 or FrameStyle argument (parse_style costs ~1.6 us).
-        # type() checks keep bools (and int subclasses) on parse_style's strict path.
+        # Fast path for the usual 0/1/2 or FrameStyle argument: one dict lookup instead of
+        # parse_style's general validation, once per frame (``benchmarks/bench_micro.py --case
+        # style``). type() checks keep bools (and int subclasses) on parse_style's strict path.
         fast = _STYLES.get(style) if type(style) is int or type(style) is FrameStyle else None
         st = fast if fast is not None else parse_style(style)
         if st == _LZ4 and not _lz4.available():
@@ -258,8 +266,8 @@ class Checkpt(_Object):
                     self._ring_mv = memoryview(self._ring)
                 self._lz4.reset_fast()
                 self._cursor = 0
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
         self._state = int(st)
         self._frame_off = self._sink.offset
@@ -285,7 +293,7 @@ class Checkpt(_Object):
             mv = as_bytes(data, writable=False, what="Checkpt.buf data")
             n = mv.nbytes
             if meta and n > META_MAX:
-                _check_limit(n, meta, "Checkpt.buf")
+                raise _meta_too_large(n, "Checkpt.buf")
             if n == 0:
                 return
             if st == _RAW:
@@ -294,8 +302,8 @@ class Checkpt(_Object):
                 self._lz4_small(mv, n)
             else:
                 self._lz4_buf(mv, n)
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
 
     def _no_room(self, chunk: int, cap: int) -> CompressionError:
@@ -376,8 +384,8 @@ class Checkpt(_Object):
         try:
             self._need_frame("frame_close")
             self._sink.flush()
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
         self._state = _IDLE
         return self._sink.offset
@@ -392,8 +400,8 @@ class Checkpt(_Object):
         self.frame_open(style)
         try:
             yield self
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
         self.frame_close()
 
@@ -409,8 +417,7 @@ class Checkpt(_Object):
 
     def __exit__(self, et: object, ev: object, tb: object) -> None:
         if et is not None:
-            self._fail(ev)  # type: ignore[arg-type]
-            self._state = _FAILED if self._state != _DONE else _DONE
+            self._fail()
             with contextlib.suppress(CheckptError):
                 self.fini()
             return
@@ -487,8 +494,8 @@ class Restore(_Object):
                 self._dec = _lz4.Decoder()
                 self._hist, self._hist_addr = aligned_buffer(_HIST_SZ)
                 self._hist_mv = self._hist.data
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
         self._hist_len = 0
         self._buf_index = 0
@@ -513,7 +520,7 @@ class Restore(_Object):
             mv = as_bytes(out, writable=True, what="Restore.buf out")
             n = mv.nbytes
             if meta and n > META_MAX:
-                _check_limit(n, meta, "Restore.buf")
+                raise _meta_too_large(n, "Restore.buf")
             if n == 0:
                 self._buf_index += 1  # zero-size calls count: messages name the call index
                 return
@@ -522,8 +529,8 @@ class Restore(_Object):
             else:
                 self._lz4_buf(mv, n)
             self._buf_index += 1
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
 
     def _where(self, chunk: int) -> str:
@@ -626,16 +633,16 @@ class Restore(_Object):
             v = self._src.view(nbytes)
             self._buf_index += 1
             return v
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
 
     def frame_close(self) -> int:
         """Close the open frame and return the offset one past its last byte (nothing is verified)."""
         try:
             self._need_frame("frame_close")
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
         self._state = _IDLE
         return self._src.offset
@@ -646,8 +653,8 @@ class Restore(_Object):
         self.frame_open(style)
         try:
             yield self
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
         self.frame_close()
 
@@ -670,8 +677,8 @@ class Restore(_Object):
             ):
                 raise InvalidArgumentError(f"Restore.seek: offset {offset!r} is outside [0, {size}]")
             self._src.seek(offset)
-        except BaseException as e:
-            self._fail(e)
+        except BaseException:
+            self._fail()
             raise
 
     def __enter__(self) -> Restore:
@@ -679,7 +686,7 @@ class Restore(_Object):
 
     def __exit__(self, et: object, ev: object, tb: object) -> None:
         if et is not None:
-            self._state = _FAILED if self._state != _DONE else _DONE
+            self._fail()
             with contextlib.suppress(CheckptError):
                 self.fini()
             return

@@ -1,29 +1,9 @@
-"""fd_checkpt frame format: constants, frame styles and exact layout math.
+"""The fd_checkpt frame format: its constants, frame styles and size arithmetic.
 
-Concepts
---------
-A *checkpoint* is a sequence of *frames* placed back to back, with no file
-header, padding or index of its own. A frame has a *style* and holds an ordered
-list of *buffers*; nothing in the bytes says which style a frame is or how big
-its buffers are, so a reader must replay the writer's exact call sequence.
-
-RAW frame
-    The buffers' bytes concatenated verbatim. Its size is the sum of the
-    buffer sizes, so every buffer's offset is known before writing.
-
-LZ4 frame
-    Every buffer of n > 0 bytes is cut into chunks of ``CHUNK_USZ_MAX`` bytes
-    plus one chunk of ``n % CHUNK_USZ_MAX`` bytes if that is non-zero. A chunk
-    is stored as a 3-byte little-endian compressed size ``csz`` followed by a
-    raw LZ4 block of ``csz`` bytes that decodes to exactly the chunk's size.
-    The uncompressed size is never stored. All blocks of one frame form one
-    LZ4 stream (a block may refer back up to 65535 bytes across chunk and
-    buffer boundaries) and no frame refers into another. Valid headers satisfy
-    ``1 <= csz <= chunk_csz_max(usz) - 3``.
-
-Zero-size buffers write nothing. Empty frames are 0 bytes. The normative
-description is ``docs/fd_checkpt.md`` (derived from Firedancer's
-``src/util/checkpt``); this module holds the numbers and the pure arithmetic.
+The normative specification is ``docs/fd_checkpt.md`` (derived from Firedancer's
+``src/util/checkpt``): RAW frames in §2, LZ4 chunks, history and size bound in §3, offsets in
+§4. This module holds the numbers and the pure arithmetic that page defines, each pointing to
+its section; it restates none of the rules.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal, Union
+from typing import Any, Literal, Protocol, TypeVar, Union
 
 import numpy as np
 
@@ -93,11 +93,14 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 #: Checkpoint file names: ``ckpt-`` + the step, zero-padded to 12 digits (more if needed).
 _NAME_RE = re.compile(r"ckpt-([0-9]{12,})\.ndckpt")
-#: Staged arrays at least this large start on a page boundary (4K aliasing makes copies
-#: to addresses a little past a page boundary up to 3x slower); smaller ones on 64 bytes.
+#: A staged array of at least this many bytes starts on a page boundary of the staging
+#: arena; a smaller one starts on a ``_SMALL_ALIGN``-byte boundary. Alignment never changes
+#: what is written, only where the staged copy lives.
 _PAGE_ALIGN_MIN = 4096
 _SMALL_ALIGN = 64
-#: States smaller than this are copied by the calling thread alone (a hand-off costs ~50 us).
+#: An asynchronous save of a state with fewer array bytes than this is copied into staging by
+#: the calling thread alone; a larger one is split between it and the manager's helper thread
+#: (when ``threads >= 2``).
 _PARALLEL_COPY_MIN = 8 << 20
 
 
@@ -318,15 +321,116 @@ def _finish_in_flight() -> None:
             futures_wait([job.future])
 
 
-# At interpreter exit, threading calls its own exit hooks (concurrent.futures' among them: from
-# then on, no pool accepts work, and ndckpt.save uses pools) before it joins threads and before
-# atexit callbacks run. So the saves in flight are finished from a threading exit hook, registered
-# after concurrent.futures' (hooks run last-registered first), and their errors are reported from
-# atexit. ``threading._register_atexit`` is what concurrent.futures itself uses (Python >= 3.9).
-_register_threading_atexit = getattr(threading, "_register_atexit", None)
-if _register_threading_atexit is not None:
-    _register_threading_atexit(_finish_in_flight)
-atexit.register(_report_unwaited)
+_exit_hooks_lock = threading.Lock()
+_exit_hooks_registered = False
+
+
+def _register_exit_hooks() -> None:
+    """Register :func:`_finish_in_flight` and :func:`_report_unwaited` for interpreter exit, once per process.
+
+    Called before a background save is submitted (the only way a save can be
+    in flight), so importing ndckpt registers nothing. Contract on ordering:
+    at interpreter exit, threading calls its own exit hooks (concurrent.futures'
+    among them: from then on, no pool accepts work, and ndckpt.save uses pools)
+    before it joins threads and before atexit callbacks run; its hooks run
+    last-registered first. concurrent.futures registers its hook when
+    ``concurrent.futures.thread`` is imported, which this module's import of
+    ThreadPoolExecutor does, so any registration made here comes after it and
+    the saves in flight are finished before pools refuse work; their errors are
+    then reported from atexit. ``threading._register_atexit`` is what
+    concurrent.futures itself uses (Python >= 3.9).
+
+    Once the interpreter is shutting down, threading refuses new hooks
+    (RuntimeError); that is swallowed and registration is retried by the next
+    background save, whose submission to the writer pool is refused then too.
+    """
+    global _exit_hooks_registered
+    with _exit_hooks_lock:
+        if _exit_hooks_registered:
+            return
+        register_threading_atexit = getattr(threading, "_register_atexit", None)
+        if register_threading_atexit is not None:
+            try:
+                register_threading_atexit(_finish_in_flight)
+            except RuntimeError:  # "can't register atexit after shutdown"
+                return
+        atexit.register(_report_unwaited)
+        _exit_hooks_registered = True
+
+
+_T = TypeVar("_T")
+
+
+class _Coordinator(Protocol):
+    """The steps of a manager that are collective with ``comm`` and local without.
+
+    Chosen once at construction: :class:`_Local` (no ``comm``) or
+    ``ndckpt.mpi.Collective`` (an mpi4py communicator; every rank makes the
+    same calls in the same order). The manager's methods call these and never
+    look at ``comm`` themselves.
+    """
+
+    @property
+    def is_root(self) -> bool:
+        """True in the one process that lists, deletes and removes stale temporaries (rank 0)."""
+        ...
+
+    def root_call(self, fn: Callable[[], _T], what: str) -> _T:
+        """Run ``fn`` on the root only; return its result, or raise its error, everywhere.
+
+        ``what`` names the operation in errors raised on other ranks.
+        """
+        ...
+
+    def agree_save(self, step: int, preempt: bool, force: bool) -> tuple[bool, bool]:
+        """``(preempt, force)`` as agreed by every participant: each is true if it is anywhere.
+
+        Raises InvalidArgumentError everywhere when participants pass different steps.
+        """
+        ...
+
+    def save(
+        self, path: Path, state: Mapping[str, Any], *, style: Any, threads: int, metadata: Mapping[str, Any] | None
+    ) -> None:
+        """Write ``state`` as the checkpoint file ``path``; on failure no file of it is left."""
+        ...
+
+    def load(
+        self, path: Path, *, out: Any, mmap: MmapMode, threads: int, verify: bool | None, select: Any
+    ) -> dict[str, Any]:
+        """Read the checkpoint file ``path`` (the nested state)."""
+        ...
+
+
+class _Local:
+    """The coordinator of a manager without ``comm``: everything happens in this process."""
+
+    @property
+    def is_root(self) -> bool:
+        return True
+
+    def root_call(self, fn: Callable[[], _T], what: str) -> _T:
+        """Call ``fn`` here; its exception propagates unchanged (``what`` is unused)."""
+        return fn()
+
+    def agree_save(self, step: int, preempt: bool, force: bool) -> tuple[bool, bool]:
+        """Nobody to agree with: ``(preempt, force)`` unchanged."""
+        return preempt, force
+
+    def save(
+        self, path: Path, state: Mapping[str, Any], *, style: Any, threads: int, metadata: Mapping[str, Any] | None
+    ) -> None:
+        """:func:`ndckpt.save` to ``path`` (temporary file, fsync, rename: no partial file on failure)."""
+        save(path, state, style=style, threads=threads, metadata=metadata)
+
+    def load(
+        self, path: Path, *, out: Any, mmap: MmapMode, threads: int, verify: bool | None, select: Any
+    ) -> dict[str, Any]:
+        """:func:`ndckpt.load` of ``path``; InvalidArgumentError if ``select`` is given (it needs ``comm``)."""
+        if select is not None:
+            raise InvalidArgumentError("select is only for managers with comm (see ndckpt.mpi.load)")
+        return load(path, out=out, mmap=mmap, threads=threads, verify=verify)
+
 
 _SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
@@ -379,7 +483,7 @@ class CheckpointManager:
     >>> import numpy as np
     >>> from ndckpt import CheckpointManager
     >>> x = np.zeros(4)
-    >>> with CheckpointManager(tempfile.mkdtemp(), every=10, keep=2) as mgr:
+    >>> with tempfile.TemporaryDirectory() as d, CheckpointManager(d, every=10, keep=2) as mgr:
     ...     for step in range(1, 31):
     ...         x += 1
     ...         _ = mgr.save(step, {"x": x, "step": np.int64(step)}, metadata={"run": "a"})
@@ -410,10 +514,13 @@ class CheckpointManager:
         if not isinstance(async_save, bool):
             raise InvalidArgumentError(f"async_save must be a bool, got {async_save!r}")
         self._async = async_save
-        self._comm = comm
-        if comm is not None:
-            from . import mpi  # noqa: F401  (ImportError naming the mpi extra when mpi4py is missing)
+        self._coord: _Coordinator
+        if comm is None:
+            self._coord = _Local()
+        else:
+            from .mpi import Collective  # ImportError naming the mpi extra when mpi4py is missing
 
+            self._coord = Collective(comm)
             if async_save:
                 raise UnsupportedError("async_save=True cannot be combined with comm (MPI saves are synchronous)")
         try:
@@ -437,7 +544,7 @@ class CheckpointManager:
         self._preempted = False
         self._saved_handlers: dict[int, _SignalHandler] = {}
         self._restored_step: int | None = None
-        if comm is None or comm.Get_rank() == 0:  # temporary names carry rank 0's pid
+        if self._coord.is_root:  # temporary names carry rank 0's pid
             self.remove_stale_temporaries()
         _MANAGERS.add(self)
 
@@ -502,11 +609,7 @@ class CheckpointManager:
         CheckptIOError
             The directory cannot be listed.
         """
-        if self._comm is not None:
-            from .mpi import DEFAULT_TIMEOUT, root_call
-
-            return root_call(self._comm, self._scan, DEFAULT_TIMEOUT, "CheckpointManager.steps")
-        return self._scan()
+        return self._coord.root_call(self._scan, "CheckpointManager.steps")
 
     def _scan(self) -> list[int]:
         """This process's listing of the complete checkpoints (what :meth:`steps` returns)."""
@@ -613,21 +716,13 @@ class CheckpointManager:
         self._raise_finished()
         signals = self._signals_seen
         preempt = signals > self._signals_saved
-        if self._comm is not None:  # collective: a signal on any rank makes every rank save this step
-            from .mpi import agree_save
-
-            preempt, force = agree_save(self._comm, s, preempt, force)
+        preempt, force = self._coord.agree_save(s, preempt, force)  # a signal on any rank: every rank saves
         if not (force or preempt or s % self._every == 0):
             return False
         if not self._async or preempt:
             self.wait()
             self._trim_once()
-            if self._comm is not None:
-                from .mpi import save as mpi_save
-
-                mpi_save(self._comm, self.path(s), state, style=self._style, metadata=metadata, threads=self._threads)
-            else:
-                save(self.path(s), state, style=self._style, threads=self._threads, metadata=metadata)
+            self._coord.save(self.path(s), state, style=self._style, threads=self._threads, metadata=metadata)
             if preempt:
                 self._signals_saved = signals
                 self._preempted = True
@@ -637,6 +732,7 @@ class CheckpointManager:
         meta = check_metadata(metadata)
         staged = self._capture(state)
         path = self.path(s)
+        _register_exit_hooks()  # before a save can be in flight
         fut = self._executor().submit(self._write, s, path, staged, meta)
         self._inflight = _InFlight(fut, s, path)
         return True
@@ -674,7 +770,7 @@ class CheckpointManager:
     def _write(self, step: int, path: Path, staged: dict[str, Any], metadata: Any) -> None:
         """Background job: write the staged state, then rotate."""
         self._trim_once()
-        save(path, staged, style=self._style, threads=self._threads, metadata=metadata)
+        self._coord.save(path, staged, style=self._style, threads=self._threads, metadata=metadata)
         self._rotate(step)
 
     def _trim_once(self) -> None:
@@ -686,15 +782,11 @@ class CheckpointManager:
     def _rotate(self, just_written: int) -> None:
         if self._keep is None:
             return
-        if self._comm is not None:  # rank 0 deletes; every rank learns how it went
-            from .mpi import DEFAULT_TIMEOUT, root_call
 
-            def rotate() -> None:
-                self._rotate_listed(just_written, self._scan())
+        def rotate() -> None:
+            self._rotate_listed(just_written, self._scan())
 
-            root_call(self._comm, rotate, DEFAULT_TIMEOUT, "CheckpointManager rotation")
-            return
-        self._rotate_listed(just_written, self.steps())
+        self._coord.root_call(rotate, "CheckpointManager rotation")  # the root deletes; everyone learns how it went
 
     def _rotate_listed(self, just_written: int, have: list[int]) -> None:
         assert self._keep is not None
@@ -855,13 +947,7 @@ class CheckpointManager:
         raise first
 
     def _load(self, s: int, out: Any, mmap: MmapMode, verify: bool | None, select: Any) -> dict[str, Any]:
-        if self._comm is not None:
-            from .mpi import load as mpi_load
-
-            return mpi_load(self._comm, self.path(s), select=select, out=out)
-        if select is not None:
-            raise InvalidArgumentError("select is only for managers with comm (see ndckpt.mpi.load)")
-        return load(self.path(s), out=out, mmap=mmap, threads=self._threads, verify=verify)
+        return self._coord.load(self.path(s), out=out, mmap=mmap, threads=self._threads, verify=verify, select=select)
 
     def metadata(self, step: int | None = None) -> Any:
         """The metadata dict saved with checkpoint ``step`` (None: the latest); None if none was given.

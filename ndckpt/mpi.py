@@ -50,9 +50,10 @@ Collective calls and timeouts
     writers) and the previous checkpoint stays the latest.
 Subfiles
     One shared file is slow where the file system serialises writes to one
-    file (here, on tmpfs, a shared file ran at half the speed of a file per
-    rank). ``save(..., subfiles=M)`` instead splits the ranks into M
-    contiguous groups; each group writes its own ordinary ndckpt file
+    file (``benchmarks/bench_mpi.py`` compares the two on a given file system:
+    peers ``ndckpt``, one shared file, and ``ndckpt_sub``, a file per rank).
+    ``save(..., subfiles=M)`` instead splits the ranks into M contiguous
+    groups; each group writes its own ordinary ndckpt file
     (``<target>.<token>.sub<k>``, the blocks stored as ``blocks/<rank>/<name>``,
     private arrays as ``ranks/<rank>/<name>``), and rank 0 then writes
     ``target`` as a small index file (an ndckpt file with no arrays whose
@@ -137,11 +138,13 @@ DEFAULT_TIMEOUT = 600.0
 #: Exit code passed to MPI_Abort when an exchange times out.
 ABORT_CODE = 75
 #: Longest sleep between two polls of an exchange. A nonblocking collective only progresses
-#: while its ranks poll it, so this bounds its latency (2 ms cost ~6 ms per save here).
+#: while its ranks poll it, so this bounds the latency each exchange adds to a save (a save
+#: has several; ``benchmarks/bench_mpi.py`` times whole saves against plain MPI-IO).
 _POLL_MAX = 5e-4
-#: RAW frames of a large array (ndckpt.save uses 1 GiB). Each rank hashes a frame and then
-#: writes it while it is still in cache: 2 ranks x 128 MiB wrote at 0.85x plain MPI-IO speed
-#: with 1 GiB frames hashed by a second thread, 0.91-0.95x with 4-32 MiB frames hashed inline.
+#: RAW frames of a large array (ndckpt.save uses 1 GiB). Each rank hashes a frame inline and
+#: then writes it while it is still in cache, so a frame is small enough to stay cached and
+#: large enough that per-frame costs vanish; ``benchmarks/bench_mpi.py`` (write, against plain
+#: MPI-IO) is the measurement to repeat when changing it.
 _RAW_FRAME_BYTES = 16 << 20
 
 T = TypeVar("T")
@@ -1141,3 +1144,42 @@ def agree_save(
             f"CheckpointManager.save: the ranks passed different steps ({-int(agg[3])} to {int(agg[2])})"
         )
     return bool(agg[0]), bool(agg[1])
+
+
+class Collective:
+    """The coordinator of ``CheckpointManager(comm=...)`` (see ``ndckpt.manager._Coordinator``).
+
+    Every operation is collective: every rank of ``comm`` makes the same calls
+    in the same order, and a rank that waits longer than ``timeout`` seconds
+    for the others aborts the job (see the module docstring). Constructing one
+    makes no MPI call; ``comm`` is used from the first operation on.
+    """
+
+    def __init__(self, comm: MPI.Intracomm, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._comm = comm
+        self._timeout = timeout
+
+    @property
+    def is_root(self) -> bool:
+        """True on rank 0 (local: no MPI exchange)."""
+        return bool(self._comm.Get_rank() == 0)
+
+    def root_call(self, fn: Callable[[], T], what: str) -> T:
+        """Run ``fn`` on rank 0 only; its result on every rank, or its error (named by ``what`` elsewhere)."""
+        return root_call(self._comm, fn, self._timeout, what)
+
+    def agree_save(self, step: int, preempt: bool, force: bool) -> tuple[bool, bool]:
+        """Whether any rank has a pending preemption signal and whether any rank forces (see :func:`agree_save`)."""
+        return agree_save(self._comm, step, preempt, force, self._timeout)
+
+    def save(
+        self, path: Path, state: Mapping[str, Any], *, style: Any, threads: int, metadata: Mapping[str, Any] | None
+    ) -> None:
+        """:func:`save` of every rank's share of ``state`` to ``path``: all ranks commit or none does."""
+        save(self._comm, path, state, style=style, metadata=metadata, threads=threads, timeout=self._timeout)
+
+    def load(
+        self, path: Path, *, out: Any, mmap: object, threads: int, verify: bool | None, select: Any
+    ) -> dict[str, Any]:
+        """:func:`load` of ``path`` with ``select`` and ``out`` (``mmap``, ``threads`` and ``verify`` are ignored)."""
+        return load(self._comm, path, select=select, out=out, timeout=self._timeout)

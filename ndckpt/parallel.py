@@ -1,13 +1,15 @@
 """Parallelism across frames, and the reusable staging memory that goes with it.
 
 Frames are the unit of work: each task owns whole frames, never single 64 KiB
-chunks (one executor task per chunk capped throughput at ~1.1 GB/s here). The
-LZ4 and XXH64 calls release the GIL, so threads scale. Pools are created per
+chunks, so the executor's cost per task is paid once per frame, not once per
+chunk (``benchmarks/bench_micro.py --case tasks``). The LZ4 and XXH64 calls
+release the GIL, so threads scale. Pools are created per
 call and shut down before the call returns: no thread outlives a call, no
 global pool exists, and nothing breaks across ``os.fork()``.
 
 Staging buffers are page-aligned and kept in a small process-wide free list,
-because touching fresh memory on this VM costs up to 10x a copy. The list is
+because the first touch of fresh pages (a page fault each) can cost more than
+the copy into them (``benchmarks/bench_micro.py --case first_touch``). The list is
 bounded (``STAGING_KEEP`` bytes) and its lock is re-made in a forked child.
 """
 

@@ -126,6 +126,30 @@ def lz4_frame(buf: bytes) -> bytes:
     return bytes(out)
 
 
+def lz4_frame_decodes(frame: bytes, nbytes: int) -> bool:
+    """Whether ``frame`` is a valid fd_checkpt LZ4 frame of ``nbytes`` bytes: 64 KiB chunks, each
+    a 3-byte size and a block decoded with the previous 64 KiB of output as its history (the
+    streaming decoder's dictionary), consuming the frame exactly."""
+    out, pos = b"", 0
+    while len(out) < nbytes:
+        if pos + 3 > len(frame):
+            return False
+        csz = int.from_bytes(frame[pos : pos + 3], "little")
+        blk = frame[pos + 3 : pos + 3 + csz]
+        if csz == 0 or len(blk) != csz:
+            return False
+        want = min(CHUNK, nbytes - len(out))
+        try:
+            piece = lz4.block.decompress(blk, uncompressed_size=want, dict=out[-CHUNK:])
+        except lz4.block.LZ4BlockError:
+            return False
+        if len(piece) != want:
+            return False
+        out += piece
+        pos += 3 + csz
+    return pos == len(frame)
+
+
 def align_up(p: int, a: int = ALIGN) -> int:
     return (p + a - 1) // a * a
 
@@ -948,7 +972,13 @@ def m_lz4(rng: random.Random, s: Spec) -> str | None:
             return None
         s.stored[fi] = frame[: rng.randrange(1, len(frame))]
     elif how == "garbage":
-        s.stored[fi] = frame[:3] + bytes(rng.randrange(256) for _ in range(len(frame) - 3))
+        for _ in range(8):  # random bytes are, now and then, a valid LZ4 frame of the right size
+            junk = frame[:3] + bytes(rng.randrange(256) for _ in range(len(frame) - 3))
+            if not lz4_frame_decodes(junk, len(buf)):
+                break
+        else:
+            return None
+        s.stored[fi] = junk
     elif how == "extra-bytes":
         s.stored[fi] = frame + b"\x00\x00\x00\x00"
     elif how == "verbatim-size":

@@ -62,7 +62,11 @@ VERIFYING = {"verify", "load-verify"}
 def _enc(v: Any, out: list[bytes]) -> None:
     if isinstance(v, np.ndarray):
         out += [b"A", repr(v.dtype.descr).encode(), str(v.dtype.itemsize).encode(), repr(v.shape).encode()]
-        out.append(np.ascontiguousarray(v).tobytes())
+        if v.dtype.names is None:
+            out.append(np.ascontiguousarray(v).tobytes())
+        else:  # field by field: the padding between fields is not data (a copy leaves it undefined)
+            for name in v.dtype.names:
+                _enc(v[name], out)
     elif isinstance(v, np.generic):
         out += [b"G", repr(v.dtype.descr).encode(), v.tobytes()]
     elif isinstance(v, float):

@@ -189,7 +189,7 @@ def test_reader_while_another_process_replaces_the_file(tmp_path: Path) -> None:
 
 def _open_all(path: Path) -> dict[str, Any]:
     with ndckpt.open(path) as r:
-        return _nested({n: r.get(n) for n in r})
+        return _nested({n: r.read(n) for n in r.names()})
 
 
 def test_threads_saving_to_one_path(tmp_path: Path) -> None:

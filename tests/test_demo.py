@@ -179,16 +179,6 @@ def test_readme_quickstart_runs(tmp_path: Path) -> None:
     assert (tmp_path / "state.ndckpt").is_file()
 
 
-def test_demo_package_docstring_example_runs() -> None:
-    import doctest
-
-    import ndckpt.demo
-
-    res = doctest.testmod(ndckpt.demo, verbose=False)
-    assert res.attempted >= 4
-    assert res.failed == 0
-
-
 def test_the_library_does_not_import_the_demo() -> None:
     code = "import sys, ndckpt, ndckpt.cli; print(any(m.startswith('ndckpt.demo') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -185,12 +185,3 @@ def _public_api() -> list[str]:
         if inspect.isclass(obj) and not issubclass(obj, BaseException):
             out += [f"{qual}.{m}" for m in vars(obj) if not m.startswith("_")]
     return sorted(set(out))
-
-
-def test_manager_docstring_examples_run() -> None:
-    """The CheckpointManager example (restore, restored_step, metadata) in its docstring is right."""
-    import ndckpt.manager
-
-    res = doctest.testmod(ndckpt.manager, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert res.attempted >= 5
-    assert res.failed == 0

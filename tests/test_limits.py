@@ -302,9 +302,9 @@ def test_40000_one_element_blocks_open_fast_and_exactly(tmp_path: Path) -> None:
     data = blocked(n, blocks, [n])
     p = tmp_path / "b.ndckpt"
     p.write_bytes(data)
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time (this process, all threads): what other jobs on the box do not add
     got = ndckpt.load(p)["x"]
-    assert time.perf_counter() - t0 < 2.0
+    assert time.process_time() - t0 < 3.0, "the quadratic check took 8.5 s"
     want = np.empty(n, np.uint8)
     want[order] = np.arange(n, dtype=np.uint8)
     np.testing.assert_array_equal(got, want)

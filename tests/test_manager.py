@@ -15,8 +15,11 @@
   is allocated once and reused; a second save waits for the first; a failing
   background write (ENOSPC injected into the writer, and a real 1 MiB tmpfs)
   surfaces at ``wait()`` or the next ``save()`` and the previous checkpoint
-  stays the latest; an interpreter exit finishes the write in flight, and
-  reports an error nobody waited for.
+  stays the latest; an interpreter exit finishes the writes in flight (of
+  every manager, while they still submit work to thread pools), and reports
+  an error nobody waited for.
+- Exit hooks: importing ndckpt registers none; the first asynchronous save
+  registers them, once per process.
 - Listing and restore: only exact names of complete files count; a corrupt
   newest checkpoint is skipped with a warning; stale temporary files of dead
   writers are removed.
@@ -29,6 +32,7 @@ import contextlib
 import doctest
 import errno
 import gc
+import json
 import os
 import random
 import re
@@ -657,6 +661,90 @@ def test_interpreter_exit_reports_a_failure_nobody_waited_for(tmp_path: Path) ->
     assert "never waited for" in r.stderr
     assert "No space left on device" in r.stderr
     assert CheckpointManager(tmp_path).steps() == []
+
+
+# Installed before ndckpt is imported: counts exit hooks that ndckpt registers (the hook is an
+# ndckpt function, or the registering frame is ndckpt code) and prints them as JSON at the end.
+_COUNT_EXIT_HOOKS = """
+import atexit, json, sys, threading
+calls = []
+def counting(register, kind):
+    def wrapper(fn, *args, **kwargs):
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if str(getattr(fn, "__module__", "")).startswith("ndckpt") or caller.startswith("ndckpt"):
+            calls.append([kind, fn.__qualname__])
+        return register(fn, *args, **kwargs)
+    return wrapper
+atexit.register = counting(atexit.register, "atexit")
+threading._register_atexit = counting(threading._register_atexit, "threading")
+"""
+
+
+def test_import_registers_no_exit_hooks(tmp_path: Path) -> None:
+    """Importing ndckpt, and using a manager without async saves, registers nothing for exit.
+
+    The first asynchronous save registers both hooks, once per process (the
+    same counter sees them, so the zero counts are not vacuous).
+    """
+    code = _COUNT_EXIT_HOOKS + textwrap.dedent(
+        """
+        import numpy as np
+        import ndckpt
+        import ndckpt.manager
+        out = {"import": list(calls), "futures_first": "concurrent.futures.thread" in sys.modules}
+        with ndckpt.CheckpointManager(sys.argv[1] + "/sync") as mgr:
+            mgr.save(1, {"a": np.arange(3)})
+            mgr.restore(mmap=False)
+        out["sync"] = list(calls)
+        for sub in ("a", "b"):
+            with ndckpt.CheckpointManager(sys.argv[1] + "/" + sub, async_save=True) as mgr:
+                mgr.save(1, {"a": np.arange(3)})
+                mgr.save(2, {"a": np.arange(4)})
+        out["async"] = list(calls)
+        print(json.dumps(out))
+        """
+    )
+    r = run_python(code, str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["import"] == []
+    assert out["futures_first"]  # concurrent.futures' hook exists before ndckpt can register its own
+    assert out["sync"] == []
+    assert out["async"] == [["threading", "_finish_in_flight"], ["atexit", "_report_unwaited"]]
+
+
+def test_interpreter_exit_finishes_the_saves_in_flight_of_every_manager(tmp_path: Path) -> None:
+    """One registration covers every manager, including ones made after it, and runs before pools refuse work.
+
+    Each state has several arrays and every write stalls, so the writers are
+    still submitting frames to ndckpt.save's thread pool when the interpreter
+    starts to exit: a save finished after concurrent.futures' exit hook would
+    fail ("cannot schedule new futures") and leave no file.
+    """
+    code = (
+        "import os, sys, time, numpy as np\n"
+        "from ndckpt import CheckpointManager, _backend\n"
+        "class Slow:\n"
+        "    def __getattr__(self, n): return getattr(os, n)\n"
+        "    def write(self, fd, data): time.sleep(0.02); return os.write(fd, data)\n"
+        "_backend.os = Slow()\n"
+        "def state(v): return {k: np.full(1 << 16, v) for k in 'abcdefgh'}\n"
+        "first = CheckpointManager(sys.argv[1] + '/a', async_save=True, threads=2)\n"
+        "first.save(1, state(1.0))\n"
+        "second = CheckpointManager(sys.argv[1] + '/b', async_save=True, threads=2)\n"
+        "second.save(2, state(2.0))\n"
+        "print('in flight' if not second._inflight.future.done() else 'already done')\n"
+    )
+    r = run_python(code, str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "in flight"
+    assert r.stderr == ""
+    for sub, step in (("a", 1), ("b", 2)):
+        mgr = CheckpointManager(tmp_path / sub)
+        assert mgr.steps() == [step]
+        got = mgr.restore()
+        assert sorted(got) == list("abcdefgh")
+        assert all(set(v.tolist()) == {float(step)} for v in got.values())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -48,6 +48,9 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     client.execute()  # raises CellExecutionError, naming the cell, if any cell fails
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
+    if "quickstart" in path.stem:  # the Reader cell displays its HTML table
+        pages = ["".join(o["data"]["text/html"]) for o in outputs if "text/html" in o.get("data", {})]
+        assert any("<table>" in p and "model/weights" in p for p in pages), "no Reader table displayed"
     if "simulation" in path.stem:
         images = [o for o in outputs if "image/png" in o.get("data", {})]
         assert len(images) == 3, "expected the restore, final-state and throughput figures"

@@ -90,6 +90,9 @@ def test_reader_is_a_mapping_of_the_top_level(blob: bytes) -> None:
         assert list(r) == ["cfg", "counts", "fields", "scalar", "step"]
         assert len(r) == 5
         assert list(r.keys()) == list(r)
+        assert repr(r.keys()) == "Keys(['cfg', 'counts', 'fields', 'scalar', 'step'])"
+        assert repr(r["fields"].keys()) == "Keys(['empty', 'u', 'v'])"
+        assert r.keys() == {"cfg", "counts", "fields", "scalar", "step"}, "a set-like view, as a dict's"
         assert isinstance(r["fields"], Group)
         assert isinstance(r["cfg"], Group)
         assert r["step"] == 7

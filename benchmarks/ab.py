@@ -1,0 +1,151 @@
+"""A/B: the same save/load workloads timed on two versions of ndckpt, interleaved in one run.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/ab.py OLD_REV [--new PATH] [--rounds 7] [--size-mib 256]
+
+``OLD_REV`` is any git revision of this repository (checked out into a temporary detached
+worktree, removed afterwards); ``--new`` is a source tree (default: this checkout, with its
+uncommitted changes). Each round runs every workload once per version, in alternating order,
+each in a fresh child process with ``PYTHONPATH`` pointing at that version's tree, so both see
+the same machine state. The machine is shared and noisy: the script prints, per workload and
+operation, the best and the median time of each version and the ratios new/old (below 1 means
+the new version is faster), from the best times and as the median of per-round ratios.
+
+Workloads (files in ``--dir``, default /dev/shm):
+
+- ``mixed``: ``--size-mib`` of float64 fields (RAW) and int64 counters (LZ4), saved to a path
+  (fsync included) and loaded with ``mmap=False`` and with ``verify=True``;
+- ``many``: 20,000 small arrays (the per-array overhead), saved and loaded;
+- ``stream``: the mixed state saved to and loaded from a pipe-like stream (``io.BytesIO``).
+
+Results also go to ``benchmarks/results/ab.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: The child: builds one workload, times each operation once, prints {op: seconds} as JSON.
+CHILD = r"""
+import io, json, os, sys, time
+import numpy as np
+import ndckpt
+
+kind, size_mib, where = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rng = np.random.default_rng(7)
+if kind in ("mixed", "stream"):
+    n = size_mib * (1 << 20) // 16
+    state = {"fields": {"u": rng.standard_normal(n // 2), "v": rng.standard_normal(n // 2)},
+             "counts": np.cumsum(rng.integers(0, 3, n)).astype(np.int64), "step": 1000}
+    style = {"counts": "lz4"}
+else:
+    state = {"g": {f"a{i:05d}": np.arange(i % 17, dtype=np.int32) for i in range(20000)}}
+    style = "raw"
+t = {}
+if kind == "stream":
+    f = io.BytesIO()
+    s = time.perf_counter(); ndckpt.save(f, state, style=style); t["save"] = time.perf_counter() - s
+    f.seek(0)
+    s = time.perf_counter(); ndckpt.load(f); t["load"] = time.perf_counter() - s
+else:
+    p = os.path.join(where, f"ab-{os.getpid()}.ndckpt")
+    try:
+        s = time.perf_counter(); ndckpt.save(p, state, style=style); t["save"] = time.perf_counter() - s
+        s = time.perf_counter(); ndckpt.load(p, mmap=False); t["load"] = time.perf_counter() - s
+        s = time.perf_counter(); ndckpt.load(p, verify=True); t["load-verify"] = time.perf_counter() - s
+    finally:
+        os.unlink(p)
+print(json.dumps({"version": ndckpt.__file__, "t": t}))
+"""
+
+
+def run_child(tree: Path, kind: str, size_mib: int, where: str) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, kind, str(size_mib), where],
+        env=env,
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    if not doc["version"].startswith(str(tree)):
+        raise SystemExit(f"the child imported {doc['version']}, not the tree {tree}")
+    return {k: float(v) for k, v in doc["t"].items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("old", help="git revision of the old version")
+    ap.add_argument("--new", type=Path, default=ROOT, help="source tree of the new version (default: this checkout)")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--size-mib", type=int, default=256)
+    ap.add_argument("--workloads", default="mixed,many,stream")
+    ap.add_argument("--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ab.json")
+    args = ap.parse_args()
+    kinds = [k for k in args.workloads.split(",") if k]
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "old"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(old), args.old], check=True)
+        try:
+            times: dict[tuple[str, str, str], list[float]] = {}
+            for r in range(args.rounds):
+                for kind in kinds:
+                    order = [("old", old), ("new", args.new.resolve())]
+                    if r % 2:
+                        order.reverse()
+                    for label, tree in order:
+                        for op, sec in run_child(tree, kind, args.size_mib, args.dir).items():
+                            times.setdefault((kind, op, label), []).append(sec)
+                print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], check=False)
+    rows = []
+    print(
+        f"{'workload':<8} {'op':<12} {'old best':>9} {'new best':>9} {'old med':>9} {'new med':>9} "
+        f"{'best ratio':>10} {'med ratio':>10}"
+    )
+    for kind in kinds:
+        for op in sorted({op for (k, op, _) in times if k == kind}):
+            o, n = times[(kind, op, "old")], times[(kind, op, "new")]
+            per_round = statistics.median(b / a for a, b in zip(o, n, strict=True))
+            row = {
+                "workload": kind,
+                "op": op,
+                "old_best_s": min(o),
+                "new_best_s": min(n),
+                "old_median_s": statistics.median(o),
+                "new_median_s": statistics.median(n),
+                "ratio_best": min(n) / min(o),
+                "ratio_median_of_rounds": per_round,
+            }
+            rows.append(row)
+            print(
+                f"{kind:<8} {op:<12} {min(o):9.4f} {min(n):9.4f} {row['old_median_s']:9.4f} "
+                f"{row['new_median_s']:9.4f} {row['ratio_best']:10.3f} {per_round:10.3f}"
+            )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {"old": args.old, "new": str(args.new), "rounds": args.rounds, "size_mib": args.size_mib, "rows": rows},
+            indent=2,
+        )
+        + "\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
