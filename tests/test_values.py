@@ -482,3 +482,33 @@ def test_cli_convert_through_npz_keeps_the_nesting(capsys: pytest.CaptureFixture
     capsys.readouterr()
     got = ndckpt.load(tmp_path / "b.ndckpt")
     assert_same_tree(got, {**tree, "s": np.array(3, np.int32)})  # .npz holds the scalar as a 0-d array
+
+
+def test_long_double_scalars_carry_no_stray_memory() -> None:
+    """x87 long doubles are 10 value bytes padded to 16: the padding of a numpy scalar is stray
+    memory (it held a pointer), which made the same value encode differently from save to save."""
+    import base64
+
+    from ndckpt.container.values import decode, encode
+
+    values = [np.longdouble("1.1"), np.clongdouble(1.5 + 2.25j), np.longdouble("-inf"), np.clongdouble(-0.0)]
+    for v in values:
+        encodings = set()
+        for i in range(200):
+            _noise = [np.clongdouble(i + 1j * i), object(), np.longdouble(i) / 3]  # reuse memory
+            encodings.add(json.dumps(encode(v, "x")))
+            del _noise
+        assert len(encodings) == 1, v
+        (enc,) = encodings
+        raw = base64.b64decode(json.loads(enc)["numpy"][1])
+        part = np.dtype(np.longdouble).itemsize
+        if np.finfo(np.longdouble).nmant == 63 and part > 10:
+            assert all(not any(raw[k + 10 : k + part]) for k in range(0, len(raw), part)), raw.hex()
+        back = decode(json.loads(enc), "x")
+        assert type(back) is type(v)
+        assert back == v or (np.isnan(back) and np.isnan(v))
+    f1, f2 = io.BytesIO(), io.BytesIO()
+    ndckpt.save(f1, {"x": np.clongdouble(3 + 4j)})
+    _ = [np.clongdouble(k) for k in range(100)]
+    ndckpt.save(f2, {"x": np.clongdouble(3 + 4j)})
+    assert f1.getvalue() == f2.getvalue()

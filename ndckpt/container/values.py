@@ -64,6 +64,24 @@ def _b64(b: bytes) -> str:
     return base64.b64encode(b).decode("ascii")
 
 
+#: Bytes of an x87 extended-precision number that hold its value; numpy pads it to 12 or 16 bytes
+#: and leaves the padding of a scalar as whatever memory held (None where long double has no padding).
+_LONGDOUBLE_VALUE_BYTES = 10 if np.finfo(np.longdouble).nmant == 63 and np.dtype(np.longdouble).itemsize > 10 else None
+
+
+def _scalar_bytes(v: np.generic) -> bytes:
+    """A numpy scalar's bytes, with the padding of long doubles zeroed: the same value always
+    gives the same bytes, and no stray memory reaches the file."""
+    raw = np.asarray(v).tobytes()
+    if _LONGDOUBLE_VALUE_BYTES is None or v.dtype.type not in (np.longdouble, np.clongdouble):
+        return raw
+    part = np.dtype(np.longdouble).itemsize
+    out = bytearray(raw)
+    for start in range(0, len(out), part):  # the real part, and the imaginary part of a complex
+        out[start + _LONGDOUBLE_VALUE_BYTES : start + part] = bytes(part - _LONGDOUBLE_VALUE_BYTES)
+    return bytes(out)
+
+
 def encode(v: Any, where: str) -> Any:
     """The JSON form of value ``v`` (format §2.2.1). ``where`` names the leaf in messages ("value 'cfg/x'").
 
@@ -96,7 +114,7 @@ def _enc(v: Any, where: str, depth: int) -> Any:
             raise InvalidArgumentError(
                 f"{where}: numpy scalar of dtype {dt} holds a Python object, which ndckpt does not store"
             )
-        raw = np.asarray(v).tobytes() if dt.itemsize else b""  # np.bytes_(b"") is |S0, its array |S1
+        raw = _scalar_bytes(v) if dt.itemsize else b""  # np.bytes_(b"") is |S0, its array |S1
         return {"numpy": [encode_dtype(dt, what=where), _b64(raw)]}
     if t is list or t is tuple or t is dict:
         if depth >= VALUE_DEPTH_MAX:
