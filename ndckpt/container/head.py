@@ -399,19 +399,19 @@ def _paths_ok(paths: list[Any]) -> bool:
 
 
 def json_depth(obj: Any, limit: int) -> int:
-    """Nesting depth of a JSON value (a scalar: 0), counted without recursion and stopping once
-    past ``limit`` (then some depth > limit is returned). Values holding themselves count as deep."""
-    depth, stack = 0, [(obj, 1)]
-    while stack:
-        v, d = stack.pop()
-        if isinstance(v, dict):
-            v = list(v.values())
-        elif not isinstance(v, list | tuple):
-            continue
-        depth = max(depth, d)
+    """Nesting depth of a JSON value (a scalar: 0), counted level by level without recursion and
+    stopping once past ``limit`` (then ``limit + 1`` is returned). Values holding themselves count
+    as deep. Memory: two lists of the values of one level."""
+    level = [obj] if isinstance(obj, dict | list | tuple) else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return depth
-        stack.extend((x, d + 1) for x in v if isinstance(x, dict | list | tuple))
+        members: list[Any] = []
+        for v in level:
+            members.extend(v.values() if isinstance(v, dict) else v)
+        level = [x for x in members if isinstance(x, dict | list | tuple)]
     return depth
 
 
@@ -617,7 +617,7 @@ def _tiling_ok_fast(head: Head) -> bool:
     """
     arrays, frames = head.arrays, head.frames
     narr = len(arrays)
-    if sum(len(f.parts) for f in frames) < 64:
+    if narr + sum(len(f.parts) for f in frames) < 64:
         return False  # a small head: check_tiling's loops cost less than numpy's per-call overhead
     # Names and paths: unique, and no path inside another (only possible with deeper paths or groups).
     paths = list(map(_PATH, arrays))
