@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from strategies import assert_same_array, assert_same_tree
+from helpers import assert_same_array, assert_same_tree, save_bytes
 
 import ndckpt
 from ndckpt import CheckptIOError, FormatError, InvalidArgumentError, UnsupportedError
@@ -60,12 +60,6 @@ ARRAYS = make_arrays()
 
 # Pipes, FIFOs and child processes could block forever on a bug: fail instead.
 pytestmark = pytest.mark.timeout(120)
-
-
-def save_bytes(arrays: Any, **kw: Any) -> bytes:
-    f = io.BytesIO()
-    ndckpt.save(f, arrays, **kw)
-    return f.getvalue()
 
 
 @pytest.fixture(scope="module")

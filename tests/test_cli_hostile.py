@@ -104,7 +104,7 @@ def printable(text: str) -> bool:
 
 def forged(path: Path, edit: Any, arrays: Any = None) -> Path:
     """A valid file of ``arrays`` (default one int32 array 'x') whose head ``edit`` changed."""
-    data = forge.save_bytes(arrays if arrays is not None else {"x": np.arange(4, dtype=np.int32)})
+    data = forge.save_small_frames(arrays if arrays is not None else {"x": np.arange(4, dtype=np.int32)})
     lay = forge.parse(data)
     doc = forge.row_doc(lay.head)
     edit(doc)

@@ -61,15 +61,15 @@ from forge import (
     canonical,
     column_doc,
     columns,
-    flat,
     harness,
     parse,
     parts4,
     row_doc,
     rows,
-    save_bytes,
+    save_small_frames,
     stored_order_bytes,
 )
+from helpers import flat
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from strategies import ALL_DTYPES, generate
@@ -128,7 +128,7 @@ def states(draw: st.DrawFn) -> tuple[dict[str, Any], Any]:
 
 def _base(arrays: dict[str, Any], style: Any) -> tuple[bytes, Layout, dict[str, bytes]]:
     """The file, its layout, and each array's stored-order bytes."""
-    data = save_bytes(arrays, style=style)
+    data = save_small_frames(arrays, style=style)
     lay = parse(data)
     orders = {"/".join(a["path"]): a["order"] for a in rows(lay.head)}
     want = {k: stored_order_bytes(v, orders[k]) for k, v in flat(arrays).items()}

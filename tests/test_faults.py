@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from forge import flat, save_bytes
+from forge import save_small_frames
+from helpers import flat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -36,7 +37,7 @@ STATE = {
     "meta": np.array([(1, 2.0)], [("x", "<i2"), ("y", "<f4")]),
 }
 STYLES = {"raw": "raw", "lz4": "lz4", "mixed": {"z": "lz4", "r": "lz4", "meta": "lz4"}}
-REF = {k: save_bytes(STATE, style=s, frame_bytes=1 << 18) for k, s in STYLES.items()}
+REF = {k: save_small_frames(STATE, style=s, frame_bytes=1 << 18) for k, s in STYLES.items()}
 #: What ndckpt.save writes for STATE (its own frame plan).
 SAVED = {k: (lambda b: (ndckpt.save(b, STATE, style=s), b.getvalue())[1])(io.BytesIO()) for k, s in STYLES.items()}
 ERRNOS = [errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EPIPE]
@@ -363,7 +364,7 @@ def test_short_reads_load_whole(style: str, chunk: int, seekable: bool) -> None:
     (fixed or random sizes; with tiny sizes, a small state)."""
     if 0 < chunk <= 16:
         small = {"x": np.arange(300), "z": np.arange(500) % 3}
-        data = save_bytes(small, style=STYLES[style] if style != "mixed" else {"z": "lz4"})
+        data = save_small_frames(small, style=STYLES[style] if style != "mixed" else {"z": "lz4"})
         assert same(ndckpt.load(FlakyReader(data, chunk=chunk, seekable=seekable), verify=True), small)
         return
     got = ndckpt.load(FlakyReader(REF[style], chunk=chunk, seekable=seekable), verify=True)

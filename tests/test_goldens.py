@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from strategies import assert_same_tree
+from helpers import assert_same_tree
 
 import ndckpt
 from ndckpt import _lz4

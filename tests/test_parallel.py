@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_same_array, assert_same_tree, save_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import assert_same_array, assert_same_tree
 
 import ndckpt
 import ndckpt.api
@@ -28,12 +28,6 @@ MiB = 1 << 20
 FRAME = 4 * MiB  # LZ4 frames (and packing frames) hold 4 MiB
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def save_bytes(arrays: Any, **kw: Any) -> bytes:
-    f = io.BytesIO()
-    ndckpt.save(f, arrays, **kw)
-    return f.getvalue()
 
 
 def ndckpt_threads() -> set[threading.Thread]:

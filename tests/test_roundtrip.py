@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_same_array, assert_same_tree, flatten_tree, logical_bytes, save_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import (
@@ -22,11 +23,7 @@ from strategies import (
     SCALAR_DTYPES,
     STRUCTURED_DTYPES,
     array_trees,
-    assert_same_array,
-    assert_same_tree,
-    flatten_tree,
     layout_arrays,
-    logical_bytes,
     make_layout,
 )
 
@@ -34,12 +31,6 @@ import ndckpt
 from ndckpt import InvalidArgumentError
 
 STYLES = ("raw", "lz4")
-
-
-def save_bytes(arrays: Any, **kw: Any) -> bytes:
-    f = io.BytesIO()
-    ndckpt.save(f, arrays, **kw)
-    return f.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,12 @@ from typing import Any
 import numpy as np
 import pytest
 from forge import build, canonical
+from helpers import assert_same_tree, assert_same_value, flat, save_bytes
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from strategies import (
     SCALAR_DTYPES,
     STRUCTURED_DTYPES,
-    assert_same_tree,
-    assert_same_value,
     keys,
     layout_arrays,
     shapes,
@@ -94,22 +93,6 @@ def trees() -> st.SearchStrategy[dict[str, Any]]:
     return st.dictionaries(keys(), st.one_of(leaf, level1), max_size=5)
 
 
-def save_bytes(tree: Any, **kw: Any) -> bytes:
-    f = io.BytesIO()
-    ndckpt.save(f, tree, **kw)
-    return f.getvalue()
-
-
-def flat_leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and v:
-            out.update(flat_leaves(v, f"{prefix}{k}/"))
-        elif not isinstance(v, dict):
-            out[prefix + k] = v
-    return out
-
-
 def check_leaf(got: Any, want: Any, name: str) -> None:
     assert_same_tree({"x": got}, {"x": want}) if isinstance(want, np.ndarray) else assert_same_value(got, want, name)
 
@@ -144,7 +127,7 @@ def test_trees_of_arrays_scalars_and_values_roundtrip_through_every_reader(tree:
         assert_same_tree(got, tree)
     ndckpt.verify(data)
     ndckpt.verify(io.BytesIO(data))
-    leaves = flat_leaves(tree)
+    leaves = flat(tree)
     with ndckpt.open(data) as r:
         assert sorted(r.names()) == sorted(leaves)
         for name, want in leaves.items():

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from forge import Unseekable, flat, parse, parts4, rows, save_bytes
+from forge import Unseekable, parse, parts4, rows, save_small_frames
+from helpers import flat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -94,7 +95,7 @@ def states(draw: st.DrawFn) -> dict[str, np.ndarray[Any, Any]]:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(arrays=states())
 def test_verbatim_exactly_when_lz4_does_not_pay(arrays: dict[str, np.ndarray[Any, Any]]) -> None:
-    data = save_bytes(arrays, style="lz4", frame_bytes=FRAME)
+    data = save_small_frames(arrays, style="lz4", frame_bytes=FRAME)
     lay = parse(data)
     for fi in range(len(lay.head["frames"])):
         plain = frame_plain(lay, fi, arrays)

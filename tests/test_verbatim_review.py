@@ -26,7 +26,8 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from forge import Unseekable, build, flat, harness, parse, save_bytes
+from forge import Unseekable, build, harness, parse, save_small_frames
+from helpers import flat
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -143,7 +144,7 @@ def test_every_reader_returns_the_saved_arrays(
     state: tuple[dict[str, np.ndarray[Any, Any]], dict[str, str]], pick: Any
 ) -> None:
     arrays, styles = state
-    data = save_bytes(nest(arrays), style=styles, frame_bytes=FRAME)
+    data = save_small_frames(nest(arrays), style=styles, frame_bytes=FRAME)
     lay = parse(data)
     event(f"frames stored verbatim: {min(len(lay.verbatim), 3)}")
     for fi in lay.verbatim:  # a verbatim frame starts on a page, after its record and a zero pad
@@ -203,7 +204,9 @@ def _damage_state() -> dict[str, np.ndarray[Any, Any]]:
 
 
 DAMAGE_ARRAYS = flat(_damage_state())
-DAMAGE_FILE = save_bytes(_damage_state(), style={"noise": "lz4", "small": "lz4", "zeros": "lz4"}, frame_bytes=FRAME)
+DAMAGE_FILE = save_small_frames(
+    _damage_state(), style={"noise": "lz4", "small": "lz4", "zeros": "lz4"}, frame_bytes=FRAME
+)
 DAMAGE_LAYOUT = parse(DAMAGE_FILE)
 
 
@@ -344,7 +347,7 @@ _PAD_ARRAY = np.frombuffer(np.random.default_rng(3).bytes(5000), np.uint8)
 
 
 def _with_metadata(n: int) -> bytes:
-    return save_bytes({"x": _PAD_ARRAY}, style="lz4", metadata={"m": "m" * n})
+    return save_small_frames({"x": _PAD_ARRAY}, style="lz4", metadata={"m": "m" * n})
 
 
 _HEAD0 = SUPERBLOCK.unpack_from(_with_metadata(0), 0)[3]
@@ -385,7 +388,7 @@ def _golden() -> tuple[bytes, Any]:
         "tag": np.array([3, 1, 4], dtype="<u1"),
         "plain": np.arange(4, dtype="<i2"),
     }
-    data = save_bytes(arrays, style={"noise": "lz4", "tag": "lz4"})
+    data = save_small_frames(arrays, style={"noise": "lz4", "tag": "lz4"})
     lay = parse(data)
     assert [f["style"] for f in lay.head["frames"]] == [1, 2]
     assert lay.verbatim == {1}
@@ -413,7 +416,7 @@ def _record_and_index_or(data: bytes, fi: int, mask: int) -> bytes:
 def _pad_past_index() -> bytes:
     """A file of one verbatim frame cut after its record: the index and trailer follow the
     record directly, so the frame's pad and data would run past the index and the file."""
-    data = save_bytes({"x": _PAD_ARRAY}, style="lz4")
+    data = save_small_frames({"x": _PAD_ARRAY}, style="lz4")
     lay = parse(data)
     assert lay.verbatim == {0}
     rec = next(r for r in lay.regions if r.kind == "record")
