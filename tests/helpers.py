@@ -14,9 +14,13 @@ The one private name used is ``ndckpt._lz4.xxh64`` (a fast hash for :func:`diges
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
+import shutil
 import struct
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +33,7 @@ import ndckpt
 from ndckpt._lz4 import xxh64
 
 __all__ = [
+    "MPI_EXTRA",
     "ONE_PASS",
     "READERS",
     "Reader",
@@ -40,6 +45,7 @@ __all__ = [
     "flat",
     "flatten_tree",
     "logical_bytes",
+    "mpiexec",
     "nest",
     "readers",
     "save_bytes",
@@ -286,3 +292,27 @@ def readers(names: Iterable[str]) -> dict[str, Reader]:
     """The entries of :data:`READERS` with these names, in this order (a KeyError for a name
     that is not there, so that a renamed reader cannot silently drop out of a test)."""
     return {name: READERS[name] for name in names}
+
+
+# ----------------------------------------------------------------------------------------------
+# MPI
+# ----------------------------------------------------------------------------------------------
+
+#: How a user gets what ndckpt.mpi needs (named in the skip reasons and in ndckpt's ImportError).
+MPI_EXTRA = "pip install -e '.[mpi]'"
+
+
+def mpiexec() -> tuple[str | None, str]:
+    """(mpiexec, "") when mpi4py and an MPI runtime are usable, else (None, why)."""
+    if importlib.util.find_spec("mpi4py") is None:
+        return None, f"mpi4py is not installed ({MPI_EXTRA})"
+    exe = Path(sys.executable).parent / "mpiexec"
+    found = str(exe) if exe.exists() else shutil.which("mpiexec")
+    if found is None:
+        return None, f"no mpiexec found ({MPI_EXTRA} brings MPICH's)"
+    probe = subprocess.run(
+        [sys.executable, "-c", "from mpi4py import MPI"], capture_output=True, text=True, timeout=60, check=False
+    )
+    if probe.returncode:
+        return None, f"mpi4py cannot load an MPI library ({MPI_EXTRA}): {probe.stderr.strip()[-300:]}"
+    return found, ""
