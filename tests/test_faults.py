@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 from forge import save_small_frames
-from helpers import flat
+from helpers import READERS, flat, save_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -39,7 +39,7 @@ STATE = {
 STYLES = {"raw": "raw", "lz4": "lz4", "mixed": {"z": "lz4", "r": "lz4", "meta": "lz4"}}
 REF = {k: save_small_frames(STATE, style=s, frame_bytes=1 << 18) for k, s in STYLES.items()}
 #: What ndckpt.save writes for STATE (its own frame plan).
-SAVED = {k: (lambda b: (ndckpt.save(b, STATE, style=s), b.getvalue())[1])(io.BytesIO()) for k, s in STYLES.items()}
+SAVED = {k: save_bytes(STATE, style=s) for k, s in STYLES.items()}
 ERRNOS = [errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EPIPE]
 
 
@@ -441,9 +441,9 @@ def test_fd_reads_short_and_failing(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     path = tmp_path / "c"
     path.write_bytes(REF[style])
     for name, load in (
-        ("readv", lambda: _load_fd(path)),
-        ("preadv", lambda: ndckpt.load(path, mmap=False, verify=True)),
-        ("preadv", lambda: ndckpt.open(path, mmap=False).load()),
+        ("readv", lambda: READERS["load(fd)"](path=path)),
+        ("preadv", lambda: READERS["load(path, copy)"](path=path, verify=True)),
+        ("preadv", lambda: READERS["open(path, copy).load()"](path=path)),
     ):
         _wrap(monkeypatch, name, chunk=777)
         assert same(load())
@@ -457,14 +457,6 @@ def test_fd_reads_short_and_failing(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                 load()
             monkeypatch.undo()
             assert ei.value.errno == errno.EIO, (name, fail_after)
-
-
-def _load_fd(path: Path) -> dict[str, Any]:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return ndckpt.load(fd)
-    finally:
-        os.close(fd)
 
 
 def test_file_shrinks_under_an_open_reader(tmp_path: Path) -> None:
