@@ -33,6 +33,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from helpers import READERS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -208,13 +209,13 @@ def test_progress_values_property(case: tuple[dict[str, np.ndarray[Any, Any]], d
         raw_only = all(s == "raw" for s in styles.values())
         check_calls(r.calls, total, max(step, total // 100) if raw_only else None)
         data = buf.getvalue()
-        for load in (
-            lambda cb: ndckpt.load(data, mmap=False, threads=threads, progress=cb),
-            lambda cb: ndckpt.load(io.BytesIO(data), progress=cb),
-            lambda cb: ndckpt.verify(data, threads=threads, progress=cb),
+        for name, kw in (
+            ("load(bytes, copy)", {"threads": threads}),
+            ("load(BytesIO)", {}),
+            ("verify(bytes)", {"threads": threads}),
         ):
             r = Recorder()
-            load(r)
+            READERS[name](data, progress=r, **kw)
             check_calls(r.calls, total)
 
 
