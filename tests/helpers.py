@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from forge import Unseekable
 
 import ndckpt
+from ndckpt import cli
 from ndckpt._lz4 import xxh64
 
 __all__ = [
@@ -44,10 +46,12 @@ __all__ = [
     "dtype_key",
     "flat",
     "flatten_tree",
+    "leftovers",
     "logical_bytes",
     "mpiexec",
     "nest",
     "readers",
+    "run_main",
     "save_bytes",
     "void_view",
 ]
@@ -292,6 +296,18 @@ def readers(names: Iterable[str]) -> dict[str, Reader]:
     """The entries of :data:`READERS` with these names, in this order (a KeyError for a name
     that is not there, so that a renamed reader cannot silently drop out of a test)."""
     return {name: READERS[name] for name in names}
+
+
+def leftovers(d: Path) -> list[str]:
+    """The names of the temporary files a save left in directory ``d`` (sorted)."""
+    return sorted(p.name for p in d.iterdir() if ".ndckpt-tmp-" in p.name)
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``ndckpt.cli.main(argv)`` in this process: (exit code, stdout, stderr) as captured."""
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import assert_same_array, assert_same_value, flat
+from helpers import assert_same_array, assert_same_value, flat, run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import arrays as array_strategy
@@ -35,12 +35,6 @@ from ndckpt._progress import BAR_WIDTH, MIN_INTERVAL, ProgressBar, format_bytes,
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).with_name("ndckpt")
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_cmd(*argv: str, stdin: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
