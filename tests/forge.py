@@ -50,6 +50,7 @@ __all__ = [
     "rows",
     "save_small_frames",
     "stored_order_bytes",
+    "write_small_frames",
 ]
 
 
@@ -263,19 +264,26 @@ def build(
     return bytes(out)
 
 
-def save_small_frames(
-    arrays: Any, *, style: Any = "raw", frame_bytes: int = 1 << 16, metadata: Any = None
-) -> bytes:
-    """``ndckpt.save`` into memory with small frames (``frame_bytes``), so that small states
-    still span several frames. The planner's frame size is a writer choice, not part of the
-    format: readers take frame sizes from the head. (``helpers.save_bytes`` keeps the
-    writer's own plan.)"""
+def write_small_frames(
+    target: Any, arrays: Any, *, style: Any = "raw", frame_bytes: int = 1 << 16, metadata: Any = None, threads: int = 1
+) -> None:
+    """``ndckpt.save(target, ...)`` into a writable binary file object or file descriptor, with
+    frames of ``frame_bytes``, so that small states still span several frames. The planner's
+    frame size is a writer choice, not part of the format: readers take frame sizes from the
+    head. Errors are ``ndckpt.save``'s (a failed write raises CheckptIOError, whatever reached
+    ``target`` stays there)."""
 
     from ndckpt._backend import StreamSink
     from ndckpt.api import _prepare, _write_checkpoint
 
+    _write_checkpoint(StreamSink(target, 1 << 20), _prepare(arrays, style, metadata, frame_bytes), threads, None)
+
+
+def save_small_frames(arrays: Any, *, style: Any = "raw", frame_bytes: int = 1 << 16, metadata: Any = None) -> bytes:
+    """The bytes :func:`write_small_frames` writes (``helpers.save_bytes`` keeps the writer's own
+    frame plan instead)."""
     buf = io.BytesIO()
-    _write_checkpoint(StreamSink(buf, 1 << 20), _prepare(arrays, style, metadata, frame_bytes), 1, None)
+    write_small_frames(buf, arrays, style=style, frame_bytes=frame_bytes, metadata=metadata)
     return buf.getvalue()
 
 

@@ -36,7 +36,6 @@ from ndckpt._lz4 import xxh64
 
 __all__ = [
     "MPI_EXTRA",
-    "ONE_PASS",
     "READERS",
     "Reader",
     "assert_same_array",
@@ -287,9 +286,6 @@ READERS: dict[str, Reader] = {
     "verify(BytesIO)": Reader(lambda d, p, **kw: _verify(io.BytesIO(d), **kw), True),
     "verify(pipe)": Reader(lambda d, p, **kw: _verify(Unseekable(d, chunk=PIPE_CHUNK), **kw), True),
 }
-
-#: The readers that see the bytes in one pass (``Reader.one_pass``).
-ONE_PASS = frozenset(name for name, r in READERS.items() if r.one_pass)
 
 
 def readers(names: Iterable[str]) -> dict[str, Reader]:

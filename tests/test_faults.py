@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from forge import save_small_frames
+from forge import save_small_frames, write_small_frames
 from helpers import READERS, flat, save_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -52,10 +52,7 @@ def same(got: dict[str, Any], want: dict[str, Any] = STATE) -> bool:
 
 def _save(target: Any, style: str) -> None:
     """Save STATE with the small frames of REF (so bytes can be compared with it)."""
-    from ndckpt._backend import StreamSink
-    from ndckpt.api import _prepare, _write_checkpoint
-
-    _write_checkpoint(StreamSink(target, 1 << 20), _prepare(STATE, STYLES[style], None, 1 << 18), 2, None)
+    write_small_frames(target, STATE, style=STYLES[style], frame_bytes=1 << 18, threads=2)
 
 
 # ----------------------------------------------------------------------------------------------
