@@ -1,13 +1,18 @@
 """The helpers the tests share: trees, in-memory saves, exact comparisons, and every reader.
 
-The test modules have three shared modules, each with one job:
+The shared test modules, each with one job:
 
 - ``forge.py``: files byte by byte (parse a valid file into its structures, build a valid or
-  hostile one with every checksum recomputed);
+  hostile one with every checksum recomputed, save with small frames);
 - ``strategies.py``: hypothesis strategies and the engine replay helpers;
+- ``fdvectors.py``: the golden fd_checkpt vectors;
+- ``hostile.py`` (and its runner ``hostile_run.py``): the attack run's file generator, which
+  imports nothing of ndckpt on purpose (its own XXH64, JSON and LZ4 framing), so that it shares
+  no bug with the writer or the reader; it keeps its own copies of what this module has;
 - this module: everything else a test needs from another: flattening and nesting trees,
-  saving into memory, digests and exact equality of results, and :data:`READERS`, the one
-  table of every way to read a file (a test that needs some of them picks them by name).
+  saving into memory, digests and exact equality of results, :data:`READERS` (the one table
+  of the ways to read a file; a test that needs some of them picks them by name), the CLI in
+  process, and the MPI launcher probe.
 
 The one private name used is ``ndckpt._lz4.xxh64`` (a fast hash for :func:`digest`).
 """
