@@ -7,8 +7,8 @@ plain bytes. These tests check:
 - the writer: the decision against an independent compression of each frame, bytes that do
   not depend on thread count or target, the size of an incompressible file, and files
   written by MPI ranks;
-- the readers: every reader of ``helpers.READERS`` (buffer, path, copies, seekable and
-  unseekable streams, ``open().get``) returns the saved arrays (never views: they are LZ4
+- the readers: each load of :data:`LOADS` (shared readers from ``helpers.READERS``: buffer,
+  path, copies, seekable and unseekable streams, ``open().get``) returns the saved arrays (never views: they are LZ4
   arrays), with ``out=`` and regions, the split read of big frames, an array that spans a
   verbatim and an LZ4 frame, pads of every length, the empty one included;
 - damage: to a verbatim frame's data or record it never loads under default options, to its
