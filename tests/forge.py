@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,8 @@ from ndckpt.container import (
     VERSION,
     align_up,
 )
+from ndckpt.engine import Checkpt
+from ndckpt.format import FrameStyle
 
 __all__ = [
     "Layout",
@@ -38,13 +41,16 @@ __all__ = [
     "canonical",
     "column_doc",
     "columns",
-    "flat",
+    "fix_index_checksum",
+    "harness",
+    "lz4_frame",
     "parse",
     "parts4",
     "row_doc",
     "rows",
-    "save_bytes",
+    "save_small_frames",
     "stored_order_bytes",
+    "write_small_frames",
 ]
 
 
@@ -160,6 +166,25 @@ class Layout:
                 return r
         raise ValueError(f"offset {off} is outside the file")
 
+    def find(self, kind: str, frame: int = -1) -> Region:
+        """The first region of ``kind`` (of ``frame``, if given); a StopIteration if there is none."""
+        return next(r for r in self.regions if r.kind == kind and (frame < 0 or r.frame == frame))
+
+    @property
+    def offsets(self) -> list[int]:
+        """Each data frame's first byte, in frame order."""
+        return [r.start for r in self.regions if r.kind == "data"]
+
+    @property
+    def head_end(self) -> int:
+        """The first byte after the head."""
+        return self.find("head").end
+
+    @property
+    def index_offset(self) -> int:
+        """The index's first byte."""
+        return self.find("index").start
+
     def frame_bounds(self) -> list[int]:
         """Every offset where one structure ends and the next begins (0 and the size included)."""
         return sorted({0} | {r.end for r in self.regions})
@@ -203,6 +228,7 @@ def build(
     verbatim: set[int] | frozenset[int] = frozenset(),
     version: int = VERSION,
     trailer_version: int | None = None,
+    claims: list[int] | None = None,
 ) -> bytes:
     """A file with ``head`` (a document, or raw head bytes) and these stored data frames.
 
@@ -210,6 +236,8 @@ def build(
     written, so the result is self-consistent except for what ``head`` itself says. ``styles``
     gives each frame's style (default: from the head's frames); LZ4 frames listed in
     ``verbatim`` are written as stored verbatim (record bit 63, a pad, the plain bytes).
+    ``claims`` replaces each frame's stored size in its record and index entry (the bytes
+    written stay ``stored``), to forge sizes that disagree with the data.
     """
     hb = head if isinstance(head, bytes) else canonical(head)
     if styles is None:
@@ -219,7 +247,9 @@ def build(
     out += hb
     index = np.zeros(len(stored), INDEX_DTYPE)
     for fi, (s, data) in enumerate(zip(styles, stored, strict=True)):
-        n = len(data) | STORED_RAW if s == 2 and fi in verbatim else len(data)
+        n = len(data) if claims is None else claims[fi]
+        if s == 2 and fi in verbatim:
+            n |= STORED_RAW
         if s == 2:
             out += RECORD.pack(n, _lz4.xxh64(data))
         if s != 2 or fi in verbatim:
@@ -234,35 +264,55 @@ def build(
     return bytes(out)
 
 
-def save_bytes(arrays: Any, *, style: Any = "raw", frame_bytes: int = 1 << 16, metadata: Any = None) -> bytes:
-    """``ndckpt.save`` into memory with small frames (``frame_bytes``), so that small states
-    still span several frames. The planner's frame size is a writer choice, not part of the
-    format: readers take frame sizes from the head."""
+def write_small_frames(
+    target: Any, arrays: Any, *, style: Any = "raw", frame_bytes: int = 1 << 16, metadata: Any = None, threads: int = 1
+) -> None:
+    """``ndckpt.save(target, ...)`` into a writable binary file object or file descriptor, with
+    frames of ``frame_bytes``, so that small states still span several frames. The planner's
+    frame size is a writer choice, not part of the format: readers take frame sizes from the
+    head. Errors are ``ndckpt.save``'s (a failed write raises CheckptIOError, whatever reached
+    ``target`` stays there)."""
 
     from ndckpt._backend import StreamSink
     from ndckpt.container.plan import prepare
     from ndckpt.container.write import write_checkpoint
 
+    write_checkpoint(StreamSink(target, 1 << 20), prepare(arrays, style, metadata, frame_bytes), threads, None)
+
+
+def save_small_frames(arrays: Any, *, style: Any = "raw", frame_bytes: int = 1 << 16, metadata: Any = None) -> bytes:
+    """The bytes :func:`write_small_frames` writes (``helpers.save_bytes`` keeps the writer's own
+    frame plan instead)."""
     buf = io.BytesIO()
-    write_checkpoint(StreamSink(buf, 1 << 20), prepare(arrays, style, metadata, frame_bytes), 1, None)
+    write_small_frames(buf, arrays, style=style, frame_bytes=frame_bytes, metadata=metadata)
     return buf.getvalue()
+
+
+def fix_index_checksum(data: bytes) -> bytes:
+    """``data`` with the trailer's index checksum recomputed over the index it points at (after
+    an edit of an index entry, so that only the edited field is wrong)."""
+    b = bytearray(data)
+    io_, nframes = TRAILER.unpack_from(b, len(b) - TRAILER.size)[:2]
+    ib = bytes(b[io_ : io_ + nframes * INDEX_DTYPE.itemsize])
+    struct.pack_into("<Q", b, len(b) - TRAILER.size + 16, _lz4.xxh64(ib))
+    return bytes(b)
+
+
+def lz4_frame(plain: bytes) -> bytes:
+    """``plain`` as the fd_checkpt LZ4 frame a fresh engine writer makes of one buffer."""
+    out = bytearray(2 * len(plain) + 1024)
+    ck = Checkpt.mmio(out)
+    ck.frame_open(FrameStyle.LZ4)
+    ck.buf(plain)
+    end = ck.frame_close()
+    ck.fini()
+    return bytes(out[:end])
 
 
 def stored_order_bytes(a: Any, order: str) -> bytes:
     """The bytes of array ``a`` in the order the file stores them ("C" or "F")."""
     arr = np.asarray(a)
     return np.ascontiguousarray(arr.T if order == "F" else arr).tobytes()
-
-
-def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested result -> {"a/b": array}; empty groups are left out."""
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(flat(v, f"{prefix}{k}/"))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def harness() -> Any:

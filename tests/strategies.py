@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import math
-import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -403,16 +402,6 @@ def container_dtypes() -> st.SearchStrategy[np.dtype[Any]]:
 LAYOUTS = ("C", "F", "transpose", "step", "reverse", "unaligned")
 
 
-def void_view(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """``a`` viewed as opaque items of its itemsize (compares every byte, padding included)."""
-    return a.view(np.dtype((np.void, a.dtype.itemsize))) if a.dtype.itemsize else a
-
-
-def logical_bytes(a: np.ndarray[Any, Any]) -> bytes:
-    """The bytes of ``a``'s items in C index order, padding included, whatever its memory layout."""
-    return np.ascontiguousarray(void_view(a)).tobytes()
-
-
 def make_layout(dtype: np.dtype[Any], shape: tuple[int, ...], layout: str, seed: int) -> np.ndarray[Any, Any]:
     """A writable array of ``dtype`` and ``shape`` with random bytes, laid out as ``layout``.
 
@@ -476,91 +465,3 @@ def array_trees(
         return st.dictionaries(keys(), values, max_size=max_leaves)
 
     return level(max_depth)
-
-
-def flatten_tree(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    """``{path: array or {} }`` for every array and every empty group of a nested mapping."""
-    out: dict[tuple[str, ...], Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and v:
-            out.update(flatten_tree(v, (*prefix, k)))
-        else:
-            out[(*prefix, k)] = v
-    return out
-
-
-def dtype_key(dt: np.dtype[Any]) -> Any:
-    """Everything that defines a dtype's layout: str, fields with offsets and titles, subarrays, alignment."""
-    if dt.subdtype is not None:
-        return ("sub", dtype_key(dt.subdtype[0]), dt.subdtype[1])
-    if dt.names is None:
-        return ("plain", dt.str)
-    fields = dt.fields
-    assert fields is not None
-    return (
-        "struct",
-        dt.itemsize,
-        dt.isalignedstruct,
-        tuple((n, dtype_key(fields[n][0]), fields[n][1], fields[n][2:]) for n in dt.names),
-    )
-
-
-def assert_same_array(got: Any, want: np.ndarray[Any, Any], what: str = "array") -> None:
-    """``got`` equals ``want`` exactly: type, dtype (byte order, fields, offsets), shape, bytes, memory order.
-
-    A C- (or F-) contiguous ``want`` must come back C- (or F-) contiguous; a non-contiguous one
-    comes back contiguous in some order.
-    """
-    assert isinstance(got, np.ndarray), f"{what}: got {type(got).__name__}"
-    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
-    assert got.dtype.str == want.dtype.str, f"{what}: dtype str {got.dtype.str} != {want.dtype.str}"
-    assert dtype_key(got.dtype) == dtype_key(want.dtype), f"{what}: dtype layout {got.dtype!r} != {want.dtype!r}"
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    if want.flags.c_contiguous:
-        assert got.flags.c_contiguous, f"{what}: C order lost"
-    elif want.flags.f_contiguous:
-        assert got.flags.f_contiguous, f"{what}: Fortran order lost"
-    else:
-        assert got.flags.c_contiguous or got.flags.f_contiguous, f"{what}: came back non-contiguous"
-    assert logical_bytes(got) == logical_bytes(want), f"{what}: bytes differ"
-
-
-def assert_same_tree(got: Any, want: dict[str, Any]) -> None:
-    """Same nesting, same names, empty groups as ``{}``, every array equal by :func:`assert_same_array`."""
-    assert isinstance(got, dict), f"expected a dict, got {type(got).__name__}"
-    g, w = flatten_tree(got), flatten_tree(want)
-    assert set(g) == set(w), f"names differ: {sorted(set(g) ^ set(w))}"
-    for path, v in w.items():
-        name = "/".join(path)
-        if isinstance(v, dict):
-            assert g[path] == {}, f"{name}: empty group came back as {g[path]!r}"
-        elif isinstance(v, np.ndarray):
-            assert_same_array(g[path], v, name)
-        else:  # a numpy scalar or a Python value: same type and bits, recursively
-            assert_same_value(g[path], v, name)
-
-
-def assert_same_value(got: Any, want: Any, what: str = "value") -> None:
-    """``got`` is ``want`` exactly: the same types all the way down (bool is not int, tuple is not
-    list, np.float32 is not float), floats and numpy scalars bit for bit (-0.0, NaN payloads), dicts
-    with the same keys in the same order."""
-    assert type(got) is type(want), f"{what}: got {type(got).__name__}, expected {type(want).__name__}"
-    if isinstance(want, np.generic):
-        assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
-        assert got.dtype.str == want.dtype.str, f"{what}: dtype {got.dtype.str} != {want.dtype.str}"
-        assert dtype_key(got.dtype) == dtype_key(want.dtype), f"{what}: dtype layout differs"
-        assert np.asarray(got).tobytes() == np.asarray(want).tobytes(), f"{what}: {got!r} != {want!r} (bits)"
-    elif isinstance(want, float):
-        assert struct.pack("<d", got) == struct.pack("<d", want), f"{what}: {got!r} != {want!r} (bits)"
-    elif isinstance(want, complex):
-        assert struct.pack("<dd", got.real, got.imag) == struct.pack("<dd", want.real, want.imag), f"{what}: bits"
-    elif isinstance(want, list | tuple):
-        assert len(got) == len(want), f"{what}: length {len(got)} != {len(want)}"
-        for i, (x, y) in enumerate(zip(got, want, strict=True)):
-            assert_same_value(x, y, f"{what}[{i}]")
-    elif isinstance(want, dict):
-        assert list(got) == list(want), f"{what}: keys {list(got)} != {list(want)}"
-        for k in want:
-            assert_same_value(got[k], want[k], f"{what}[{k!r}]")
-    else:
-        assert got == want, f"{what}: {got!r} != {want!r}"

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from strategies import assert_same_array, assert_same_tree
+from helpers import assert_same_array, assert_same_tree, leftovers, save_bytes
 
 import ndckpt
 from ndckpt import CheckptIOError, FormatError, InvalidArgumentError, UnsupportedError
@@ -60,12 +60,6 @@ ARRAYS = make_arrays()
 
 # Pipes, FIFOs and child processes could block forever on a bug: fail instead.
 pytestmark = pytest.mark.timeout(120)
-
-
-def save_bytes(arrays: Any, **kw: Any) -> bytes:
-    f = io.BytesIO()
-    ndckpt.save(f, arrays, **kw)
-    return f.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -613,10 +607,6 @@ def test_progress_callbacks_count_up_to_the_total(ckpt: Path, tmp_path: Path) ->
 # ----------------------------------------------------------------------------------------------
 
 
-def _leftovers(d: Path) -> list[str]:
-    return sorted(p.name for p in d.iterdir() if ".ndckpt-tmp-" in p.name)
-
-
 def test_save_replaces_an_existing_file(tmp_path: Path) -> None:
     path = tmp_path / "s.ndckpt"
     path.write_bytes(b"x" * 100_000)
@@ -624,7 +614,7 @@ def test_save_replaces_an_existing_file(tmp_path: Path) -> None:
     assert ndckpt.load(path)["a"].tolist() == [0, 1, 2]
     ndckpt.save(path, {"b": np.arange(2)})
     assert list(ndckpt.load(path)) == ["b"]
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 class Boom(Exception):
@@ -656,7 +646,7 @@ def test_failing_save_keeps_the_old_file_and_leaves_no_temp(
     with pytest.raises(exc):
         ndckpt.save(path, arrays, **kw)
     assert path.read_bytes() == before
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
     assert [p.name for p in tmp_path.iterdir()] == ["keep.ndckpt"]
 
 

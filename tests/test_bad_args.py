@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import READERS
 
 import ndckpt
 from ndckpt import CheckptIOError, InvalidArgumentError, UnsupportedError
@@ -314,14 +315,11 @@ def test_mismatched_out(ckpt: Path, out: Any, match: str) -> None:
     """load(out=...) from a path, a buffer and a stream, and Reader.load(out=...): the same error,
     and arrays given in out that do match are not overwritten... before the mismatch is found."""
     data = ckpt.read_bytes()
-    for call in (
-        lambda: ndckpt.load(ckpt, out=out),
-        lambda: ndckpt.load(data, out=out, mmap=False),
-        lambda: ndckpt.load(io.BytesIO(data), out=out),
-        lambda: ndckpt.open(ckpt).load(out=out),
-    ):
+    for name in ("load(path)", "load(bytes, copy)", "load(BytesIO)"):
         with pytest.raises(InvalidArgumentError, match=match):
-            call()
+            READERS[name](data, ckpt, out=out)
+    with pytest.raises(InvalidArgumentError, match=match), ndckpt.open(ckpt) as r:
+        r.load(out=out)
 
 
 def test_reader_misuse(ckpt: Path) -> None:

@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_same_array, assert_same_value, flat, run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import arrays as array_strategy
-from strategies import assert_same_value
+from strategies import keys
 
 import ndckpt
 from ndckpt import cli
@@ -34,34 +35,6 @@ from ndckpt._progress import BAR_WIDTH, MIN_INTERVAL, ProgressBar, format_bytes,
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).with_name("ndckpt")
-
-
-def assert_same_array(got: Any, want: np.ndarray[Any, Any], what: str = "array") -> None:
-    """Same type, dtype (byte order and fields included), shape, memory order and bytes (NaNs too)."""
-    assert isinstance(got, np.ndarray), f"{what}: got {type(got).__name__}"
-    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
-    assert got.dtype.str == want.dtype.str, f"{what}: dtype {got.dtype.str} != {want.dtype.str}"
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    if want.flags.c_contiguous:
-        assert got.flags.c_contiguous, f"{what}: C order lost"
-    elif want.flags.f_contiguous:
-        assert got.flags.f_contiguous, f"{what}: Fortran order lost"
-
-    def raw(a: np.ndarray[Any, Any]) -> bytes:
-        return np.ascontiguousarray(a).tobytes() if a.dtype.itemsize else b""
-
-    assert raw(got) == raw(want), f"{what}: bytes differ"
-
-
-def keys() -> st.SearchStrategy[str]:
-    """Array names as an npz can hold them: ASCII, punctuation, non-ASCII; never "/"."""
-    return st.text("abcxyz_0.-é€", min_size=1, max_size=4)
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_cmd(*argv: str, stdin: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -286,14 +259,6 @@ def test_extract_refuses_corrupt_array(capsys: pytest.CaptureFixture[str], ckpt:
 # ----------------------------------------------------------------------------------------------
 # convert
 # ----------------------------------------------------------------------------------------------
-
-
-def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        name = f"{prefix}/{k}" if prefix else k
-        out.update(flat(v, name) if isinstance(v, dict) else {name: v})
-    return out
 
 
 def test_convert_ndckpt_npz_roundtrip(

@@ -30,6 +30,7 @@ from typing import Any
 import forge
 import numpy as np
 import pytest
+from helpers import run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -56,12 +57,6 @@ def unicode_text(s: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_cli(*argv: str, stdin: Any = None, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -104,7 +99,7 @@ def printable(text: str) -> bool:
 
 def forged(path: Path, edit: Any, arrays: Any = None) -> Path:
     """A valid file of ``arrays`` (default one int32 array 'x') whose head ``edit`` changed."""
-    data = forge.save_bytes(arrays if arrays is not None else {"x": np.arange(4, dtype=np.int32)})
+    data = forge.save_small_frames(arrays if arrays is not None else {"x": np.arange(4, dtype=np.int32)})
     lay = forge.parse(data)
     doc = forge.row_doc(lay.head)
     edit(doc)

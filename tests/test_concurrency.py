@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -24,10 +23,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from forge import flat
+from helpers import READERS, digest
 
 import ndckpt
-from ndckpt._lz4 import xxh64
 
 STATE_CODE = textwrap.dedent(
     """
@@ -47,12 +45,6 @@ STATE_CODE = textwrap.dedent(
 _NS: dict[str, Any] = {}
 exec(STATE_CODE, _NS)
 state, STYLE = _NS["state"], _NS["STYLE"]
-
-
-def digest(tree: dict[str, Any]) -> dict[str, str]:
-    return {
-        k: f"{v.dtype.str}{v.shape}{xxh64(np.ascontiguousarray(v).view(np.uint8)):x}" for k, v in flat(tree).items()
-    }
 
 
 DIGESTS = {s: digest(state(s)) for s in (1, 2)}
@@ -92,38 +84,21 @@ def test_many_threads_read_one_file(ckpt: Path) -> None:
     """16 threads, each loading the file its own way three times over, all at once."""
     data = ckpt.read_bytes()
     ways = [
-        lambda: ndckpt.load(ckpt),
-        lambda: ndckpt.load(ckpt, mmap=False, verify=True, threads=2),
-        lambda: ndckpt.load(data, threads=2),
-        lambda: ndckpt.open(ckpt).load(),
-        lambda: {k: ndckpt.open(ckpt, verify=True)[k] for k in DIGESTS[1]},
-        lambda: ndckpt.load(io.BytesIO(data), verify=True),
-        lambda: _load_file(ckpt),
-        lambda: (ndckpt.verify(ckpt, threads=2), ndckpt.load(ckpt))[1],
+        lambda: READERS["load(path)"](path=ckpt),
+        lambda: READERS["load(path, copy)"](path=ckpt, verify=True),
+        lambda: READERS["load(bytes)"](data),
+        lambda: READERS["open(path).load()"](path=ckpt),
+        lambda: READERS["open(path).get"](path=ckpt, verify=True),
+        lambda: READERS["load(BytesIO)"](data, verify=True),
+        lambda: READERS["load(file)"](path=ckpt),
+        lambda: (READERS["verify(path)"](path=ckpt), READERS["load(path)"](path=ckpt))[1],
     ]
 
     def work(i: int) -> list[dict[str, str]]:
-        return [digest(_nested(ways[(i + j) % len(ways)]())) for j in range(3)]
+        return [digest(ways[(i + j) % len(ways)]()) for j in range(3)]
 
     for per_thread in _run_threads(16, work):
         assert per_thread == [DIGESTS[1]] * 3
-
-
-def _nested(d: dict[str, Any]) -> dict[str, Any]:
-    """Flat "a/b" keys (from Reader[...] lookups) back into nesting, so digest() sees one form."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        node = out
-        *groups, leaf = k.split("/")
-        for g in groups:
-            node = node.setdefault(g, {})
-        node[leaf] = v
-    return out
-
-
-def _load_file(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as f:
-        return ndckpt.load(f, threads=2)
 
 
 def test_one_reader_shared_by_threads(ckpt: Path) -> None:
@@ -133,7 +108,7 @@ def test_one_reader_shared_by_threads(ckpt: Path) -> None:
 
         def work(i: int) -> dict[str, str]:
             got = {n: r.get(n) for n in names[i % len(names) :] + names[: i % len(names)]}
-            return digest(_nested(got))
+            return digest(got)
 
         for d in _run_threads(12, work):
             assert d == DIGESTS[1]
@@ -162,10 +137,10 @@ def test_reader_while_another_process_replaces_the_file(tmp_path: Path) -> None:
     seen = {1: 0, 2: 0}
     loads = 0
     ways = [
-        lambda: ndckpt.load(path),
-        lambda: ndckpt.load(path, mmap=False, verify=True),
-        lambda: _load_file(path),
-        lambda: _open_all(path),
+        lambda: READERS["load(path)"](path=path),
+        lambda: READERS["load(path, copy)"](path=path, verify=True),
+        lambda: READERS["load(file)"](path=path),
+        lambda: READERS["open(path).get"](path=path),
     ]
     deadline = time.monotonic() + 120
     try:
@@ -185,11 +160,6 @@ def test_reader_while_another_process_replaces_the_file(tmp_path: Path) -> None:
     assert digest(early.load()) == DIGESTS[1], "a Reader keeps the checkpoint it opened"
     early.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
-
-
-def _open_all(path: Path) -> dict[str, Any]:
-    with ndckpt.open(path) as r:
-        return _nested({n: r.read(n) for n in r.names()})
 
 
 def test_threads_saving_to_one_path(tmp_path: Path) -> None:

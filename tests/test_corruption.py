@@ -61,15 +61,15 @@ from forge import (
     canonical,
     column_doc,
     columns,
-    flat,
     harness,
     parse,
     parts4,
     row_doc,
     rows,
-    save_bytes,
+    save_small_frames,
     stored_order_bytes,
 )
+from helpers import READERS, flat, readers
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from strategies import ALL_DTYPES, generate
@@ -128,7 +128,7 @@ def states(draw: st.DrawFn) -> tuple[dict[str, Any], Any]:
 
 def _base(arrays: dict[str, Any], style: Any) -> tuple[bytes, Layout, dict[str, bytes]]:
     """The file, its layout, and each array's stored-order bytes."""
-    data = save_bytes(arrays, style=style)
+    data = save_small_frames(arrays, style=style)
     lay = parse(data)
     orders = {"/".join(a["path"]): a["order"] for a in rows(lay.head)}
     want = {k: stored_order_bytes(v, orders[k]) for k, v in flat(arrays).items()}
@@ -174,25 +174,9 @@ def _stored(result: dict[str, Any], lay: Layout) -> dict[str, bytes]:
     return out
 
 
-def _open_get(data: bytes, verify: bool | None) -> dict[str, Any]:
-    with ndckpt.open(data, verify=verify, threads=1) as r:
-        out: dict[str, Any] = {}
-        for name in r.names():
-            d = out
-            *groups, leaf = name.split("/")
-            for g in groups:
-                d = d.setdefault(g, {})
-            d[leaf] = r.get(name)
-        return out
-
-
-READERS: dict[str, Any] = {
-    "load": lambda d, v: ndckpt.load(d, verify=v, threads=2),
-    "load_copy": lambda d, v: ndckpt.load(d, mmap=False, verify=v, threads=1),
-    "stream": lambda d, v: ndckpt.load(io.BytesIO(d), verify=v, threads=1),
-    "pipe": lambda d, v: ndckpt.load(Unseekable(d, chunk=5000), verify=v, threads=2),
-    "open_get": _open_get,
-}
+#: The readers of a buffer every damaged file goes through, in every verify mode (by name,
+#: from helpers.READERS): mapped and copying loads, a seekable and an unseekable stream, open + get.
+BUFFER_READERS = readers(["load(bytes)", "load(bytes, copy)", "load(BytesIO)", "load(pipe)", "open(bytes).get"])
 VERIFY_MODES = (None, True, False)
 
 
@@ -200,10 +184,10 @@ def outcomes(data: bytes, lay: Layout) -> dict[tuple[str, bool | None], dict[str
     """Every reader x verify mode on ``data``: its arrays (stored bytes) or the ndckpt error it
     raised. Any other exception propagates and fails the test."""
     out: dict[tuple[str, bool | None], dict[str, bytes] | CheckptError] = {}
-    for name, fn in READERS.items():
+    for name, read in BUFFER_READERS.items():
         for v in VERIFY_MODES:
             try:
-                out[name, v] = _stored(fn(data, v), lay)
+                out[name, v] = _stored(read(data, verify=v), lay)
             except CheckptError as e:
                 out[name, v] = e
     try:
@@ -632,8 +616,8 @@ def test_malformed_json_heads() -> None:
         canonical({"arrays": columns([]), "frames": [], "groups": [], "metadata": None}).replace(b"null", b"NaN"),
     ]:
         bad = build(raw, stored, styles=[])
-        for reader in ("load", "stream", "open_get"):
-            err = _error_of(lambda: READERS[reader](bad, None))  # noqa: B023
+        for reader in ("load(bytes)", "load(BytesIO)", "open(bytes).get"):
+            err = _error_of(lambda: READERS[reader](bad))  # noqa: B023
             if raw.endswith(b"NaN}"):  # readers accept NaN metadata (older writers wrote it); save refuses it
                 assert err is None, err
             else:
@@ -848,9 +832,9 @@ def test_lz4_record_claims_are_checked_before_reading() -> None:
     for stored in (1 << 62, 0, 3):
         b = bytearray(data)
         b[rec.start : rec.start + 8] = stored.to_bytes(8, "little")
-        for reader in ("load", "stream", "pipe"):
+        for reader in ("load(bytes)", "load(BytesIO)", "load(pipe)"):
             with pytest.raises(FormatError, match=r"frame 0"):
-                READERS[reader](bytes(b), None)
+                READERS[reader](bytes(b))
 
 
 def test_source_is_any_buffer() -> None:

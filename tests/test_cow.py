@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from forge import flat
+from helpers import flat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import digest
 
 import ndckpt
 from ndckpt import CheckptIOError, _files
-from ndckpt._lz4 import xxh64
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs POSIX signals")
 
@@ -115,17 +115,6 @@ HELPER = STATE_CODE + textwrap.dedent(
 )
 
 OLD, NEW = 1, 2
-
-
-def digest(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(digest(v, f"{prefix}{k}/"))
-        else:
-            a = np.asarray(v)
-            out[prefix + k] = f"{a.dtype.str}{a.shape}{xxh64(np.ascontiguousarray(a).view(np.uint8)):x}"
-    return out
 
 
 DIGESTS = {s: digest(state(s)) for s in (OLD, NEW)}

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from forge import flat, save_bytes
+from forge import save_small_frames, write_small_frames
+from helpers import READERS, flat, save_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -36,9 +37,9 @@ STATE = {
     "meta": np.array([(1, 2.0)], [("x", "<i2"), ("y", "<f4")]),
 }
 STYLES = {"raw": "raw", "lz4": "lz4", "mixed": {"z": "lz4", "r": "lz4", "meta": "lz4"}}
-REF = {k: save_bytes(STATE, style=s, frame_bytes=1 << 18) for k, s in STYLES.items()}
+REF = {k: save_small_frames(STATE, style=s, frame_bytes=1 << 18) for k, s in STYLES.items()}
 #: What ndckpt.save writes for STATE (its own frame plan).
-SAVED = {k: (lambda b: (ndckpt.save(b, STATE, style=s), b.getvalue())[1])(io.BytesIO()) for k, s in STYLES.items()}
+SAVED = {k: save_bytes(STATE, style=s) for k, s in STYLES.items()}
 ERRNOS = [errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EPIPE]
 
 
@@ -51,11 +52,7 @@ def same(got: dict[str, Any], want: dict[str, Any] = STATE) -> bool:
 
 def _save(target: Any, style: str) -> None:
     """Save STATE with the small frames of REF (so bytes can be compared with it)."""
-    from ndckpt._backend import StreamSink
-    from ndckpt.container.plan import prepare
-    from ndckpt.container.write import write_checkpoint
-
-    write_checkpoint(StreamSink(target, 1 << 20), prepare(STATE, STYLES[style], None, 1 << 18), 2, None)
+    write_small_frames(target, STATE, style=STYLES[style], frame_bytes=1 << 18, threads=2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -364,7 +361,7 @@ def test_short_reads_load_whole(style: str, chunk: int, seekable: bool) -> None:
     (fixed or random sizes; with tiny sizes, a small state)."""
     if 0 < chunk <= 16:
         small = {"x": np.arange(300), "z": np.arange(500) % 3}
-        data = save_bytes(small, style=STYLES[style] if style != "mixed" else {"z": "lz4"})
+        data = save_small_frames(small, style=STYLES[style] if style != "mixed" else {"z": "lz4"})
         assert same(ndckpt.load(FlakyReader(data, chunk=chunk, seekable=seekable), verify=True), small)
         return
     got = ndckpt.load(FlakyReader(REF[style], chunk=chunk, seekable=seekable), verify=True)
@@ -441,9 +438,9 @@ def test_fd_reads_short_and_failing(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     path = tmp_path / "c"
     path.write_bytes(REF[style])
     for name, load in (
-        ("readv", lambda: _load_fd(path)),
-        ("preadv", lambda: ndckpt.load(path, mmap=False, verify=True)),
-        ("preadv", lambda: ndckpt.open(path, mmap=False).load()),
+        ("readv", lambda: READERS["load(fd)"](path=path)),
+        ("preadv", lambda: READERS["load(path, copy)"](path=path, verify=True)),
+        ("preadv", lambda: READERS["open(path, copy).load()"](path=path)),
     ):
         _wrap(monkeypatch, name, chunk=777)
         assert same(load())
@@ -457,14 +454,6 @@ def test_fd_reads_short_and_failing(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                 load()
             monkeypatch.undo()
             assert ei.value.errno == errno.EIO, (name, fail_after)
-
-
-def _load_fd(path: Path) -> dict[str, Any]:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return ndckpt.load(fd)
-    finally:
-        os.close(fd)
 
 
 def test_file_shrinks_under_an_open_reader(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from strategies import assert_same_tree
+from helpers import assert_same_tree, readers
 
 import ndckpt
 from ndckpt import _lz4
@@ -95,10 +95,9 @@ def test_other_versions_are_refused_at_once(tmp_path: Path, version: int) -> Non
     if version > VERSION:
         msg += "; upgrade ndckpt to read it"
     p.write_bytes(data)
-    for call in (lambda: ndckpt.load(p), lambda: ndckpt.verify(p), lambda: ndckpt.open(p).close(),
-                 lambda: ndckpt.load(io.BytesIO(bytes(data)))):  # fmt: skip
+    for read in readers(["load(path)", "verify(path)", "open(path).get", "load(BytesIO)"]).values():
         with pytest.raises(ndckpt.FormatError, match=msg + "$"):
-            call()
+            read(bytes(data), p)
 
 
 @pytest.mark.parametrize("name", NAMES)

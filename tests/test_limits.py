@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from forge import build, canonical, parse, save_bytes
+from forge import build, canonical, parse, save_small_frames
+from helpers import readers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,28 +41,24 @@ HERE = Path(__file__).parent
 
 def forged(mutate: Any, arrays: Any = None, **kw: Any) -> bytes:
     """A valid file of ``arrays`` whose head document ``mutate`` changes (checksums recomputed)."""
-    lay = parse(save_bytes({"x": np.arange(3)} if arrays is None else arrays, **kw))
+    lay = parse(save_small_frames({"x": np.arange(3)} if arrays is None else arrays, **kw))
     doc = lay.head
     mutate(doc)
     return build(doc, lay.stored)
 
 
+#: The readers a forged file goes through (by name, from helpers.READERS).
+LIMIT_READERS = readers(["load(path)", "load(path, copy)", "open(path).get", "verify(path)", "load(BytesIO)"])
+
+
 def every_reader(data: bytes, tmp_path: Path) -> list[BaseException | None]:
-    """What load (mapped, copied), open, verify and load of a stream do with ``data``."""
+    """What load (mapped, copied), open + get, verify and load of a stream do with ``data``."""
     p = tmp_path / "f.ndckpt"
     p.write_bytes(data)
     out: list[BaseException | None] = []
-    import io
-
-    for call in (
-        lambda: ndckpt.load(p),
-        lambda: ndckpt.load(p, mmap=False),
-        lambda: ndckpt.open(p).close(),
-        lambda: ndckpt.verify(p),
-        lambda: ndckpt.load(io.BytesIO(data)),
-    ):
+    for read in LIMIT_READERS.values():
         try:
-            call()
+            read(data, p)
             out.append(None)
         except Exception as e:
             out.append(e)
@@ -235,7 +232,7 @@ def test_too_many_fields(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(InvalidArgumentError, match="fields"):
         ndckpt.save(tmp_path / "x.ndckpt", {"r": np.zeros(1, dt)})
     monkeypatch.setattr(container.dtype, "DTYPE_FIELDS_MAX", 1 << 16)
-    data = save_bytes({"r": np.zeros(1, dt)})
+    data = save_small_frames({"r": np.zeros(1, dt)})
     monkeypatch.setattr(container.dtype, "DTYPE_FIELDS_MAX", 3)
     assert_refused(data, tmp_path, "fields")
 
@@ -267,7 +264,7 @@ def test_metadata_depth_edge(tmp_path: Path) -> None:
 
 def test_array_count_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = {f"a{i}": np.zeros(0) for i in range(5)}
-    data = save_bytes(state)
+    data = save_small_frames(state)
     monkeypatch.setattr(container.head, "ARRAYS_MAX", 4)
     assert_refused(data, tmp_path, "limit of 4")
     import ndckpt.container.plan
@@ -390,9 +387,9 @@ def heads() -> dict[str, bytes]:
     meta = [{} for _ in range(300_000)]
     dts = {f"d{i}": np.zeros(1, np.dtype([(f"f{i}", "<i4"), ("g", "<f8")])) for i in range(5000)}
     return {
-        "200k zero-size arrays": save_bytes(zero),
-        "300k empty dicts of metadata": save_bytes({"x": np.arange(1)}, metadata=meta),
-        "5000 distinct structured dtypes": save_bytes(dts),
+        "200k zero-size arrays": save_small_frames(zero),
+        "300k empty dicts of metadata": save_small_frames({"x": np.arange(1)}, metadata=meta),
+        "5000 distinct structured dtypes": save_small_frames(dts),
     }
 
 
@@ -444,7 +441,7 @@ JSONS = st.recursive(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_any_replaced_head_field_opens_or_raises_a_checkpt_error(tmp_path: Path, data: st.DataObject) -> None:
-    base = parse(save_bytes({"r": np.zeros(3, REC), "g": {"x": np.arange(4)}}, style={"g": "lz4"}))
+    base = parse(save_small_frames({"r": np.zeros(3, REC), "g": {"x": np.arange(4)}}, style={"g": "lz4"}))
     doc = json.loads(canonical(base.head))
     # Walk to a random place in the head and replace what is there with random JSON.
     node: Any = doc

@@ -7,9 +7,10 @@ Each case states the exception type and a message fragment for the random-access
 for the stream reader, which sees the bytes in order and so reports some problems differently
 (a truncated stream is an I/O error: EOF; bytes after a stream's trailer are not its business).
 
-The files here are built by a small independent writer (:func:`build`) that follows
-``docs/format.md``; it reproduces ndckpt's own output byte for byte, so a case can change one
-field (a shape, a version, a frame size) with every checksum and offset still consistent.
+The files here are built by the tests' hostile-file forge (``forge.build``), a writer
+independent of ndckpt's that follows ``docs/format.md``; it reproduces ndckpt's own output
+byte for byte, so a case can change one field (a shape, a version, a frame size) with every
+checksum and offset still consistent.
 """
 
 from __future__ import annotations
@@ -26,83 +27,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from forge import build, canonical, columns, fix_index_checksum, parse
+from helpers import READERS, readers, save_bytes
 
 import ndckpt
-from ndckpt import CheckptIOError, CompressionError, FormatError, _lz4
+from ndckpt import CheckptIOError, CompressionError, FormatError
 
-MAGIC = b"\x93NDCKPT\n"
-END_MAGIC = b"NDCKEND\n"
-SB = struct.Struct("<8sIIQQ")
-TR = struct.Struct("<QQQQII8s")
-REC = struct.Struct("<QQ")
-IDX = struct.Struct("<QQQ")
-RAW, LZ4 = 1, 2
-VERSION = 2
-VERBATIM = 1 << 63  # bit 63 of a record's stored_nbytes: an LZ4 frame stored verbatim
-
-
-# ----------------------------------------------------------------------------------------------
-# An independent reader/writer of the container layout (docs/format.md, section 2)
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Parsed:
-    doc: dict[str, Any]
-    stored: list[bytes]  # each data frame's stored bytes
-    offsets: list[int]  # each data frame's first byte
-    head_end: int
-    index_offset: int
-    size: int
-
-
-def canonical(doc: Any) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
-def parse(data: bytes) -> Parsed:
-    magic, version, flags, hn, _ = SB.unpack_from(data, 0)
-    assert (magic, version, flags) == (MAGIC, VERSION, 0)
-    doc = json.loads(data[SB.size : SB.size + hn])
-    pos = SB.size + hn
-    stored, offsets = [], []
-    for fr in doc["frames"]:
-        if fr["style"] == LZ4:
-            n, _ = REC.unpack_from(data, pos)
-            pos += REC.size
-            if n & VERBATIM:  # an LZ4 frame stored verbatim: a pad, then the plain bytes
-                pos += -pos % 4096
-                n &= ~VERBATIM
-        else:
-            pos += -pos % 4096
-            n = fr["nbytes"]
-        offsets.append(pos)
-        stored.append(data[pos : pos + n])
-        pos += n
-    io_ = TR.unpack_from(data, len(data) - TR.size)[0]
-    assert io_ == pos
-    return Parsed(doc, stored, offsets, SB.size + hn, io_, len(data))
-
-
-def build(doc: Any, stored: list[bytes], claims: list[int] | None = None, head: bytes | None = None) -> bytes:
-    """A file of head ``doc`` and frames ``stored``; ``claims`` overrides stored sizes in records/index."""
-    h = canonical(doc) if head is None else head
-    out = bytearray(SB.pack(MAGIC, VERSION, 0, len(h), _lz4.xxh64(h))) + h
-    index = bytearray()
-    for i, fr in enumerate(doc["frames"]):
-        data = stored[i]
-        n = len(data) if claims is None else claims[i]
-        x = _lz4.xxh64(data)
-        if fr["style"] == LZ4:
-            out += REC.pack(n, x)
-        else:
-            out += bytes(-len(out) % 4096)
-        index += IDX.pack(len(out), n, x)
-        out += data
-    io_ = len(out)
-    out += index
-    out += TR.pack(io_, len(doc["frames"]), _lz4.xxh64(bytes(index)), len(out) + TR.size, VERSION, 0, END_MAGIC)
-    return bytes(out)
+RAW, LZ4 = 1, 2  # frame styles
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,19 +46,19 @@ ARRAYS = {
     "z": {"big": np.repeat(np.arange(160, dtype="<i8"), 1000), "small": np.ones((3, 4), order="F")},
     "empty": {},
 }
-_buf = io.BytesIO()
-ndckpt.save(_buf, ARRAYS, style={"z": {"big": "lz4", "small": "lz4"}}, metadata={"m": 1})
-BASE = _buf.getvalue()
+BASE = save_bytes(ARRAYS, style={"z": {"big": "lz4", "small": "lz4"}}, metadata={"m": 1})
 P = parse(BASE)
+STYLES = [fr["style"] for fr in P.head["frames"]]
 FRAME_OF = {  # array name -> its (single) frame index
-    "/".join(P.doc["arrays"]["path"][ai]): fi for fi, fr in enumerate(P.doc["frames"]) for ai in fr["parts"][::4]
+    "/".join(P.head["arrays"]["path"][ai]): fi for fi, fr in enumerate(P.head["frames"]) for ai in fr["parts"][::4]
 }
 RAW_BIG, LZ4_BIG = FRAME_OF["raw/big"], FRAME_OF["z/big"]
 
 
 def test_the_independent_writer_reproduces_ndckpt_byte_for_byte() -> None:
-    assert build(P.doc, P.stored) == BASE
-    assert [P.doc["frames"][i]["style"] for i in (RAW_BIG, LZ4_BIG)] == [RAW, LZ4]
+    assert not P.verbatim
+    assert build(P.head, P.stored) == BASE
+    assert [STYLES[i] for i in (RAW_BIG, LZ4_BIG)] == [RAW, LZ4]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,7 +96,7 @@ def with_doc(edit: Callable[[dict[str, Any]], None]) -> Mutation:
     """Rebuild the file with an edited head; everything else stays consistent."""
 
     def m(_: bytes) -> bytes:
-        doc = json.loads(canonical(P.doc))
+        doc = json.loads(canonical(P.head))
         edit(doc)
         return build(doc, P.stored)
 
@@ -173,7 +104,7 @@ def with_doc(edit: Callable[[dict[str, Any]], None]) -> Mutation:
 
 
 def with_head_bytes(fn: Callable[[bytes], bytes]) -> Mutation:
-    return lambda _: build(P.doc, P.stored, head=fn(canonical(P.doc)))
+    return lambda _: build(fn(canonical(P.head)), P.stored, styles=STYLES)
 
 
 def set_in(path: tuple[Any, ...], value: Any) -> Callable[[dict[str, Any]], None]:
@@ -192,14 +123,14 @@ def forged_lz4(b: bytes) -> bytes:
     x = bytearray(stored[LZ4_BIG])
     x[3:40] = bytes(37)  # the first chunk's block, after its 3-byte size
     stored[LZ4_BIG] = bytes(x)
-    return build(P.doc, stored)
+    return build(P.head, stored)
 
 
 def lz4_claims(b: bytes) -> bytes:
     """An LZ4 frame whose record and index claim more stored bytes than it has (shifts all)."""
     claims = [len(s) for s in P.stored]
     claims[LZ4_BIG] += 1
-    return build(P.doc, P.stored, claims=claims)
+    return build(P.head, P.stored, claims=claims)
 
 
 def dup_array(doc: dict[str, Any]) -> None:
@@ -213,14 +144,12 @@ def gap_in_parts(doc: dict[str, Any]) -> None:
 
 def lz4_stored(raw: bytes) -> bytes:
     """The stored bytes of an LZ4 data frame holding ``raw`` (as ndckpt writes it)."""
-    f = io.BytesIO()
-    ndckpt.save(f, {"x": np.frombuffer(raw, np.uint8)}, style="lz4")
-    return parse(f.getvalue()).stored[0]
+    return parse(save_bytes({"x": np.frombuffer(raw, np.uint8)}, style="lz4")).stored[0]
 
 
 def _columns(path: list[str], dtype: str, shape: list[int]) -> dict[str, Any]:
     """The head's "arrays" object for one C-order array."""
-    return {"blocks": [], "dtype": [0], "dtypes": [dtype], "order": "C", "path": [path], "shape": [shape]}
+    return columns([{"path": path, "dtype": dtype, "shape": shape, "order": "C"}])
 
 
 def _split_across_styles() -> bytes:
@@ -262,6 +191,7 @@ class Case:
 FE, IOE, CE = FormatError, CheckptIOError, CompressionError
 EOF = "unexpected EOF"
 SIZE = len(BASE)
+HEAD = P.find("head").start  # the head's first byte: the superblock's size
 LZ4_DATA = P.offsets[LZ4_BIG]
 RAW_DATA = P.offsets[RAW_BIG]
 
@@ -280,7 +210,7 @@ CASES = [
     Case("trailer index offset", put(-48, "<Q", P.index_offset - 24), FE, "index", FE, "disagree"),
     Case("empty file", truncate(0), FE, "not an ndckpt file", IOE, EOF),
     Case("truncated in the superblock", truncate(16), FE, "too small", IOE, EOF),
-    Case("truncated in the head", truncate(SB.size + 100), FE, "runs past the end", IOE, EOF),
+    Case("truncated in the head", truncate(HEAD + 100), FE, "runs past the end", IOE, EOF),
     Case("truncated before a RAW frame", truncate(P.head_end + 10), FE, "runs past the end", IOE, EOF),
     Case("truncated mid RAW frame", truncate(RAW_DATA + 1000), FE, "end magic", IOE, EOF),
     Case("truncated in an LZ4 record", truncate(LZ4_DATA - 8), FE, "end magic", IOE, EOF),
@@ -288,7 +218,7 @@ CASES = [
     Case("truncated in the index", truncate(P.index_offset + 10), FE, "end magic", IOE, EOF),
     Case("truncated in the trailer", truncate(SIZE - 10), FE, "end magic", IOE, EOF),
     Case("last byte missing", truncate(SIZE - 1), FE, "end magic", IOE, EOF),
-    Case("head checksum wrong", flip(SB.size + 30), FE, "head.*checksum"),
+    Case("head checksum wrong", flip(HEAD + 30), FE, "head.*checksum"),
     Case("head checksum field wrong", flip(24), FE, "head.*checksum"),
     Case("head size beyond the limit", put(16, "<Q", 1 << 40), FE, "limit"),
     Case("head size past the end", put(16, "<Q", SIZE), FE, "runs past the end", IOE, EOF),
@@ -337,7 +267,7 @@ CASES = [
     Case("index checksum field wrong", flip(SIZE - 32), FE, "index.*checksum"),
     Case(
         "index offset disagrees with the layout",
-        lambda b: _fix_index(put(P.index_offset + 24 * RAW_BIG, "<Q", RAW_DATA + 4096)(b)),
+        lambda b: fix_index_checksum(put(P.index_offset + 24 * RAW_BIG, "<Q", RAW_DATA + 4096)(b)),
         FE,
         "index says offset",
     ),
@@ -363,26 +293,12 @@ CASES = [
 ]
 
 
-def _fix_index(b: bytes) -> bytes:
-    x = bytearray(b)
-    ib = bytes(x[P.index_offset : len(x) - TR.size])
-    struct.pack_into("<Q", x, len(x) - TR.size + 16, _lz4.xxh64(ib))
-    return bytes(x)
-
-
-ENTRY_POINTS: dict[str, tuple[bool, Callable[[bytes, Path, dict[str, Any]], Any]]] = {
-    "load(bytes)": (False, lambda d, p, kw: ndckpt.load(d, **kw)),
-    "load(path)": (False, lambda d, p, kw: ndckpt.load(p, mmap=False, threads=2, **kw)),
-    "open(path).load()": (False, lambda d, p, kw: _open_load(p, kw)),
-    "verify(path)": (False, lambda d, p, kw: ndckpt.verify(p, threads=2)),
-    "load(BytesIO)": (True, lambda d, p, kw: ndckpt.load(io.BytesIO(d), **kw)),
-    "verify(BytesIO)": (True, lambda d, p, kw: ndckpt.verify(io.BytesIO(d))),
-}
-
-
-def _open_load(p: Path, kw: dict[str, Any]) -> Any:
-    with ndckpt.open(p, **kw) as r:
-        return r.load()
+#: The entry points every case runs (by name, from helpers.READERS): the random-access readers
+#: and the one-pass stream reader (``Reader.one_pass``).
+ENTRY_POINTS = readers(
+    ["load(bytes)", "load(path, copy)", "open(path).load()", "verify(path)", "load(BytesIO)", "verify(BytesIO)"]
+)
+assert {READERS[n].one_pass for n in ENTRY_POINTS} == {False, True}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.desc for c in CASES])
@@ -390,15 +306,16 @@ def test_malformed(case: Case, tmp_path: Path) -> None:
     data = case.mutate(BASE)
     path = tmp_path / "bad.ndckpt"
     path.write_bytes(data)
-    for name, (stream, fn) in ENTRY_POINTS.items():
-        exc, match = case.expected(stream, name)
+    for name, read in ENTRY_POINTS.items():
+        exc, match = case.expected(read.one_pass, name)
+        kw = {} if name.startswith("verify") else case.load_kw
         if exc is None:
-            got = fn(data, path, case.load_kw)
-            if name.startswith("load"):
+            got = read(data, path, **kw)
+            if not name.startswith("verify"):
                 assert got["raw"]["small"].tolist() == list(range(10)), name
             continue
         with pytest.raises(exc, match=match) as ei:
-            fn(data, path, case.load_kw)
+            read(data, path, **kw)
         assert not isinstance(ei.value, AssertionError)
         assert isinstance(ei.value, ndckpt.CheckptError), f"{name}: {type(ei.value)}"
 
@@ -482,11 +399,11 @@ def test_hostile_sizes_fail_fast_without_allocating(
     data = make()
     path = tmp_path / "hostile.ndckpt"
     path.write_bytes(data)
-    for name, (stream, fn) in ENTRY_POINTS.items():
-        e, m = (stream_exc, stream_match) if stream else (exc, match)
+    for name, read in ENTRY_POINTS.items():
+        e, m = (stream_exc, stream_match) if read.one_pass else (exc, match)
         before, t0 = _rss(), time.perf_counter()
         with pytest.raises(e, match=m):
-            fn(data, path, {})
+            read(data, path)
         took, grew = time.perf_counter() - t0, _rss() - before
         assert took < 1.0, f"{name}: took {took:.2f} s"
         assert grew < 32 << 20, f"{name}: RSS grew by {grew >> 20} MiB"

@@ -50,9 +50,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_same_tree
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from strategies import assert_same_value
 
 import ndckpt
 from ndckpt import CheckpointManager, CheckptIOError, FormatError, InvalidArgumentError, _backend, _files
@@ -151,27 +151,6 @@ def state_trees(draw: st.DrawFn, depth: int = 2) -> dict[str, Any]:
         else:
             tree[key] = draw(state_trees(depth - 1))
     return tree
-
-
-def assert_same_tree(got: Any, want: Any, where: str = "") -> None:
-    """Same nesting and names; every array has the same dtype, shape and item bytes (padding included)."""
-    if isinstance(want, dict):
-        assert isinstance(got, dict), where
-        assert sorted(got) == sorted(want), where
-        for k in want:
-            assert_same_tree(got[k], want[k], f"{where}/{k}")
-        return
-    if not isinstance(want, np.ndarray):  # numpy scalars and Python values come back as themselves
-        assert_same_value(got, want, where)
-        return
-    w = np.asarray(want)
-    assert isinstance(got, np.ndarray), where
-    assert (got.dtype, got.dtype.str, got.shape) == (w.dtype, w.dtype.str, w.shape), where
-    if w.dtype.itemsize:
-        void = np.dtype((np.void, w.dtype.itemsize))
-        assert np.ascontiguousarray(got.view(void)).tobytes() == np.ascontiguousarray(w.view(void)).tobytes(), where
-    if w.flags.f_contiguous and not w.flags.c_contiguous:
-        assert got.flags.f_contiguous, f"{where}: Fortran order lost"
 
 
 def small_state(step: int) -> dict[str, Any]:

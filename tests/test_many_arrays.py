@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from forge import flat, parse
+from forge import parse
+from helpers import flat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import MPI_EXTRA, mpiexec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +33,6 @@ import ndckpt
 from ndckpt import CheckpointManager, FormatError
 
 SCRIPTS = Path(__file__).parent / "mpi_scripts"
-_EXTRA = "pip install -e '.[mpi]'"
 
 
 def _load_common() -> ModuleType:
@@ -47,23 +47,7 @@ def _load_common() -> ModuleType:
 common = _load_common()
 
 
-def _mpiexec() -> tuple[str | None, str]:
-    """(mpiexec, "") when mpi4py and an MPI runtime are usable, else (None, why)."""
-    if importlib.util.find_spec("mpi4py") is None:
-        return None, f"mpi4py is not installed ({_EXTRA})"
-    exe = Path(sys.executable).parent / "mpiexec"
-    found = str(exe) if exe.exists() else shutil.which("mpiexec")
-    if found is None:
-        return None, f"no mpiexec found ({_EXTRA} brings MPICH's)"
-    probe = subprocess.run(
-        [sys.executable, "-c", "from mpi4py import MPI"], capture_output=True, text=True, timeout=60, check=False
-    )
-    if probe.returncode:
-        return None, f"mpi4py cannot load an MPI library ({_EXTRA}): {probe.stderr.strip()[-300:]}"
-    return found, ""
-
-
-MPIEXEC, _WHY = _mpiexec()
+MPIEXEC, _WHY = mpiexec()
 needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason=_WHY)
 
 
@@ -133,7 +117,7 @@ for attempt in ("import ndckpt.mpi", "ndckpt.CheckpointManager({str(tmp_path)!r}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
     lines = out.splitlines()
     assert len(lines) == 2, out
-    assert all(line.startswith("ImportError:") and _EXTRA in line for line in lines), out
+    assert all(line.startswith("ImportError:") and MPI_EXTRA in line for line in lines), out
 
 
 # ----------------------------------------------------------------------------------------------

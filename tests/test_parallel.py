@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import READERS, assert_same_array, assert_same_tree, save_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import assert_same_array, assert_same_tree
 
 import ndckpt
 import ndckpt.container.write
@@ -28,12 +28,6 @@ MiB = 1 << 20
 FRAME = 4 * MiB  # LZ4 frames (and packing frames) hold 4 MiB
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def save_bytes(arrays: Any, **kw: Any) -> bytes:
-    f = io.BytesIO()
-    ndckpt.save(f, arrays, **kw)
-    return f.getvalue()
 
 
 def ndckpt_threads() -> set[threading.Thread]:
@@ -144,15 +138,15 @@ def _corrupt_frame(data: bytes, name: str, k: int) -> tuple[bytes, int]:
 def test_corrupt_frame_in_a_worker_surfaces_naming_the_frame(threads: int) -> None:
     arrays = {"big": _content("runs", 14 * MiB, 2), "other": _content("random", 5000, 3)}
     data, fi = _corrupt_frame(save_bytes(arrays, style="lz4"), "big", 2)
-    for call in (
-        lambda: ndckpt.load(data, threads=threads),
-        lambda: ndckpt.load(data, threads=threads, mmap=False, verify=True),
-        lambda: ndckpt.verify(data, threads=threads),
-        lambda: ndckpt.open(data, threads=threads).get("big"),
-        lambda: ndckpt.load(io.BytesIO(data), threads=threads),
+    for name, kw in (
+        ("load(bytes)", {}),
+        ("load(bytes, copy)", {"verify": True}),
+        ("verify(bytes)", {}),
+        ("open(bytes).get", {}),  # "big" comes first
+        ("load(BytesIO)", {}),
     ):
         with pytest.raises(FormatError, match=rf"frame {fi}\b.*checksum"):
-            call()
+            READERS[name](data, threads=threads, **kw)
     with ndckpt.open(data, threads=threads) as r:
         assert_same_array(r.get("other"), arrays["other"])
 

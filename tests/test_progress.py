@@ -33,6 +33,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from helpers import READERS, leftovers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -94,10 +95,6 @@ def check_calls(calls: list[tuple[int, int]], total: int, step: int | None = Non
 def small_step() -> Iterator[int]:
     with mock.patch.object(parallel, "PROGRESS_STEP", 1 * MiB):
         yield 1 * MiB
-
-
-def _leftovers(d: Path) -> list[str]:
-    return sorted(p.name for p in d.iterdir() if ".ndckpt-tmp-" in p.name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,13 +205,13 @@ def test_progress_values_property(case: tuple[dict[str, np.ndarray[Any, Any]], d
         raw_only = all(s == "raw" for s in styles.values())
         check_calls(r.calls, total, max(step, total // 100) if raw_only else None)
         data = buf.getvalue()
-        for load in (
-            lambda cb: ndckpt.load(data, mmap=False, threads=threads, progress=cb),
-            lambda cb: ndckpt.load(io.BytesIO(data), progress=cb),
-            lambda cb: ndckpt.verify(data, threads=threads, progress=cb),
+        for name, kw in (
+            ("load(bytes, copy)", {"threads": threads}),
+            ("load(BytesIO)", {}),
+            ("verify(bytes)", {"threads": threads}),
         ):
             r = Recorder()
-            load(r)
+            READERS[name](data, progress=r, **kw)
             check_calls(r.calls, total)
 
 
@@ -264,7 +261,7 @@ def test_a_raising_callback_aborts_the_save_cleanly(tmp_path: Path, small_step: 
     with pytest.raises(Boom):
         ndckpt.save(path, {"new": np.arange(MiB, dtype=np.int64)}, progress=r, threads=2)
     assert path.read_bytes() == before
-    assert _leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
     if where != "fsync-phase":
         assert r.calls[-1] == (small_step, 8 * MiB)  # it raised mid-frame, not after the frame
 

@@ -8,7 +8,6 @@ what ``ndckpt.load`` gives, group by group, without reading arrays nobody asked 
 from __future__ import annotations
 
 import html.parser
-import io
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import flat, save_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,12 +26,6 @@ from ndckpt._browse import ROWS_SHOWN
 # ----------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------
-
-
-def saved(tree: Mapping[str, Any], **kw: Any) -> bytes:
-    f = io.BytesIO()
-    ndckpt.save(f, tree, **kw)
-    return f.getvalue()
 
 
 def as_dict(m: Mapping[str, Any]) -> dict[str, Any]:
@@ -55,16 +49,6 @@ def assert_same(got: Any, want: Any, where: str = "") -> None:
         assert repr(got) == repr(want), where
 
 
-def flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and v:
-            out.update(flat(v, f"{prefix}{k}/"))
-        elif not isinstance(v, dict):
-            out[prefix + k] = v
-    return out
-
-
 STATE = {
     "fields": {"u": np.arange(64.0).reshape(8, 8), "v": np.ones(8, "f4"), "empty": {}},
     "step": 7,
@@ -76,7 +60,7 @@ STATE = {
 
 @pytest.fixture(scope="module")
 def blob() -> bytes:
-    return saved(STATE, style={"fields/u": "lz4"}, metadata={"run": "a", "n": [1, 2]})
+    return save_bytes(STATE, style={"fields/u": "lz4"}, metadata={"run": "a", "n": [1, 2]})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,7 +178,7 @@ def test_closed_reader(blob: bytes) -> None:
 def test_mapping_access_reads_only_what_is_asked(tmp_path: Path) -> None:
     """A damaged LZ4 frame does not stop the listing, nor reads of other arrays."""
     bad = np.arange(1 << 16, dtype="<u4")
-    data = bytearray(saved({"bad": bad, "good": {"x": np.arange(3)}}, style={"bad": "lz4"}))
+    data = bytearray(save_bytes({"bad": bad, "good": {"x": np.arange(3)}}, style={"bad": "lz4"}))
     with ndckpt.open(bytes(data)) as r:
         row = next(row for row in r.info() if row["name"] == "bad")
     data[row["offsets"][0] + row["stored_nbytes"] // 2] ^= 0xFF
@@ -247,7 +231,7 @@ def _check_groups(m: Mapping[str, Any], want: dict[str, Any], prefix: str) -> No
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tree=_trees, lz4=st.booleans())
 def test_mapping_matches_load(tree: dict[str, Any], lz4: bool) -> None:
-    blob = saved(tree, style="lz4" if lz4 else "raw")
+    blob = save_bytes(tree, style="lz4" if lz4 else "raw")
     whole = ndckpt.load(blob)
     with ndckpt.open(blob) as r:
         _check_groups(r, whole, "")
@@ -342,7 +326,7 @@ def test_html_table(blob: bytes) -> None:
 
 def test_names_from_the_file_are_escaped() -> None:
     evil = "\x1b]0;pwned\x07<script>alert(1)\x1b[2J"
-    blob = saved({evil: np.zeros(2), "v": {evil: "<b>&"}})
+    blob = save_bytes({evil: np.zeros(2), "v": {evil: "<b>&"}})
     with ndckpt.open(blob) as r:
         text, page, gtext = repr(r), r._repr_html_(), repr(r["v"])
     for shown in (text, gtext):
@@ -359,7 +343,7 @@ def test_names_from_the_file_are_escaped() -> None:
 
 def test_long_listings_are_cut() -> None:
     n = ROWS_SHOWN + 7
-    blob = saved({"a": {f"x{i:03d}": np.arange(i % 3) for i in range(n)}, "v": {f"y{i:03d}": i for i in range(n)}})
+    blob = save_bytes({"a": {f"x{i:03d}": np.arange(i % 3) for i in range(n)}, "v": {f"y{i:03d}": i for i in range(n)}})
     with ndckpt.open(blob) as r:
         text, page = repr(r), r._repr_html_()
         assert len(text.splitlines()) < 2 * ROWS_SHOWN + 8
@@ -370,7 +354,7 @@ def test_long_listings_are_cut() -> None:
     assert t.tables[0][-1] == ["... and 7 more arrays"]
     assert len(t.tables[1]) == 1 + ROWS_SHOWN + 1
     assert t.tables[1][-1] == ["... and 7 more values"]
-    long_value = saved({"s": "z" * 500})
+    long_value = save_bytes({"s": "z" * 500})
     with ndckpt.open(long_value) as r:
         row = next(line for line in repr(r).splitlines() if line.strip().startswith("s "))
     assert len(row) < 90

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_same_array, assert_same_tree, flatten_tree, logical_bytes, readers, save_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import (
@@ -22,11 +23,7 @@ from strategies import (
     SCALAR_DTYPES,
     STRUCTURED_DTYPES,
     array_trees,
-    assert_same_array,
-    assert_same_tree,
-    flatten_tree,
     layout_arrays,
-    logical_bytes,
     make_layout,
 )
 
@@ -36,29 +33,24 @@ from ndckpt import InvalidArgumentError
 STYLES = ("raw", "lz4")
 
 
-def save_bytes(arrays: Any, **kw: Any) -> bytes:
-    f = io.BytesIO()
-    ndckpt.save(f, arrays, **kw)
-    return f.getvalue()
-
-
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory that hypothesis tests may reuse across examples."""
     return tmp_path_factory.mktemp("roundtrip")
 
 
+#: The shared readers every roundtrip goes through (by name, from helpers.READERS).
+ROUNDTRIP_READERS = readers(["load(bytes)", "load(path)", "load(BytesIO)", "open(path).load()"])
+
+
 def load_all_ways(data: bytes, path: Path) -> dict[str, Any]:
     """Load ``data`` from every kind of source and mode; return {way: result}."""
     path.write_bytes(data)
-    return {
-        "bytes, mmap": ndckpt.load(data),
-        "bytes, copy": ndckpt.load(bytearray(data), mmap=False),
-        "path, mmap": ndckpt.load(path),
-        "path, copy, verify": ndckpt.load(str(path), mmap=False, verify=True),
-        "stream": ndckpt.load(io.BytesIO(data)),
-        "reader": ndckpt.open(path).load(),
-    }
+    ways = {name: read(data, path) for name, read in ROUNDTRIP_READERS.items()}
+    # Source types the shared readers do not vary: a bytearray, and a path given as a str.
+    ways["load(bytearray, copy)"] = ndckpt.load(bytearray(data), mmap=False)
+    ways["load(str path, copy, verify)"] = ndckpt.load(str(path), mmap=False, verify=True)
+    return ways
 
 
 def dtype_id(dt: np.dtype[Any]) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import nest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,19 +24,6 @@ def _flatten(tree: StateTree, prefix: str = "") -> dict[str, np.ndarray[Any, Any
         else:
             out[f"{prefix}{key}"] = val
     return out
-
-
-def _unflatten(flat: dict[str, np.ndarray[Any, Any]]) -> StateTree:
-    tree: StateTree = {}
-    for path, arr in flat.items():
-        node = tree
-        *groups, leaf = path.split("/")
-        for g in groups:
-            child = node.setdefault(g, {})
-            assert isinstance(child, dict)
-            node = child
-        node[leaf] = arr
-    return tree
 
 
 def _assert_same_state(a: StateTree, b: StateTree) -> None:
@@ -265,7 +253,7 @@ def test_resume_through_the_frame_engine() -> None:
     with Restore.mmio(f.getvalue()) as rs, rs.frame(style):
         for arr in out.values():
             rs.buf(arr)
-    resumed = GrayScott.from_state(_unflatten(out))
+    resumed = GrayScott.from_state(nest(out))
     sim.step(20)
     resumed.step(20)
     assert resumed.digest() == sim.digest()
@@ -274,13 +262,13 @@ def test_resume_through_the_frame_engine() -> None:
 def _without(tree: StateTree, path: str) -> StateTree:
     flat = _flatten(tree)
     del flat[path]
-    return _unflatten(flat)
+    return nest(flat)
 
 
 def _replaced(tree: StateTree, path: str, value: np.ndarray[Any, Any]) -> StateTree:
     flat = _flatten(tree)
     flat[path] = value
-    return _unflatten(flat)
+    return nest(flat)
 
 
 def test_from_state_rejects_bad_input() -> None:

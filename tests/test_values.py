@@ -20,13 +20,12 @@ from typing import Any
 import numpy as np
 import pytest
 from forge import build, canonical
+from helpers import READERS, assert_same_tree, assert_same_value, flat, readers, save_bytes
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from strategies import (
     SCALAR_DTYPES,
     STRUCTURED_DTYPES,
-    assert_same_tree,
-    assert_same_value,
     keys,
     layout_arrays,
     shapes,
@@ -94,22 +93,6 @@ def trees() -> st.SearchStrategy[dict[str, Any]]:
     return st.dictionaries(keys(), st.one_of(leaf, level1), max_size=5)
 
 
-def save_bytes(tree: Any, **kw: Any) -> bytes:
-    f = io.BytesIO()
-    ndckpt.save(f, tree, **kw)
-    return f.getvalue()
-
-
-def flat_leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and v:
-            out.update(flat_leaves(v, f"{prefix}{k}/"))
-        elif not isinstance(v, dict):
-            out[prefix + k] = v
-    return out
-
-
 def check_leaf(got: Any, want: Any, name: str) -> None:
     assert_same_tree({"x": got}, {"x": want}) if isinstance(want, np.ndarray) else assert_same_value(got, want, name)
 
@@ -136,15 +119,11 @@ def test_encoding_roundtrips_exactly_and_is_canonical_json(v: Any) -> None:
 def test_trees_of_arrays_scalars_and_values_roundtrip_through_every_reader(tree: dict[str, Any], style: str) -> None:
     data = save_bytes(tree, style=style, threads=1)
     assert save_bytes(tree, style=style, threads=2) == data, "bytes do not depend on the thread count"
-    for got in (
-        ndckpt.load(data),
-        ndckpt.load(data, mmap=False, verify=True),
-        ndckpt.load(io.BytesIO(data)),
-    ):
-        assert_same_tree(got, tree)
-    ndckpt.verify(data)
-    ndckpt.verify(io.BytesIO(data))
-    leaves = flat_leaves(tree)
+    for name, kw in (("load(bytes)", {}), ("load(bytes, copy)", {"verify": True}), ("load(BytesIO)", {})):
+        assert_same_tree(READERS[name](data, **kw), tree)
+    READERS["verify(bytes)"](data)
+    READERS["verify(BytesIO)"](data)
+    leaves = flat(tree)
     with ndckpt.open(data) as r:
         assert sorted(r.names()) == sorted(leaves)
         for name, want in leaves.items():
@@ -249,15 +228,9 @@ def test_a_feature_unknown_to_the_reader_says_upgrade(features: list[str], tmp_p
     unknown = next(f for f in features if f != "values")
     p = tmp_path / "new.ndckpt"
     p.write_bytes(data)
-    for call in (
-        lambda: ndckpt.load(data),
-        lambda: ndckpt.load(io.BytesIO(data)),
-        lambda: ndckpt.open(p),
-        lambda: ndckpt.verify(p),
-        lambda: ndckpt.verify(io.BytesIO(data)),
-    ):
+    for read in readers(["load(bytes)", "load(BytesIO)", "open(path).get", "verify(path)", "verify(BytesIO)"]).values():
         with pytest.raises(UnsupportedError, match=rf"this file needs the feature '{unknown}'.*upgrade ndckpt"):
-            call()
+            read(data, p)
 
 
 BAD_HEADS = [
