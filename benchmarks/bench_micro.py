@@ -28,8 +28,8 @@ and ``other / ours`` (above 1: ndckpt's choice is faster). Cases:
     A memoryview slice copy (ours below ``engine._SMALL_COPY`` bytes) against a
     ``ctypes.memmove`` call, at sizes around the threshold: where a ctypes call starts to pay.
 ``alignment``
-    A 4 MiB copy between page-aligned buffers (what ``_aligned_buffer`` and
-    ``parallel.aligned_empty`` give) against the same copy with the destination 16 bytes off
+    A 4 MiB copy between page-aligned buffers (what ``ndckpt._memory.aligned_empty``
+    gives) against the same copy with the destination 16 bytes off
     a page boundary (4K aliasing between source and destination addresses).
 ``first_touch``
     Copying 64 MiB into a reused, already touched buffer (``parallel.Staging``) against

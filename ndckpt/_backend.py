@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ._memory import aligned_empty
 from .errors import CheckptIOError, InvalidArgumentError
 
 __all__ = ["MmioSink", "MmioSource", "Sink", "Source", "StreamSink", "StreamSource", "as_bytes"]
@@ -79,20 +80,6 @@ def buffer_address(mv: memoryview) -> int:
     return int(np.frombuffer(mv, dtype=np.uint8).ctypes.data)
 
 
-def aligned_buffer(n: int) -> tuple[np.ndarray[Any, np.dtype[np.uint8]], int]:
-    """A page-aligned uint8 array of n bytes and its address.
-
-    Page-aligned so that copies between it and the page-aligned arrays ndckpt
-    allocates run at one alignment, off memcpy's misaligned paths
-    (``benchmarks/bench_micro.py --case alignment`` measures the difference).
-    """
-    raw = np.empty(n + 4096, dtype=np.uint8)
-    base = int(raw.ctypes.data)
-    start = (-base) % 4096
-    arr = raw[start : start + n]
-    return arr, base + start
-
-
 class Sink(Protocol):
     """Where a Checkpt's bytes go. ``offset`` counts bytes accepted so far."""
 
@@ -124,7 +111,8 @@ class StreamSink:
     def __init__(self, f: Any, wbuf_size: int) -> None:
         self._fd: int | None = f if isinstance(f, int) else None
         self._f = None if isinstance(f, int) else f
-        self._buf, self._base = aligned_buffer(wbuf_size)
+        self._buf = aligned_empty(wbuf_size)
+        self._base = buffer_address(self._buf.data)
         self._mv = self._buf.data
         self._cap = wbuf_size
         self._used = 0
@@ -231,7 +219,8 @@ class StreamSource:
     def __init__(self, f: Any, rbuf_size: int) -> None:
         self._fd: int | None = f if isinstance(f, int) else None
         self._f = None if isinstance(f, int) else f
-        self._buf, self._base = aligned_buffer(rbuf_size)
+        self._buf = aligned_empty(rbuf_size)
+        self._base = buffer_address(self._buf.data)
         self._mv = self._buf.data
         self._cap = rbuf_size
         self._lo = 0  # first unconsumed byte in the buffer

@@ -7,7 +7,12 @@ import gc
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["buffer_view", "gc_paused"]
+import numpy as np
+
+__all__ = ["PAGE", "aligned_empty", "buffer_view", "gc_paused"]
+
+#: The alignment of every buffer ndckpt allocates for data: a page.
+PAGE = 4096
 
 
 @contextlib.contextmanager
@@ -31,3 +36,15 @@ def gc_paused() -> Iterator[None]:
 def buffer_view(a: Any) -> memoryview:
     """A memoryview of a buffer (numpy arrays included)."""
     return memoryview(a)
+
+
+def aligned_empty(nbytes: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """A new, uninitialised uint8 array of ``nbytes`` whose data starts on a :data:`PAGE` boundary.
+
+    The one allocator for data buffers: copies between them and the page-aligned arrays ndckpt
+    returns run at one alignment (``benchmarks/bench_micro.py --case alignment``). The caller owns
+    it; it keeps its (at most ``PAGE`` bytes larger) base allocation alive.
+    """
+    raw = np.empty(nbytes + PAGE, dtype=np.uint8)
+    start = (-int(raw.ctypes.data)) % PAGE
+    return raw[start : start + nbytes]

@@ -44,10 +44,10 @@ from ._backend import (
     Source,
     StreamSink,
     StreamSource,
-    aligned_buffer,
     as_bytes,
     buffer_address,
 )
+from ._memory import aligned_empty
 from .errors import (
     CheckptError,
     CheckptIOError,
@@ -262,7 +262,8 @@ class Checkpt(_Object):
             if st == _LZ4:
                 if self._lz4 is None:
                     self._lz4 = _lz4.LZ4Stream()
-                    self._ring, self._ring_addr = aligned_buffer(GBUF_SZ)
+                    self._ring = aligned_empty(GBUF_SZ)
+                    self._ring_addr = buffer_address(self._ring.data)
                     self._ring_mv = memoryview(self._ring)
                 self._lz4.reset_fast()
                 self._cursor = 0
@@ -492,7 +493,8 @@ class Restore(_Object):
             st = self._open_style(style, "frame_open")
             if st == _LZ4 and self._hist is None:
                 self._dec = _lz4.Decoder()
-                self._hist, self._hist_addr = aligned_buffer(_HIST_SZ)
+                self._hist = aligned_empty(_HIST_SZ)
+                self._hist_addr = buffer_address(self._hist.data)
                 self._hist_mv = self._hist.data
         except BaseException:
             self._fail()

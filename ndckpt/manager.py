@@ -77,6 +77,7 @@ from typing import Any, Literal, Protocol, TypeVar, Union
 import numpy as np
 
 from . import _files, _platform
+from ._memory import aligned_empty
 from .api import MmapMode, check_mmap, load, save
 from .api import open as open_checkpoint
 from .container import END_MAGIC, MAGIC, SUPERBLOCK, TRAILER
@@ -85,7 +86,7 @@ from .container.values import decode as _decode_value
 from .container.values import encode as _encode_value
 from .container.values import is_value as _is_value
 from .errors import CheckptIOError, InvalidArgumentError, UnsupportedError
-from .parallel import aligned_empty, resolve_threads
+from .parallel import resolve_threads
 
 __all__ = ["CheckpointManager", "CorruptCheckpointWarning"]
 

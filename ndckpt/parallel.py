@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import _platform
+from ._memory import aligned_empty
 from .errors import InvalidArgumentError
 
 __all__ = ["Staging", "aligned_empty", "resolve_threads", "run_all"]
@@ -45,13 +46,6 @@ def resolve_threads(threads: int | None) -> int:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise InvalidArgumentError(f"threads must be None or a positive int, got {threads!r}")
     return threads
-
-
-def aligned_empty(nbytes: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
-    """A fresh uint8 array of ``nbytes`` whose data starts on a 4096-byte boundary."""
-    raw = np.empty(nbytes + 4096, dtype=np.uint8)
-    start = (-int(raw.ctypes.data)) % 4096
-    return raw[start : start + nbytes]
 
 
 class Staging:

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from .. import _lz4
-from .._memory import buffer_view
+from .._memory import aligned_empty, buffer_view
 from ..engine import Restore
 from ..errors import CheckptError, CheckptIOError, FormatError, InvalidArgumentError
 from ..format import FrameStyle
-from ..parallel import Progress, ProgressCallback, Staging, aligned_empty, run_all
+from ..parallel import Progress, ProgressCallback, Staging, run_all
 from .head import ArraySpec, Head, Part, block_offsets, stored_bound
 from .layout import MANY_ARRAYS, Layout, parse_layout
 from .plan import bytes_of

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from .. import _lz4, _platform
-from .._memory import buffer_view
+from .._memory import aligned_empty, buffer_view
 from ..engine import DEFAULT_RBUF_SIZE, Restore
 from ..errors import CheckptError, CheckptIOError, FormatError
 from ..format import FrameStyle
-from ..parallel import Progress, ProgressCallback, aligned_empty
+from ..parallel import Progress, ProgressCallback
 from .head import Head
 from .layout import Layout, check_frame_sizes, data_offset, parse_head, parse_index, parse_superblock, parse_trailer
 from .read import Where, check_out, decode_lz4, flatten_out, nest, new_array, scatter_blocks, verify_hash, where_text
