@@ -80,7 +80,8 @@ from . import _files, _platform
 from ._memory import aligned_empty
 from .api import MmapMode, check_mmap, load, save
 from .api import open as open_checkpoint
-from .container import END_MAGIC, MAGIC, SUPERBLOCK, TRAILER
+from .container import MAGIC, SUPERBLOCK, TRAILER
+from .container.layout import looks_complete
 from .container.plan import as_array, bytes_of, check_metadata, flatten_tree, parse_style_arg, resolve_styles
 from .container.values import decode as _decode_value
 from .container.values import encode as _encode_value
@@ -140,7 +141,8 @@ def _check_optional_positive(value: Any, what: str) -> int | None:
 
 
 def _looks_complete(path: str, size: int) -> bool:
-    """Cheap check of an ndckpt file: magic at the start, a trailer whose end magic and size fit."""
+    """Whether the file at ``path`` of ``size`` bytes looks completely written
+    (:func:`ndckpt.container.layout.looks_complete`); False if it cannot be read."""
     if size < SUPERBLOCK.size + TRAILER.size:
         return False
     try:
@@ -148,16 +150,13 @@ def _looks_complete(path: str, size: int) -> bool:
     except OSError:
         return False
     try:
-        head = _platform.pread(fd, len(MAGIC), 0)
+        start = _platform.pread(fd, len(MAGIC), 0)
         tail = _platform.pread(fd, TRAILER.size, size - TRAILER.size)
     except OSError:
         return False
     finally:
         os.close(fd)
-    if head != MAGIC or len(tail) != TRAILER.size:
-        return False
-    fields = TRAILER.unpack(tail)
-    return bool(fields[-1] == END_MAGIC and fields[3] == size)
+    return looks_complete(start, tail, size)
 
 
 # ----------------------------------------------------------------------------------------------

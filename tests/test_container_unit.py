@@ -228,3 +228,21 @@ def test_the_callers_garbage_collector_setting_is_kept() -> None:
             assert gc.isenabled() is enabled
         finally:
             gc.enable()
+
+
+def test_looks_complete_is_the_cheap_end_check() -> None:
+    """The manager's test for a finished file: magic, end magic and size; nothing else."""
+    from ndckpt.container import MAGIC, TRAILER
+    from ndckpt.container.layout import looks_complete
+
+    f = io.BytesIO()
+    ndckpt.save(f, {"a": np.arange(10)})
+    data = f.getvalue()
+    n = len(data)
+    assert looks_complete(data[: len(MAGIC)], data[-TRAILER.size :], n)
+    assert not looks_complete(data[: len(MAGIC)], data[-TRAILER.size :], n + 1), "size recorded in the trailer"
+    assert not looks_complete(b"x" + data[1 : len(MAGIC)], data[-TRAILER.size :], n), "magic"
+    assert not looks_complete(data[: len(MAGIC)], data[-TRAILER.size :][:-1] + b"?", n), "end magic"
+    assert not looks_complete(data[: len(MAGIC)], data[-TRAILER.size : -1], n), "short tail"
+    cut = data[: n // 2]
+    assert not looks_complete(cut[: len(MAGIC)], cut[-TRAILER.size :], len(cut)), "a file still being written"

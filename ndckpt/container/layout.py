@@ -45,6 +45,7 @@ __all__ = [
     "check_frame_sizes",
     "data_offset",
     "frame_offsets",
+    "looks_complete",
     "parse_head",
     "parse_index",
     "parse_layout",
@@ -266,6 +267,19 @@ def parse_trailer(raw: bytes | bytearray | memoryview, at: int, hint: str = "") 
     if version != VERSION or flags:
         raise FormatError(f"trailer: version {version} / flags {flags:#x} do not match the superblock")
     return Trailer(io, nframes, ix, total)
+
+
+def looks_complete(start: bytes, tail: bytes, size: int) -> bool:
+    """Whether a file of ``size`` bytes, whose first bytes are ``start`` and last
+    ``TRAILER.size`` bytes are ``tail``, looks completely written: the magic at offset 0, a
+    trailer whose end magic is right and whose file size is ``size``. A cheap test that reads no
+    head (the checkpoint manager uses it to tell finished files from ones being written); it
+    checks no version or checksum: a file that passes may still fail to load, with the reason.
+    """
+    if size < SUPERBLOCK.size + TRAILER.size or len(tail) != TRAILER.size or start[: len(MAGIC)] != MAGIC:
+        return False
+    fields = TRAILER.unpack(tail)
+    return bool(fields[-1] == END_MAGIC and fields[3] == size)
 
 
 def parse_index(raw: bytes | bytearray | memoryview, xxh: int, at: int) -> np.ndarray[Any, Any]:
