@@ -1,52 +1,9 @@
-"""The ndckpt container format, version 2: layout constants and limits.
+"""The ndckpt container format, version 2: its layout constants and limits.
 
-Concepts
---------
-An ndckpt file is a sequence of fd_checkpt frames (see :mod:`ndckpt.format`)
-that describes itself. Every structure below is one fd_checkpt frame holding
-exactly one buffer; all integers are little-endian; offsets count from the
-file's first byte. ``docs/format.md`` is the normative, byte-by-byte spec;
-this package implements it (:mod:`.head`: the head; :mod:`.layout`: the physical
-layout) and the two must change together.
-
-::
-
-    superblock   RAW  32 B   magic "\\x93NDCKPT\\n", u32 version=2, u32 flags=0,
-                             u64 head_nbytes, u64 XXH64(head)
-    head         RAW         canonical JSON: arrays (columns), frames (plan), groups, metadata
-    for each frame i of the plan, in order:
-      [LZ4]  record  RAW 16 B  u64 stored_nbytes (bit 63: stored uncompressed), u64 XXH64(stored bytes)
-      [LZ4, bit 63 set] pad    zero bytes up to the next multiple of 4096
-      [RAW]  pad     RAW       zero bytes up to the next multiple of 4096
-      data frame     RAW|LZ4   one buffer of the frame's ``nbytes`` uncompressed bytes
-                               (an LZ4 frame whose record has bit 63 set is a RAW frame:
-                               LZ4 did not shrink it by 1/32, so it is stored verbatim)
-    index        RAW  24 B x nframes: u64 offset, u64 stored_nbytes, u64 XXH64
-    trailer      RAW  48 B   u64 index_offset, u64 nframes, u64 XXH64(index),
-                             u64 file_nbytes, u32 version=2, u32 flags=0, magic "NDCKEND\\n"
-
-Why this shape:
-
-- The writer never seeks: the plan (what goes where, uncompressed) is known
-  before any data is written; only stored sizes and checksums are not, and
-  they follow the data (LZ4 records are written after compressing a frame and
-  before emitting it). Bytes to a pipe equal bytes to a file.
-- A reader from a pipe needs one sequential pass: the head says how to decode
-  every frame, LZ4 records give each frame's stored size and checksum before
-  its bytes, and pads follow from the current offset.
-- A reader with a file reads the superblock, head, trailer and index and then
-  goes straight to any frame (partial and parallel restore).
-- Every RAW data frame starts at a multiple of 4096 and a RAW array's frames
-  are contiguous (frames split arrays at multiples of 4096), so a mapped RAW
-  array is one page-aligned, zero-copy view.
-- Each LZ4 data frame is encoded as by a *fresh* fd_checkpt writer, so frame
-  bytes never depend on which thread wrote them or what it wrote before.
-- A frame that LZ4 does not shrink by at least 1/32 is stored verbatim instead
-  (as the LZ4 frame format and blosc2 do for incompressible blocks): it then
-  loads at copy speed, page-aligned, instead of through the decoder. The choice
-  depends only on the frame's bytes, and the record says which was made.
-- XXH64 (seed 0) of the stored bytes: faster than zlib.crc32 and verifiable
-  without decompressing.
+The normative specification is ``docs/format.md``: the file layout and why it has this shape
+in §2, the superblock §2.1, the head §2.2, LZ4 records §2.3, pads §2.4, data frames §2.5, the
+index §2.6, the trailer §2.7, limits §4.1. This module holds the numbers that page defines;
+the rules live there (and in :mod:`.head` and :mod:`.layout`, which implement them), not here.
 """
 
 from __future__ import annotations
