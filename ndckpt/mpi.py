@@ -106,6 +106,7 @@ from .container.plan import (
     as_array,
     bytes_of,
     check_metadata,
+    flat_names,
     flatten_tree,
     plan,
     resolve_styles,
@@ -910,18 +911,7 @@ def _flat_out(out: Any) -> dict[str, Any]:
         return {}
     if not isinstance(out, Mapping):
         raise InvalidArgumentError(f"out: expected a mapping of names to arrays, got {type(out).__name__}")
-    flat: dict[str, Any] = {}
-
-    def walk(m: Mapping[Any, Any], prefix: str) -> None:
-        for k, v in m.items():
-            key = f"{prefix}/{k}" if prefix else str(k)
-            if isinstance(v, Mapping):
-                walk(v, key)
-            else:
-                flat[key] = v
-
-    walk(out, "")
-    return flat
+    return flat_names(out)
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:

@@ -195,9 +195,9 @@ def flat_names(tree: Mapping[str, Any]) -> dict[str, Any]:
     """A nested mapping flattened to ``{"group/name": leaf}`` (the names :class:`Reader` uses)."""
     out: dict[str, Any] = {}
 
-    def walk(m: Mapping[str, Any], prefix: str) -> None:
+    def walk(m: Mapping[Any, Any], prefix: str) -> None:
         for k, v in m.items():
-            name = f"{prefix}/{k}" if prefix else k
+            name = f"{prefix}/{k}" if prefix else str(k)
             if isinstance(v, Mapping):
                 walk(v, name)
             else:
@@ -284,17 +284,7 @@ def resolve_styles(style: Any, names: list[str], values: Collection[str] = ()) -
     if not isinstance(style, Mapping):
         s = parse_style_arg(style, "style")
         return [s] * len(names)
-    flat: dict[str, FrameStyle] = {}
-
-    def walk(m: Mapping[Any, Any], prefix: str) -> None:
-        for k, v in m.items():
-            key = f"{prefix}/{k}" if prefix else str(k)
-            if isinstance(v, Mapping):
-                walk(v, key)
-            else:
-                flat[key] = parse_style_arg(v, f"style[{key!r}]")
-
-    walk(style, "")
+    flat = {key: parse_style_arg(v, f"style[{key!r}]") for key, v in flat_names(style).items()}
     used: set[str] = set()
     out = []
     for n in names:
