@@ -16,6 +16,7 @@ head left out, which are the same for every column):
   block choice costs in ratio);
 - ``best``: per frame the smallest of lz4, shuf, delta (the oracle); ``auto``: per frame what
   ``filters.choose`` picks from 4 sampled chunks;
+- ``choose cost``: time of ``choose`` on every frame / time of the frames' plain LZ4 encoding;
 - ``b2 shuf``, ``b2 bd``: blosc2 ``compress2`` LZ4 clevel 5 with SHUFFLE, and SHUFFLE +
   BYTEDELTA, typesize = the dtype's item size.
 
@@ -120,6 +121,13 @@ def blosc2_ratio(arr: Array, kind: str) -> float:
 # -- ratios ------------------------------------------------------------------------------------
 
 
+def choose_cost(data: Array, s: int, samples: int) -> tuple[float, float]:
+    """Seconds of ``choose`` on every frame and of the frames' plain LZ4 encoding (best of 3)."""
+    frames = spans(data.nbytes)
+    t_choose = best_of(lambda: [filters.choose(data[a:b], s, samples=samples) for a, b in frames], 3)
+    return t_choose, best_of(lambda: frame_sizes(data, None, s), 3)
+
+
 def ratios(names: tuple[str, ...], n: int, samples: tuple[int, ...]) -> list[dict[str, Any]]:
     rows = []
     for name in names:
@@ -130,6 +138,8 @@ def ratios(names: tuple[str, ...], n: int, samples: tuple[int, ...]) -> list[dic
         nb = data.nbytes
         best = sum(min(sizes[k][i] for k in KINDS) for i in range(len(sizes[None])))
         choices = {m: [filters.choose(data[a:b], s, samples=m).kind for a, b in spans(nb)] for m in samples}
+        # What choosing costs, relative to the frames' own plain LZ4 encoding (CPU time, best of 3).
+        t_choose, t_lz4 = choose_cost(data, s, samples[0])
         auto = {m: sum(sizes[k][i] for i, k in enumerate(ch)) for m, ch in choices.items()}
         row = {
             "field": name,
@@ -145,6 +155,7 @@ def ratios(names: tuple[str, ...], n: int, samples: tuple[int, ...]) -> list[dic
             "choices": choices[samples[0]],
             "b2 shuf": blosc2_ratio(arr, "shuffle"),
             "b2 bd": blosc2_ratio(arr, "delta"),
+            "choose cost": t_choose / t_lz4,
         }
         rows.append(row)
         print(f"  {name}: done", file=sys.stderr)
@@ -154,7 +165,8 @@ def ratios(names: tuple[str, ...], n: int, samples: tuple[int, ...]) -> list[dic
 def print_ratios(rows: list[dict[str, Any]], samples: tuple[int, ...]) -> None:
     m0 = samples[0]
     cols = ["field", "dtype", "s", "lz4 save", "lz4", "shuf", "delta", "shuf/frame", "best"]
-    cols += [f"auto{m}" for m in samples] + ["b2 shuf", "b2 bd", "auto/lz4", "auto/b2shuf", "auto/b2best", "met"]
+    cols += [f"auto{m}" for m in samples] + ["b2 shuf", "b2 bd", "choose cost"]
+    cols += ["auto/lz4", "auto/b2shuf", "auto/b2best", "met"]
     print("\n### Ratios (uncompressed / stored), 4 MiB frames; auto<m> samples m chunks per frame\n")
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
