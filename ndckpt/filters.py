@@ -259,9 +259,9 @@ def _prefix_planes(
 def filter_itemsize(itemsize: int) -> int:
     """The item size the writer filters an array of ``itemsize``-byte items by.
 
-    The largest power of two dividing ``itemsize``, at most 16: 8 for float64 and complex128's
-    halves (complex128 is 16 bytes and shuffles as 16), 4 for a 12-byte record of three
-    float32, 1 (no useful shuffle) for odd sizes. Powers of two divide ``BLOCK``, the frame
+    The largest power of two dividing ``itemsize``, at most 16: 8 for float64 and int64, 16 for
+    complex128, 4 for a 12-byte record of three float32, 1 (shuffle is then the identity) for
+    odd sizes. Powers of two divide ``BLOCK``, the frame
     size and the pack alignment (format §3), so items never straddle blocks.
     """
     if type(itemsize) is not int or itemsize < 1:
@@ -319,12 +319,14 @@ def choose(data: Any, itemsize: int, *, samples: int = 4, margin: float = 0.03) 
     by ``itemsize``; a filter is chosen when its sampled size beats plain LZ4's by more than
     ``margin`` (a fraction), the smaller of the two filters winning, else None (plain LZ4;
     the writer's stored-verbatim rule still applies after compression). The result is a
-    pure function of the bytes and the arguments. ``itemsize`` 1 always gives None for
-    shuffle, so only delta is tried. Scratch: two chunks and one LZ4 stream.
+    pure function of the bytes and the arguments. With ``itemsize`` 1 shuffle is the identity,
+    so only delta is tried. Scratch: two chunks and one LZ4 stream.
 
     Raises InvalidArgumentError for bad arguments and RuntimeError without an LZ4 library.
     """
     buf = _as_u8(data, "choose data", writable=False)
+    if type(itemsize) is not int or not 1 <= itemsize <= ITEMSIZE_MAX:
+        raise InvalidArgumentError(f"choose: item size must be an int in [1, {ITEMSIZE_MAX}], got {itemsize!r}")
     if type(samples) is not int or samples < 1:
         raise InvalidArgumentError(f"choose: samples must be a positive int, got {samples!r}")
     if not 0 <= margin < 1:

@@ -264,3 +264,5 @@ def test_choose_depends_only_on_the_bytes() -> None:
         choose(smooth, 8, samples=0)
     with pytest.raises(InvalidArgumentError):
         choose(smooth, 8, margin=1.0)
+    with pytest.raises(InvalidArgumentError, match="item size"):
+        choose(np.zeros(0, np.uint8), 0)
