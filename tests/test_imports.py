@@ -24,6 +24,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ndckpt"
 LAYERS: list[set[str]] = [
     {"ndckpt.errors"},
     {"ndckpt._platform", "ndckpt._argtypes", "ndckpt._text", "ndckpt._progress", "ndckpt._memory"},
+    {"ndckpt._background"},
     {"ndckpt._files", "ndckpt.parallel", "ndckpt._browse", "ndckpt._subfiles"},
     {"ndckpt._lz4", "ndckpt._backend"},
     {"ndckpt.format"},
@@ -37,7 +38,7 @@ LAYERS: list[set[str]] = [
     {"ndckpt.container.stream"},
     {"ndckpt.container"},
     {"ndckpt.api"},
-    {"ndckpt.mpi"},
+    {"ndckpt.mpi", "ndckpt._ckptdir", "ndckpt._staging"},
     {"ndckpt.manager"},
     {"ndckpt", "ndckpt.demo.model"},
     {"ndckpt.demo.job"},
