@@ -43,6 +43,9 @@ LAYERS: list[set[str]] = [
     {"ndckpt", "ndckpt.demo.model"},
     {"ndckpt.demo.job"},
     {"ndckpt.demo"},
+    {"ndckpt.cli.common", "ndckpt.cli.names"},
+    {"ndckpt.cli.numpy_files"},
+    {"ndckpt.cli.inspect", "ndckpt.cli.convert"},
     {"ndckpt.cli"},
     {"ndckpt.__main__"},
 ]
