@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _files
 from ._backend import StreamSink
-from ._browse import ROWS_SHOWN, Group, Keys, Listing, Node, build_tree, short_repr, split_key, walk
+from ._browse import Group, Keys, Listing, Node, build_tree, split_key, walk
 from ._memory import buffer_view, gc_paused
 from ._subfiles import check_subfile_index
 from .container.layout import parse_layout
@@ -29,11 +29,10 @@ from .container.plan import DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES, Prepar
 from .container.read import Loader, flatten_out, loader_for, nest, verify_frames
 from .container.source import FileRegion, map_path
 from .container.stream import load_stream
+from .container.summary import array_rows, listing, value_rows
 from .container.values import decode as decode_value
-from .container.values import type_name
 from .container.write import write_checkpoint
-from .errors import CheckptError, CheckptIOError, FormatError, InvalidArgumentError
-from .format import FrameStyle
+from .errors import CheckptIOError, FormatError, InvalidArgumentError
 from .parallel import ProgressCallback, progress_phase, resolve_threads
 
 __all__ = ["Reader", "load", "open", "save", "verify"]
@@ -566,7 +565,7 @@ class Reader(Mapping[str, Any]):
 
     def value_info(self) -> list[dict[str, Any]]:
         """Per Python-value leaf (numpy scalars included), sorted by path: name, type and value."""
-        return [{"name": "/".join(p), "type": type_name(v), "value": v} for p, v in self._layout.head.decoded_values()]
+        return value_rows(self._layout)
 
     @_file_errors
     def read(self, name: str | tuple[str, ...], out: np.ndarray[Any, Any] | None = None, *, region: Any = None) -> Any:
@@ -626,72 +625,22 @@ class Reader(Mapping[str, Any]):
 
         return build(node, path)
 
-    def _stored_of(self, ai: int) -> int:
-        """Array ``ai``'s stored bytes; an LZ4 frame packing several arrays is shared in
-        proportion to their bytes."""
-        lay = self._layout
-        stored = 0
-        for fi, p in lay.locs[ai].parts:
-            f = lay.head.frames[fi]
-            stored += lay.stored[fi] if p.nbytes == f.nbytes else round(lay.stored[fi] * p.nbytes / f.nbytes)
-        return stored
-
     def info(self) -> list[dict[str, Any]]:
-        """Per array: name, dtype, shape, order, style, nbytes, stored_nbytes, frames, offsets.
+        """Per array, in storage order: name, dtype, shape, order, style, nbytes, stored_nbytes,
+        frames, blocks, offsets.
 
         For arrays packed with others in one LZ4 frame, stored_nbytes is the
-        frame's stored size shared in proportion to the array's bytes.
+        frame's stored size shared in proportion to the array's bytes. blocks
+        is None except for a global array stored as blocks (:mod:`ndckpt.mpi`):
+        then each block's ``[start, shape]``, in storage order. offsets are the file
+        offsets of the frames listed in frames.
         """
-        lay = self._layout
-        rows = []
-        for ai, spec in enumerate(lay.head.arrays):
-            loc = lay.locs[ai]
-            rows.append(
-                {
-                    "name": spec.name,
-                    "dtype": str(spec.dtype),
-                    "shape": spec.shape,
-                    "order": spec.order,
-                    "style": "raw" if loc.style == FrameStyle.RAW else "lz4",
-                    "nbytes": spec.nbytes,
-                    "stored_nbytes": self._stored_of(ai),
-                    "frames": loc.frames,
-                    "blocks": None if spec.blocks is None else [[list(a), list(b)] for a, b in spec.blocks],
-                    "offsets": [lay.offsets[fi] for fi in loc.frames],
-                }
-            )
-        return rows
+        return array_rows(self._layout)
 
     def _listing(self, path: tuple[str, ...]) -> Listing:
-        lay = self._layout
         title = self._title + (f", group {'/'.join(path)!r}" if path else "")
         title += " (closed)" if self._src is None else ""
-        listing = Listing(title)
-        for p, v in walk(self._node(path)):
-            if isinstance(v, dict):
-                listing.ngroups += 1
-                continue
-            rel = "/".join(p)
-            if v >= 0:
-                spec = lay.head.arrays[v]
-                stored = self._stored_of(v)
-                listing.narrays += 1
-                listing.nbytes += spec.nbytes
-                listing.stored += stored
-                if len(listing.arrays) < ROWS_SHOWN:
-                    style = "raw" if lay.locs[v].style == FrameStyle.RAW else "lz4"
-                    listing.arrays.append((rel, str(spec.dtype), str(spec.shape), style, spec.nbytes, stored))
-                continue
-            listing.nvalues += 1
-            if len(listing.values) < ROWS_SHOWN:
-                try:
-                    value = decode_value(lay.head.values[-1 - v][1], f"value {rel!r}")
-                    listing.values.append((rel, type_name(value), short_repr(value)))
-                except CheckptError as e:
-                    listing.values.append((rel, "?", f"<unreadable: {e}>"))
-        if not path and lay.head.metadata is not None:
-            listing.metadata = short_repr(lay.head.metadata)
-        return listing
+        return listing(self._layout, self._node(path), title, top=not path)
 
     def __repr__(self) -> str:
         return Group(self, ()).__repr__()

@@ -34,7 +34,7 @@ LAYERS: list[set[str]] = [
     {"ndckpt.container.values"},
     {"ndckpt.container.head"},
     {"ndckpt.container.plan", "ndckpt.container.layout", "ndckpt.container.source"},
-    {"ndckpt.container.write", "ndckpt.container.read"},
+    {"ndckpt.container.write", "ndckpt.container.read", "ndckpt.container.summary"},
     {"ndckpt.container.stream"},
     {"ndckpt.container"},
     {"ndckpt.api"},

@@ -10,6 +10,7 @@ One module per job, each importing only those before it:
 - :mod:`.source`: a file's bytes (mapping and fd) for the random-access readers;
 - :mod:`.write`: a plan in, bytes out (the one writer);
 - :mod:`.read`: a Layout and a source in, arrays out;
+- :mod:`.summary`: a Layout in, sizes, rows and listings for people out;
 - :mod:`.stream`: the one-pass reader of streams, built on layout and read.
 
 This package's namespace re-exports the spec, the codecs and the head, as the former
