@@ -24,7 +24,7 @@ from ndckpt.container import (
     MAGIC,
     RAW_ALIGN,
     RECORD,
-    STORED_RAW,
+    STORED_VERBATIM,
     SUPERBLOCK,
     TRAILER,
     VERSION,
@@ -207,9 +207,9 @@ def parse(data: bytes) -> Layout:
         if fr["style"] == 2:
             regions.append(Region("record", pos, pos + RECORD.size, fi))
             pos += RECORD.size
-            if n & STORED_RAW:
+            if n & STORED_VERBATIM:
                 verbatim.add(fi)
-                n &= ~STORED_RAW
+                n &= ~STORED_VERBATIM
         if off > pos:
             regions.append(Region("pad", pos, off, fi))
         regions.append(Region("data", off, off + n, fi))
@@ -249,7 +249,7 @@ def build(
     for fi, (s, data) in enumerate(zip(styles, stored, strict=True)):
         n = len(data) if claims is None else claims[fi]
         if s == 2 and fi in verbatim:
-            n |= STORED_RAW
+            n |= STORED_VERBATIM
         if s == 2:
             out += RECORD.pack(n, _lz4.xxh64(data))
         if s != 2 or fi in verbatim:

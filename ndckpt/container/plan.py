@@ -70,10 +70,10 @@ __all__ = [
 ]
 
 #: Uncompressed bytes per LZ4 frame (and per frame of packed small arrays). Frames are the unit
-#: of parallel work and of staging memory: 4 MiB keeps 2 threads busy from 8 MiB on and bounds
-#: a save's staging memory at a few frames.
+#: of parallel work and of scratch memory: 4 MiB keeps 2 threads busy from 8 MiB on and bounds
+#: a save's scratch memory at a few frames.
 DEFAULT_FRAME_BYTES = 4 << 20
-#: Uncompressed bytes per RAW frame of a large array. RAW frames need no staging memory and their
+#: Uncompressed bytes per RAW frame of a large array. RAW frames need no scratch memory and their
 #: checksums are computed while they are written, and large copies are split across threads on
 #: load, so small RAW frames buy nothing; but every frame costs a head entry that each open
 #: parses, so large RAW arrays get few frames.

@@ -13,7 +13,7 @@ import numpy as np
 from .. import _lz4, _platform
 from .._memory import buffer_view
 from ..errors import CheckptIOError, FormatError, InvalidArgumentError
-from ..parallel import Staging
+from ..parallel import ScratchPool
 
 __all__ = ["FileRegion", "map_path"]
 
@@ -61,14 +61,14 @@ class FileRegion:
         if self.fd is None:
             return _lz4.xxh64(self.region[off : off + n])
         h = _lz4.XXH64()
-        buf = Staging.get(min(n, _HASH_PIECE))
+        buf = ScratchPool.get(min(n, _HASH_PIECE))
         try:
             for a in range(0, n, _HASH_PIECE):
                 piece = buf[: min(_HASH_PIECE, n - a)]
                 self.read(piece, off + a)
                 h.update(piece)
         finally:
-            Staging.put(buf)
+            ScratchPool.put(buf)
         return h.digest()
 
     def private_map(self, lo: int, hi: int) -> tuple[memoryview, int]:

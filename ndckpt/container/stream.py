@@ -31,7 +31,7 @@ from ..parallel import Progress, ProgressCallback
 from .head import Head
 from .layout import Layout, check_frame_sizes, data_offset, parse_head, parse_index, parse_superblock, parse_trailer
 from .read import Where, check_out, decode_lz4, flatten_out, nest, new_array, scatter_blocks, verify_hash, where_text
-from .spec import INDEX_DTYPE, RAW_ALIGN, RECORD, STORED_RAW, SUPERBLOCK, TRAILER
+from .spec import INDEX_DTYPE, RAW_ALIGN, RECORD, STORED_VERBATIM, SUPERBLOCK, TRAILER
 
 __all__ = ["load_stream"]
 
@@ -169,7 +169,7 @@ def load_stream(
             stored, x = RECORD.unpack(rec)
             check_frame_sizes(head, fi, stored)
             data_at = data_offset(pos, FrameStyle.LZ4, stored)
-            if stored & STORED_RAW:  # stored verbatim: a pad, then the frame as RAW, checked as LZ4
+            if stored & STORED_VERBATIM:  # stored verbatim: a pad, then the frame as RAW, checked as LZ4
                 _skip_pad(rs, scratch, pos + RECORD.size, data_at, f"{where}: padding", check_pads)
                 layout.offsets[fi], layout.xxh[fi] = data_at, x
                 layout.set_stored(fi, stored)
