@@ -25,9 +25,9 @@ from ._browse import Group, Keys, Listing, Node, build_tree, split_key, walk
 from ._memory import buffer_view, gc_paused
 from ._subfiles import check_subfile_index
 from .container.layout import parse_layout
+from .container.mapped import FileRegion, map_path
 from .container.plan import DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES, Prepared, prepare
 from .container.read import Loader, flatten_out, loader_for, nest, verify_frames
-from .container.source import FileRegion, map_path
 from .container.stream import load_stream
 from .container.summary import array_rows, listing, value_rows
 from .container.values import decode as decode_value
@@ -196,8 +196,9 @@ def _save_path(
         write_checkpoint(StreamSink(fd, _WBUF), prep, threads, progress)
 
 
-def _region_of(source: Any) -> FileRegion | None:
-    """A read-only byte region (and fd) for paths and in-memory buffers; None for streams."""
+def _file_region(source: Any) -> FileRegion | None:
+    """``source`` mapped read-only (a path: with its fd) or viewed (an in-memory buffer); None for a
+    stream (a file object or fd). InvalidArgumentError for anything else, naming ``source``."""
     if _is_pathlike(source):
         return map_path(source)
     if isinstance(source, bytes | bytearray | memoryview | mmap.mmap | np.ndarray):
@@ -365,17 +366,17 @@ def load(
     """
     th = resolve_threads(threads)
     mode = _check_read_options(mmap, verify)
-    src = _region_of(source)
-    if src is None:
+    mapped = _file_region(source)
+    if mapped is None:
         return load_stream(source, out=out, verify=verify, progress=progress)
     with gc_paused():  # a head, its layout and the result: many acyclic objects
         try:
-            layout = parse_layout(src.region)
+            layout = parse_layout(mapped.region)
             outs = flatten_out(out, layout)
-            loader = loader_for(src, layout, mode, verify, th, progress)
+            loader = loader_for(mapped, layout, mode, verify, th, progress)
             arrays = loader.load(list(range(len(layout.head.arrays))), outs)
         finally:
-            src.close()
+            mapped.close()
         return nest(layout.head, arrays)
 
 
@@ -422,8 +423,8 @@ def verify(
     ndckpt.errors.FormatError: frame 0 at offset 4096 (array 'u'): checksum mismatch (the file is corrupt)
     """
     th = resolve_threads(threads)
-    src = _region_of(source)
-    if src is None:
+    mapped = _file_region(source)
+    if mapped is None:
         load_stream(
             source,
             out=None,
@@ -434,9 +435,9 @@ def verify(
         )
         return
     try:
-        layout = verify_frames(src, th, progress)
+        layout = verify_frames(mapped, th, progress)
     finally:
-        src.close()
+        mapped.close()
     check_subfile_index(layout.head.metadata, source)
 
 
@@ -483,19 +484,19 @@ class Reader(Mapping[str, Any]):
     ) -> None:
         self._threads = resolve_threads(threads)
         self._mode = _check_read_options(mmap, verify)
-        src = _region_of(source)
-        if src is None:
+        mapped = _file_region(source)
+        if mapped is None:
             raise InvalidArgumentError(
                 "open: needs a path or an in-memory buffer (random access); use ndckpt.load for streams"
             )
-        self._src: FileRegion | None = src
+        self._mapped: FileRegion | None = mapped
         try:
             with gc_paused():
-                self._layout = parse_layout(src.region)
+                self._layout = parse_layout(mapped.region)
         except BaseException:
-            src.close()
+            mapped.close()
             raise
-        self._size = src.region.nbytes
+        self._size = mapped.region.nbytes
         self._verify = verify
         self._root: Node | None = None  # the name tree, built on first use
         if isinstance(source, (str, os.PathLike)):
@@ -504,9 +505,9 @@ class Reader(Mapping[str, Any]):
             self._title = f"ndckpt.Reader of a {self._size}-byte buffer"
 
     def _loader(self) -> Loader:
-        if self._src is None:
+        if self._mapped is None:
             raise InvalidArgumentError("Reader is closed")
-        return loader_for(self._src, self._layout, self._mode, self._verify, self._threads)
+        return loader_for(self._mapped, self._layout, self._mode, self._verify, self._threads)
 
     @property
     def metadata(self) -> Any:
@@ -639,7 +640,7 @@ class Reader(Mapping[str, Any]):
 
     def _listing(self, path: tuple[str, ...]) -> Listing:
         title = self._title + (f", group {'/'.join(path)!r}" if path else "")
-        title += " (closed)" if self._src is None else ""
+        title += " (closed)" if self._mapped is None else ""
         return listing(self._layout, self._node(path), title, top=not path)
 
     def __repr__(self) -> str:
@@ -655,14 +656,14 @@ class Reader(Mapping[str, Any]):
 
     def close(self) -> None:
         """Close the file and drop the mapping (views already returned stay valid). Idempotent."""
-        if self._src is not None:
-            self._src.close()
-            self._src = None
+        if self._mapped is not None:
+            self._mapped.close()
+            self._mapped = None
 
     def __del__(self) -> None:
-        src = getattr(self, "_src", None)
-        if src is not None:
-            src.close()
+        mapped = getattr(self, "_mapped", None)
+        if mapped is not None:
+            mapped.close()
 
     def __enter__(self) -> Reader:
         return self

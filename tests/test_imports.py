@@ -33,7 +33,7 @@ LAYERS: list[set[str]] = [
     {"ndckpt.container.dtype"},
     {"ndckpt.container.values"},
     {"ndckpt.container.head"},
-    {"ndckpt.container.plan", "ndckpt.container.layout", "ndckpt.container.source"},
+    {"ndckpt.container.plan", "ndckpt.container.layout", "ndckpt.container.mapped"},
     {"ndckpt.container.write", "ndckpt.container.read", "ndckpt.container.summary"},
     {"ndckpt.container.stream"},
     {"ndckpt.container"},

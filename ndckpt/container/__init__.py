@@ -7,7 +7,7 @@ One module per job, each importing only those before it:
 - :mod:`.head`: ArraySpec, FrameSpec, Head, and the strict parse of the head;
 - :mod:`.plan`: arrays in, a plan out (validation, styles, frames);
 - :mod:`.layout`: bytes in, a validated Layout out (the one layout validator);
-- :mod:`.source`: a file's bytes (mapping and fd) for the random-access readers;
+- :mod:`.mapped`: a file's bytes (mapping and fd) for the random-access readers;
 - :mod:`.write`: a plan in, bytes out (the one writer);
 - :mod:`.read`: a Layout and a source in, arrays out;
 - :mod:`.summary`: a Layout in, sizes, rows and listings for people out;

@@ -1,7 +1,7 @@
 """A layout and a source in, arrays out: views, copies and decodes, regions, blocks, nesting.
 
 :class:`Loader` materialises the arrays of a validated :class:`~ndckpt.container.layout.Layout`
-from a :class:`~ndckpt.container.source.FileRegion`: zero-copy views of the mapping (RAW),
+from a :class:`~ndckpt.container.mapped.FileRegion`: zero-copy views of the mapping (RAW),
 copies read with ``pread``, LZ4 decodes, in parallel over frames; :meth:`Loader.read_region`
 reads part of an array; :func:`verify_frames` checks every frame of a file. The helpers
 (:func:`new_array`, :func:`check_out`, :func:`decode_lz4`, :func:`verify_hash`,
@@ -26,8 +26,8 @@ from ..format import FrameStyle
 from ..parallel import Progress, ProgressCallback, ScratchPool, run_all
 from .head import ArraySpec, Head, Part, block_offsets, stored_bound
 from .layout import MANY_ARRAYS, Layout, parse_layout
+from .mapped import FileRegion
 from .plan import bytes_of
-from .source import FileRegion
 
 __all__ = [
     "COW_MIN",

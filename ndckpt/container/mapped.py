@@ -99,6 +99,13 @@ class FileRegion:
 
 
 def map_path(path: str | os.PathLike[str]) -> FileRegion:
+    """The regular file at ``path``, opened and mapped read-only; the result owns the fd (``close()``).
+
+    Raises CheckptIOError if it cannot be opened or mapped, InvalidArgumentError
+    for a directory or a file that is not regular (a FIFO or device is never
+    read: pass an open file object to stream it), FormatError for an empty
+    file. Nothing stays open after a failure.
+    """
     p = os.fspath(path)
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
