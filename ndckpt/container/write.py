@@ -122,7 +122,7 @@ def write_checkpoint(sink: StreamSink, prep: Prepared, threads: int, progress: P
     head = prep.head
     sink.write(memoryview(SUPERBLOCK.pack(MAGIC, VERSION, 0, len(prep.head_json), _lz4.xxh64(prep.head_json))))
     sink.write(memoryview(prep.head_json))
-    frames, sources = head.frames, prep.sources
+    frames, sources = head.frames, prep.array_bytes
     index = np.zeros(len(frames), INDEX_DTYPE)
     prog = Progress(progress, sum(f.nbytes for f in frames))
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ndckpt") if threads > 1 else None
