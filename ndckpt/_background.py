@@ -76,21 +76,21 @@ class BackgroundWriter:
 
     def raise_finished(self) -> None:
         """Raise the error of a save in flight that has finished (it is then collected); never blocks."""
-        job = self.inflight
-        if job is not None and job.future.done():
-            self._collect(job)
+        inflight = self.inflight
+        if inflight is not None and inflight.future.done():
+            self._collect(inflight)
 
     def wait(self) -> None:
         """Block until the save in flight (if any) is done; raise its error, with a note naming the step."""
-        job = self.inflight
-        if job is not None:
-            self._collect(job)
+        inflight = self.inflight
+        if inflight is not None:
+            self._collect(inflight)
 
-    def _collect(self, job: InFlight) -> None:
-        exc = job.future.exception()  # blocks until the job is done
+    def _collect(self, inflight: InFlight) -> None:
+        exc = inflight.future.exception()  # blocks until the save is done
         self.inflight = None
         if exc is not None:
-            exc.add_note(f"(background save of step {job.step} to {str(job.path)!r})")
+            exc.add_note(f"(background save of step {inflight.step} to {str(inflight.path)!r})")
             raise exc
 
     def shutdown(self) -> None:
@@ -103,13 +103,14 @@ class BackgroundWriter:
 def _report_unwaited() -> None:
     """At exit: print errors of background saves that nobody waited for (never lose them)."""
     for writer in list(_WRITERS):
-        job = writer.inflight
-        if job is None or not job.future.done() or job.future.cancelled():
+        inflight = writer.inflight
+        if inflight is None or not inflight.future.done() or inflight.future.cancelled():
             continue
-        exc = job.future.exception()
+        exc = inflight.future.exception()
         if exc is not None:
             print(
-                f"ndckpt: the background save of step {job.step} to {str(job.path)!r} failed and was never waited for:",
+                f"ndckpt: the background save of step {inflight.step} to {str(inflight.path)!r} failed "
+                "and was never waited for:",
                 file=sys.stderr,
             )
             traceback.print_exception(exc, file=sys.stderr)
@@ -118,9 +119,9 @@ def _report_unwaited() -> None:
 def _finish_in_flight() -> None:
     """At exit, before thread pools refuse work: let every save in flight finish writing."""
     for writer in list(_WRITERS):
-        job = writer.inflight
-        if job is not None:
-            futures_wait([job.future])
+        inflight = writer.inflight
+        if inflight is not None:
+            futures_wait([inflight.future])
 
 
 _exit_hooks_lock = threading.Lock()
