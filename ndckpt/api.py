@@ -628,13 +628,11 @@ class Reader(Mapping[str, Any]):
 
     def info(self) -> list[dict[str, Any]]:
         """Per array, in storage order: name, dtype, shape, order, style, nbytes, stored_nbytes,
-        frames, blocks, offsets.
+        frames, blocks, offsets (of those frames in the file).
 
-        For arrays packed with others in one LZ4 frame, stored_nbytes is the
-        frame's stored size shared in proportion to the array's bytes. blocks
-        is None except for a global array stored as blocks (:mod:`ndckpt.mpi`):
-        then each block's ``[start, shape]``, in storage order. offsets are the file
-        offsets of the frames listed in frames.
+        For arrays packed with others in one LZ4 frame, stored_nbytes is the frame's stored size
+        shared in proportion to the array's bytes. blocks is None except for a global array
+        stored as blocks (:mod:`ndckpt.mpi`): then each block's ``[start, shape]``.
         """
         return array_rows(self._layout)
 
