@@ -22,6 +22,11 @@ messages) is shown with control and other non-printable characters escaped
 (``\x1b``, ``\u202e``, lone surrogates as ``\udc80``), and any failure a file
 causes (a malformed or hostile file, too little memory, nesting too deep for
 Python) is reported as ``ndckpt COMMAND: error`` in one line with exit status 1.
+
+The modules: :mod:`.common` (the one-line error, input, progress bars),
+:mod:`.names` (safe file and member names), :mod:`.numpy_files` (.npy/.npz),
+:mod:`.inspect` (info, verify, extract), :mod:`.convert`; this one holds the
+parser, ``bench``, ``demo`` and :func:`main`.
 """
 
 from __future__ import annotations
