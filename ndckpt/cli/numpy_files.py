@@ -86,7 +86,7 @@ class _CountingWriter:
         self._f.flush()
 
 
-class _Counter:
+class _ByteProgress:
     """Accumulates byte counts and forwards ``(done, total)`` to a progress callback."""
 
     def __init__(self, bar: ProgressBar | None, total: int) -> None:
@@ -119,7 +119,7 @@ def _atomic_output(path: str) -> Iterator[IO[bytes]]:
         yield stack.enter_context(open(fd, "wb", closefd=False))  # closed (flushed) before the commit
 
 
-def _npy_into(f: IO[bytes], name: str, arr: np.ndarray[Any, Any], count: _Counter) -> None:
+def _npy_into(f: IO[bytes], name: str, arr: np.ndarray[Any, Any], count: _ByteProgress) -> None:
     """Write ``arr`` in .npy format to ``f`` (numpy's writer, in chunks that feed ``count``)."""
     try:
         np.lib.format.write_array(_CountingWriter(f, count), arr, allow_pickle=False)
@@ -129,7 +129,7 @@ def _npy_into(f: IO[bytes], name: str, arr: np.ndarray[Any, Any], count: _Counte
 
 def write_npy(path: str, name: str, arr: np.ndarray[Any, Any], label: str) -> None:
     with terminal_bar(label) as bar, _atomic_output(path) as f:
-        _npy_into(f, name, arr, _Counter(bar, arr.nbytes))
+        _npy_into(f, name, arr, _ByteProgress(bar, arr.nbytes))
 
 
 def write_npz(path: str, arrays: dict[str, np.ndarray[Any, Any]], label: str) -> None:
@@ -138,7 +138,7 @@ def write_npz(path: str, arrays: dict[str, np.ndarray[Any, Any]], label: str) ->
         if len(member.encode()) > 0xFFFF:
             raise UserError(f"array {_show(repr(name[:60]))}... : name too long for a zip member (64 KiB)")
     with terminal_bar(label) as bar, _atomic_output(path) as f:
-        count = _Counter(bar, sum(a.nbytes for a in arrays.values()))
+        count = _ByteProgress(bar, sum(a.nbytes for a in arrays.values()))
         with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             for name, arr in arrays.items():
                 with zf.open(members[name], "w", force_zip64=True) as mf:
@@ -174,7 +174,7 @@ def read_numpy(path: str, kind: str) -> dict[str, np.ndarray[Any, Any]]:
             return {Path(path).stem or "array": arr}
         with np.load(path, allow_pickle=False) as z, terminal_bar(f"read {path}") as bar:
             sizes = {i.filename: i.file_size for i in z.zip.infolist()}
-            count = _Counter(bar, sum(sizes.values()))
+            count = _ByteProgress(bar, sum(sizes.values()))
             out: dict[str, np.ndarray[Any, Any]] = {}
             for n in z.files:
                 member = f"{n}.npy" if f"{n}.npy" in sizes else n
