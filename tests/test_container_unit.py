@@ -7,16 +7,15 @@ import itertools
 import math
 from typing import Any
 
+import forge
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ndckpt
-from ndckpt._backend import StreamSink
 from ndckpt.container import ArraySpec, FrameSpec, Head, Part, check_blocks, frame_offsets
-from ndckpt.container.plan import plan, prepare, prepare_specs
-from ndckpt.container.write import write_checkpoint
+from ndckpt.container.plan import plan, prepare_specs
 from ndckpt.errors import FormatError, InvalidArgumentError
 from ndckpt.format import FrameStyle
 
@@ -95,7 +94,7 @@ def _blocked_file(g: np.ndarray[Any, Any], cuts: list[int], style: FrameStyle, f
     spec = ArraySpec(("g",), g.dtype, g.shape, "C", blocks)
     prep = prepare_specs([spec], [stored], [style], [], None, frame_bytes, frame_bytes)
     f = io.BytesIO()
-    write_checkpoint(StreamSink(f, 1 << 20), prep, 2, None)
+    forge.write_prepared(f, prep, 2)
     return f.getvalue()
 
 
@@ -118,9 +117,8 @@ def test_region_reads_equal_numpy_slicing(case: Any, style: FrameStyle, data: An
     fortran = data.draw(st.booleans())
     plain = np.asfortranarray(g) if fortran else g
     for frame_bytes in (65536, 1 << 20):
-        f = io.BytesIO()
-        write_checkpoint(StreamSink(f, 1 << 20), prepare({"g": plain}, style, None, frame_bytes), 1, None)
-        with ndckpt.open(f.getvalue()) as r:
+        blob = forge.save_small_frames({"g": plain}, style=style, frame_bytes=frame_bytes)
+        with ndckpt.open(blob) as r:
             got = r.read("g", region=region)
             np.testing.assert_array_equal(got, g[region])
             out = np.full(g[region].shape, -1, g.dtype)

@@ -8,18 +8,15 @@ one field at a time."""
 from __future__ import annotations
 
 import dataclasses
-import io
 from typing import Any
 
+import forge
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ndckpt._backend import StreamSink
 from ndckpt.container import SUPERBLOCK, ArraySpec, FrameSpec, Head, Part
 from ndckpt.container.head import _tiling_ok_fast
-from ndckpt.container.plan import prepare
-from ndckpt.container.write import write_checkpoint
 from ndckpt.errors import FormatError
 from ndckpt.format import FrameStyle
 
@@ -34,9 +31,7 @@ def _head(n: int, seed: int, deep: bool) -> Head:
         else:
             arrays[f"a{i:04d}"] = a
     style = {f"a{i:04d}": "lz4" for i in range(0, n, 3) if not (deep and i % 4 == 0)}
-    buf = io.BytesIO()
-    write_checkpoint(StreamSink(buf, 1 << 20), prepare(arrays, style, None, 1 << 16), 1, None)
-    data = buf.getvalue()
+    data = forge.save_small_frames(arrays, style=style, frame_bytes=1 << 16)
     hn = SUPERBLOCK.unpack_from(data, 0)[3]
     return Head.from_json(data[SUPERBLOCK.size : SUPERBLOCK.size + hn])
 
