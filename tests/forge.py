@@ -273,11 +273,19 @@ def write_small_frames(
     head. Errors are ``ndckpt.save``'s (a failed write raises CheckptIOError, whatever reached
     ``target`` stays there)."""
 
-    from ndckpt._backend import StreamSink
     from ndckpt.container.plan import prepare
+
+    write_prepared(target, prepare(arrays, style, metadata, frame_bytes), threads)
+
+
+def write_prepared(target: Any, prep: Any, threads: int = 1) -> None:
+    """Write a :class:`ndckpt.container.plan.Prepared` plan (made by ``prepare`` or
+    ``prepare_specs``, e.g. with blocks) into a writable binary file object, as ``save`` does.
+    The one place the tests call the container's writer directly."""
+    from ndckpt._backend import StreamSink
     from ndckpt.container.write import write_checkpoint
 
-    write_checkpoint(StreamSink(target, 1 << 20), prepare(arrays, style, metadata, frame_bytes), threads, None)
+    write_checkpoint(StreamSink(target, 1 << 20), prep, threads, None)
 
 
 def save_small_frames(arrays: Any, *, style: Any = "raw", frame_bytes: int = 1 << 16, metadata: Any = None) -> bytes:
