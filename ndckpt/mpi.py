@@ -113,7 +113,17 @@ from .container.plan import (
     stored_bytes,
 )
 from .container.read import normalise_region
-from .container.spec import END_MAGIC, HEAD_MAX, INDEX_DTYPE, MAGIC, RECORD, STORED_RAW, SUPERBLOCK, TRAILER, VERSION
+from .container.spec import (
+    END_MAGIC,
+    HEAD_MAX,
+    INDEX_DTYPE,
+    MAGIC,
+    RECORD,
+    STORED_VERBATIM,
+    SUPERBLOCK,
+    TRAILER,
+    VERSION,
+)
 from .container.write import EncodedFrame, encode_frame, frame_input
 from .errors import (
     CheckptError,
@@ -124,7 +134,7 @@ from .errors import (
     UnsupportedError,
 )
 from .format import FrameStyle
-from .parallel import Staging, resolve_threads, run_all
+from .parallel import ScratchPool, resolve_threads, run_all
 
 __all__ = ["DEFAULT_TIMEOUT", "PRIVATE", "Block", "load", "save"]
 
@@ -650,7 +660,10 @@ def _write_file(
     offsets, index_off = frame_offsets(SUPERBLOCK.size + len(fp.head_json), frames, stored)
     # Records end where their data frame starts, or (stored verbatim) where its zero pad starts;
     # pads are never written: the file's holes read as zeros.
-    ends = [SUPERBLOCK.size + len(fp.head_json), *(o + (n & ~STORED_RAW) for o, n in zip(offsets, stored, strict=True))]
+    ends = [
+        SUPERBLOCK.size + len(fp.head_json),
+        *(o + (n & ~STORED_VERBATIM) for o, n in zip(offsets, stored, strict=True)),
+    ]
     rec_at = {fi: ends[fi] for fi, f in enumerate(frames) if f.style == FrameStyle.LZ4}
 
     fh: MPI.File | None = None
@@ -693,7 +706,7 @@ def _write_file(
                 _write_at(fh, offsets[fi], src)
             finally:
                 if gathered is not None:
-                    Staging.put(gathered)
+                    ScratchPool.put(gathered)
     except Exception as e:
         err = e
     _release(encoded)
@@ -742,7 +755,7 @@ def _write_file(
 def _release(encoded: dict[int, EncodedFrame]) -> None:
     for e in encoded.values():
         for b in e.hold:
-            Staging.put(b)
+            ScratchPool.put(b)
     encoded.clear()
 
 
