@@ -25,8 +25,8 @@ on the smooth ones (``_zoo.SMOOTH``), and auto never more than 1 % worse than lz
 
 Speeds (GB/s of uncompressed bytes, best of ``--repeat``, on ``--speed-n`` square fields):
 filter and unfilter alone (4 MiB frames; ``--clock cpu`` times 1-thread runs in CPU time), memcpy of the same frames; *save* = filter into a
-staging buffer + engine LZ4 per frame, *load* = engine LZ4 decode of each frame into a
-staging buffer + unfilter into the destination, at 1 and 2 threads (frames split between
+scratch buffer + engine LZ4 per frame, *load* = engine LZ4 decode of each frame into a
+scratch buffer + unfilter into the destination, at 1 and 2 threads (frames split between
 threads), against blosc2 ``compress2`` / ``decompress2(dst=)`` with the same filter and
 ``nthreads``. Targets: save and load >= 0.8x blosc2 at equal threads.
 """
@@ -81,13 +81,13 @@ def lz4_stored(buf: Array, region: Array) -> int:
 def frame_sizes(data: Array, kind: str | None, s: int, block: int = filters.BLOCK) -> list[int]:
     """Stored size of every 4 MiB frame of ``data`` filtered by ``kind`` (None: plain LZ4)."""
     region = np.empty(lz4_frame_bound([FRAME]), np.uint8)
-    staging = np.empty(FRAME, np.uint8)
+    scratch = np.empty(FRAME, np.uint8)
     out = []
     for a, b in spans(data.nbytes):
         src = data[a:b]
         if kind is not None:
-            filters.filter_into(kind, src, staging[: b - a], s, block=block)
-            src = staging[: b - a]
+            filters.filter_into(kind, src, scratch[: b - a], s, block=block)
+            src = scratch[: b - a]
         out.append(lz4_stored(src, region))
     return out
 
@@ -211,7 +211,7 @@ def split(items: list[Any], threads: int) -> list[list[Any]]:
 
 
 class Frames:
-    """One field cut into 4 MiB frames, with per-thread staging buffers and LZ4 regions."""
+    """One field cut into 4 MiB frames, with per-thread scratch buffers and LZ4 regions."""
 
     def __init__(self, arr: Array) -> None:
         self.arr, self.data = arr, u8(arr)
@@ -219,13 +219,13 @@ class Frames:
         self.spans = spans(arr.nbytes)
         self.dst = aligned_empty(arr.nbytes)
         self.dst.fill(0)
-        self.staging = [aligned_empty(FRAME) for _ in range(2)]
+        self.scratch = [aligned_empty(FRAME) for _ in range(2)]
         self.regions = [np.zeros(lz4_frame_bound([FRAME]), np.uint8) for _ in range(2)]
         self.stored: list[Array] = []
 
     def encode(self, kind: str, i: int, t: int) -> int:
         a, b = self.spans[i]
-        stage = self.staging[t][: b - a]
+        stage = self.scratch[t][: b - a]
         filters.filter_into(kind, self.data[a:b], stage, self.s)
         ck = Checkpt.mmio(self.regions[t])
         ck.frame_open(FrameStyle.LZ4)
@@ -236,7 +236,7 @@ class Frames:
 
     def decode(self, kind: str, i: int, t: int) -> None:
         a, b = self.spans[i]
-        stage = self.staging[t][: b - a]
+        stage = self.scratch[t][: b - a]
         rs = Restore.mmio(self.stored[i])
         rs.frame_open(FrameStyle.LZ4)
         rs.buf(stage)
@@ -255,7 +255,7 @@ def speed_row(name: str, fx: Frames, kind: str, repeat: int, pool: ThreadPoolExe
 
     def filt() -> None:
         for a, b in fx.spans:
-            filters.filter_into(kind, data[a:b], fx.staging[0][: b - a], s)
+            filters.filter_into(kind, data[a:b], fx.scratch[0][: b - a], s)
 
     def unfilt() -> None:
         for a, b in fx.spans:

@@ -30,8 +30,8 @@ Calls work on a *span*: bytes ``[a, a + len)`` of a frame buffer with ``a`` a mu
 shorter block). The frame's own first byte is not needed, so a region read passes just the
 chunks it decoded.
 
-Memory: source and destination are caller-given (the forward filter writes the frame's
-staging buffer, the inverse writes the array's bytes); a call allocates at most
+Memory: both buffers are caller-given (the forward filter writes the frame's scratch buffer,
+a :class:`ndckpt.parallel.ScratchPool` buffer; the inverse writes the array's bytes); a call allocates at most
 ``SCRATCH_MAX`` bytes of scratch, whatever the span's length, and never a span-sized
 temporary. Blocks are processed ``BATCH`` at a time (one numpy call per byte plane and batch),
 so what one call touches stays in the L2 cache.
