@@ -34,7 +34,7 @@ from ..container.write import (
     write_record,
     write_tail,
 )
-from ..errors import CheckptError, CheckptIOError
+from ..errors import CheckptError, CheckptIOError, InvalidArgumentError
 from ..format import FrameStyle
 from ..parallel import Staging, run_all
 from ._exchange import allgather, bcast, errs_of, raise_agreed, root_call, to_err
@@ -198,11 +198,17 @@ def _release(encoded: dict[int, EncodedFrame]) -> None:
 def save_shared(
     comm: MPI.Intracomm, infos: list[RankInfo], sources: list[StoredBytes], path: Path, threads: int, timeout: float
 ) -> None:
-    """Write one file at ``path`` from every rank of ``comm`` (collective; ``infos`` agreed on)."""
+    """Write one file at ``path`` from every rank of ``comm`` (collective; ``infos`` agreed on).
+
+    A plan readers would refuse (a head too large) raises the same InvalidArgumentError on
+    every rank before anything is written (planning is deterministic: no exchange is needed).
+    """
     lead = infos[0]
-    fp = plan_file(
-        infos, list(range(comm.Get_size())), comm.Get_rank(), sources, blocked=True, metadata=json.loads(lead.metadata)
-    )
+    ranks = list(range(comm.Get_size()))
+    try:
+        fp = plan_file(infos, ranks, comm.Get_rank(), sources, blocked=True, metadata=json.loads(lead.metadata))
+    except InvalidArgumentError as e:
+        raise InvalidArgumentError(f"ndckpt.mpi.save: {e}; nothing was committed") from None
     tmp = path.parent / _files.temp_name(path.name, pid=lead.pid, host=lead.host, token=lead.token)
     write_file(comm, fp, path, tmp, threads, timeout, "save")
 

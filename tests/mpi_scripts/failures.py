@@ -20,6 +20,7 @@ from mpi4py import MPI
 import ndckpt
 from ndckpt import errors
 from ndckpt import mpi as nm
+from ndckpt.container import plan
 from ndckpt.mpi import _writing as writing  # the module whose writes and encoder are replaced
 
 comm = MPI.COMM_WORLD
@@ -113,6 +114,12 @@ def main(directory: str) -> None:
     scenario("metadata", inv, "metadata differ", path, metadata={"rank": rank})(good())
     scenario("style", inv, "style differs", path, style="lz4" if rank == 1 else "raw")(good())
     scenario("subfiles", inv, "subfiles", path, subfiles=4)(good())
+
+    # A head larger than readers accept: refused by the planner ndckpt.save uses, on every rank.
+    real_max = plan.HEAD_MAX
+    plan.HEAD_MAX = 64  # type: ignore[misc]
+    scenario("head-too-large", inv, "byte limit readers accept: too many arrays or blocks; use subfiles", path)(good())
+    plan.HEAD_MAX = real_max  # type: ignore[misc]
 
     # A rank raising while writing its frames (a disk-full error on rank 1).
     real_write = writing.write_at
