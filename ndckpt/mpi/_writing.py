@@ -47,7 +47,7 @@ __all__ = ["save_shared", "save_subfiled", "write_at", "write_file"]
 def write_at(f: MPI.File, offset: int, buf: memoryview) -> None:
     """Write all of ``buf`` at ``offset`` (independent MPI-IO); CheckptIOError on a short write,
     MPI.Exception or OSError as MPI raises them."""
-    n = memoryview(buf).nbytes
+    n = buf.nbytes
     if n == 0:
         return
     st = MPI.Status()
