@@ -67,7 +67,9 @@ __all__ = [
 _ZEROS = memoryview(bytes(RAW_ALIGN))
 
 #: A positional write: all of the buffer at the file offset, or an exception (CheckptIOError
-#: for the writer's I/O errors). Writes of one file never overlap.
+#: for the writer's I/O errors; the functions below pass it on, having written what came
+#: before it). Writes of one file never overlap, and the gaps between them are the pads:
+#: positional writers leave them holes of a new file (zeros), SequentialAt writes zeros.
 WriteAt = Callable[[int, memoryview], None]
 
 
@@ -115,8 +117,8 @@ def place(head_nbytes: int, frames: list[FrameSpec], stored: list[int]) -> Place
     index's values (bit 63 marks an LZ4 frame stored verbatim)."""
     head_end = SUPERBLOCK.size + head_nbytes
     offsets, index_offset = frame_offsets(head_end, frames, stored)
-    starts = [head_end, *(o + (n & ~STORED_RAW) for o, n in zip(offsets[:-1], stored[:-1], strict=True))]
-    return Placement(starts[: len(frames)], offsets, index_offset)
+    ends = [o + (n & ~STORED_RAW) for o, n in zip(offsets, stored, strict=True)]
+    return Placement([head_end, *ends[:-1]] if frames else [], offsets, index_offset)
 
 
 def write_head(write_at: WriteAt, head_json: bytes) -> int:
