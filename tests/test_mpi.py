@@ -224,10 +224,12 @@ def test_files_of_every_rank_count_are_what_the_sequential_writer_writes(
         head_json = data[SUPERBLOCK.size : lay.head_end]
         assert lay.head.to_json() == head_json  # canonical: the same head gives the same bytes
         values = common.flat(ndckpt.load(path))
-        sources = [_stored_bytes(a, np.asarray(values[a.name])) for a in lay.head.arrays]
+        array_bytes = [_stored_bytes(a, np.asarray(values[a.name])) for a in lay.head.arrays]
         for threads in (1, 3):
             again = io.BytesIO()
-            write_checkpoint(StreamSink(again, 1 << 20), Prepared(lay.head, list(sources), head_json), threads, None)
+            write_checkpoint(
+                StreamSink(again, 1 << 20), Prepared(lay.head, list(array_bytes), head_json), threads, None
+            )
             assert again.getvalue() == data, (path.name, threads)
     frames = {fi: f.style for fi, f in enumerate(parse_layout(memoryview(files[0].read_bytes())).head.frames)}
     assert FrameStyle.LZ4 in frames.values()

@@ -36,7 +36,7 @@ from ndckpt.container.write import (
     write_tail,
 )
 from ndckpt.format import FrameStyle
-from ndckpt.parallel import Staging
+from ndckpt.parallel import ScratchPool
 
 FRAME = 1 << 16
 
@@ -51,7 +51,9 @@ def positional(prep: Prepared, order: list[int]) -> tuple[bytes, np.ndarray[Any,
     """The file as a positional writer makes it (frames written in ``order``), and a mask of
     the bytes it wrote. Fails on a write that overlaps an earlier one or leaves the file."""
     frames = prep.head.frames
-    encoded = [encode_frame(f, fi, prep.sources) if f.style == FrameStyle.LZ4 else None for fi, f in enumerate(frames)]
+    encoded = [
+        encode_frame(f, fi, prep.array_bytes) if f.style == FrameStyle.LZ4 else None for fi, f in enumerate(frames)
+    ]
     stored = [e.stored if e is not None else f.nbytes for e, f in zip(encoded, frames, strict=True)]
     where = place(len(prep.head_json), frames, stored)
     size = where.index_offset + len(frames) * INDEX_DTYPE.itemsize + TRAILER.size
@@ -74,14 +76,14 @@ def positional(prep: Prepared, order: list[int]) -> tuple[bytes, np.ndarray[Any,
             at(data_at, memoryview(enc.data))
             hashes[fi] = enc.xxh
             for b in enc.hold:
-                Staging.put(b)
+                ScratchPool.put(b)
         else:
-            src, gathered = frame_input(f, prep.sources)
+            src, gathered = frame_input(f, prep.array_bytes)
             hashes[fi] = _lz4.xxh64(src)
             data_at = write_record(at, where.starts[fi], f.style, f.nbytes, 0)
             at(data_at, memoryview(src))
             if gathered is not None:
-                Staging.put(gathered)
+                ScratchPool.put(gathered)
         assert data_at == where.offsets[fi]
     assert write_head(at, prep.head_json) == SUPERBLOCK.size + len(prep.head_json)
     assert write_tail(at, index_table(where.offsets, stored, hashes), where.index_offset) == size

@@ -74,10 +74,10 @@ __all__ = [
 ]
 
 #: Uncompressed bytes per LZ4 frame (and per frame of packed small arrays). Frames are the unit
-#: of parallel work and of staging memory: 4 MiB keeps 2 threads busy from 8 MiB on and bounds
-#: a save's staging memory at a few frames.
+#: of parallel work and of scratch memory: 4 MiB keeps 2 threads busy from 8 MiB on and bounds
+#: a save's scratch memory at a few frames.
 DEFAULT_FRAME_BYTES = 4 << 20
-#: Uncompressed bytes per RAW frame of a large array. RAW frames need no staging memory and their
+#: Uncompressed bytes per RAW frame of a large array. RAW frames need no scratch memory and their
 #: checksums are computed while they are written, and large copies are split across threads on
 #: load, so small RAW frames buy nothing; but every frame costs a head entry that each open
 #: parses, so large RAW arrays get few frames.
@@ -338,19 +338,19 @@ def check_metadata(metadata: Any) -> Any:
 class Prepared:
     """A checkpoint ready to be written: its head, the head's JSON, and every array's stored bytes.
 
-    ``sources[i]`` holds the stored bytes of ``head.arrays[i]``; they are the caller's arrays
+    ``array_bytes[i]`` holds the stored bytes of ``head.arrays[i]``; they are the caller's arrays
     (views, not copies) and must not change until the checkpoint is written.
     """
 
     head: Head
-    sources: list[StoredBytes]  # stored bytes per array, in storage order
+    array_bytes: list[StoredBytes]  # stored bytes per array, in storage order
     head_json: bytes
 
 
 def prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int, raw_frame_bytes: int | None = None) -> Prepared:
     items, groups = flatten_tree(arrays)
     specs: list[ArraySpec] = []
-    srcs: list[StoredBytes] = []
+    array_bytes: list[StoredBytes] = []
     values: list[tuple[tuple[str, ...], Any]] = []
     src: StoredBytes
     checked: set[np.dtype[Any]] = set()
@@ -365,12 +365,14 @@ def prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int, raw_frame_
             a = as_array(path, v, checked)
             src, order = stored_bytes(a)
         specs.append(new_spec(ArraySpec, (path, a.dtype, a.shape, order, None)))
-        srcs.append(src)
+        array_bytes.append(src)
     names = ["/".join(s.path) for s in specs] if values else ["/".join(p) for p, _ in items]
     styles = resolve_styles(style, names, {"/".join(p) for p, _ in values})
     meta = check_metadata(metadata)
     values.sort(key=lambda e: e[0])
-    return prepare_specs(specs, srcs, styles, groups, meta, frame_bytes, raw_frame_bytes, check=False, values=values)
+    return prepare_specs(
+        specs, array_bytes, styles, groups, meta, frame_bytes, raw_frame_bytes, check=False, values=values
+    )
 
 
 #: What :func:`build_head` tells a caller whose head is too large, by default (:func:`prepare`'s advice).
@@ -408,7 +410,7 @@ def build_head(
 
 def prepare_specs(
     specs: list[ArraySpec],
-    sources: list[StoredBytes],
+    array_bytes: list[StoredBytes],
     styles: list[FrameStyle],
     groups: list[tuple[str, ...]],
     metadata: Any,
@@ -418,7 +420,7 @@ def prepare_specs(
     check: bool = True,
     values: list[tuple[tuple[str, ...], Any]] | None = None,
 ) -> Prepared:
-    """Plan already-described arrays (``sources[i]`` holds the stored bytes of ``specs[i]``).
+    """Plan already-described arrays (``array_bytes[i]`` holds the stored bytes of ``specs[i]``).
 
     The building block for writers that describe arrays themselves, such as
     global arrays stored as blocks. ``check`` and ``values`` are as in
@@ -427,4 +429,4 @@ def prepare_specs(
     """
     perm, frames = plan(specs, styles, frame_bytes, raw_frame_bytes)
     head, head_json = build_head([specs[i] for i in perm], frames, sorted(groups), metadata, values, check=check)
-    return Prepared(head, [sources[i] for i in perm], head_json)
+    return Prepared(head, [array_bytes[i] for i in perm], head_json)

@@ -30,7 +30,7 @@ from .._memory import buffer_view
 from ..engine import Checkpt
 from ..errors import CheckptError
 from ..format import FrameStyle
-from ..parallel import Progress, ProgressCallback, Staging
+from ..parallel import Progress, ProgressCallback, ScratchPool
 from .head import FrameSpec, stored_bound
 from .layout import data_offset, frame_offsets
 from .plan import Prepared, StoredBytes, StridedBytes
@@ -40,7 +40,7 @@ from .spec import (
     MAGIC,
     RAW_ALIGN,
     RECORD,
-    STORED_RAW,
+    STORED_VERBATIM,
     SUPERBLOCK,
     TRAILER,
     VERSION,
@@ -117,7 +117,7 @@ def place(head_nbytes: int, frames: list[FrameSpec], stored: list[int]) -> Place
     index's values (bit 63 marks an LZ4 frame stored verbatim)."""
     head_end = SUPERBLOCK.size + head_nbytes
     offsets, index_offset = frame_offsets(head_end, frames, stored)
-    ends = [o + (n & ~STORED_RAW) for o, n in zip(offsets, stored, strict=True)]
+    ends = [o + (n & ~STORED_VERBATIM) for o, n in zip(offsets, stored, strict=True)]
     return Placement([head_end, *ends[:-1]] if frames else [], offsets, index_offset)
 
 
@@ -175,12 +175,12 @@ class SequentialAt:
 def frame_input(
     f: FrameSpec, sources: list[StoredBytes]
 ) -> tuple[np.ndarray[Any, np.dtype[np.uint8]], np.ndarray[Any, np.dtype[np.uint8]] | None]:
-    """The frame's single buffer: a slice of one array (no copy), or a gathered staging buffer."""
+    """The frame's single buffer: a slice of one array (no copy), or a gathered scratch buffer."""
     p0 = f.parts[0]
     src0 = sources[p0.array]
     if len(f.parts) == 1 and p0.at == 0 and p0.nbytes == f.nbytes and not isinstance(src0, StridedBytes):
         return src0[p0.start : p0.start + p0.nbytes], None
-    g = Staging.get(f.nbytes)
+    g = ScratchPool.get(f.nbytes)
     if len(f.parts) > 1 or p0.nbytes != f.nbytes:
         g[:] = 0  # the padding around the parts (one memset, not one per gap)
     for ai, start, n, at in f.parts:  # per-part work stays minimal: a frame may pack 16,000 arrays
@@ -200,13 +200,13 @@ class EncodedFrame:
 
     data: np.ndarray[Any, np.dtype[np.uint8]]  # stored bytes of the data frame
     xxh: int
-    hold: list[np.ndarray[Any, np.dtype[np.uint8]]]  # staging buffers to give back after writing
+    hold: list[np.ndarray[Any, np.dtype[np.uint8]]]  # scratch buffers to give back after writing
     raw: bool = False  # an LZ4 frame stored verbatim (LZ4 did not pay): pad, then ``data``
 
     @property
     def stored(self) -> int:
         """The record's and index's stored_nbytes: the size, with bit 63 when stored verbatim."""
-        return self.data.nbytes | STORED_RAW if self.raw else self.data.nbytes
+        return self.data.nbytes | STORED_VERBATIM if self.raw else self.data.nbytes
 
 
 def encode_frame(f: FrameSpec, fi: int, sources: list[StoredBytes]) -> EncodedFrame:
@@ -214,12 +214,12 @@ def encode_frame(f: FrameSpec, fi: int, sources: list[StoredBytes]) -> EncodedFr
 
     An LZ4 frame that compression does not shrink by 1/32 comes back as its
     input, ``raw`` set (format §2.3). The returned buffers stay valid until
-    ``hold`` is given back to Staging.
+    ``hold`` is given back to ScratchPool.
     """
     src, gathered = frame_input(f, sources)
     if f.style == FrameStyle.RAW:
         return EncodedFrame(src, _lz4.xxh64(src), [gathered] if gathered is not None else [])
-    out = Staging.get(stored_bound(f))
+    out = ScratchPool.get(stored_bound(f))
     try:
         ck = Checkpt.mmio(out)
         ck.frame_open(FrameStyle.LZ4)
@@ -227,15 +227,15 @@ def encode_frame(f: FrameSpec, fi: int, sources: list[StoredBytes]) -> EncodedFr
         end = ck.frame_close()
         ck.fini()
     except CheckptError as e:
-        Staging.put(out)
+        ScratchPool.put(out)
         if gathered is not None:
-            Staging.put(gathered)
+            ScratchPool.put(gathered)
         raise type(e)(f"frame {fi}: {e}") from e
     if stored_raw(f.nbytes, end):
-        Staging.put(out)
+        ScratchPool.put(out)
         return EncodedFrame(src, _lz4.xxh64(src), [gathered] if gathered is not None else [], raw=True)
     if gathered is not None:
-        Staging.put(gathered)
+        ScratchPool.put(gathered)
     data = out[:end]
     return EncodedFrame(data, _lz4.xxh64(data), [out])
 
@@ -250,7 +250,7 @@ def write_checkpoint(sink: StreamSink, prep: Prepared, threads: int, progress: P
     head = prep.head
     at = SequentialAt(sink)
     write_head(at, prep.head_json)
-    frames, sources = head.frames, prep.sources
+    frames, sources = head.frames, prep.array_bytes
     index = np.zeros(len(frames), INDEX_DTYPE)
     prog = Progress(progress, sum(f.nbytes for f in frames))
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ndckpt") if threads > 1 else None
@@ -278,7 +278,7 @@ def write_checkpoint(sink: StreamSink, prep: Prepared, threads: int, progress: P
                     at(data_at, buffer_view(enc.data))
                 finally:
                     for buf in enc.hold:
-                        Staging.put(buf)
+                        ScratchPool.put(buf)
             else:
                 src, gathered = frame_input(f, sources)
                 h: Future[int] | int = _lz4.xxh64(src) if pool is None else pool.submit(_lz4.xxh64, src)
@@ -300,7 +300,7 @@ def write_checkpoint(sink: StreamSink, prep: Prepared, threads: int, progress: P
         for fi, h, gathered in raw_hashes:
             index[fi]["xxh64"] = h if isinstance(h, int) else h.result()
             if gathered is not None:
-                Staging.put(gathered)
+                ScratchPool.put(gathered)
         raw_hashes.clear()
     finally:
         for fut in ahead:

@@ -162,11 +162,11 @@ def save(
     timeout = check_timeout(timeout)
     err: BaseException | None = None
     info: RankInfo | None = None
-    sources: list[StoredBytes] = []
+    array_bytes: list[StoredBytes] = []
     th = 1
     try:
         th = resolve_threads(threads)
-        info, sources = describe(rank, target, arrays, style, metadata, subfiles)
+        info, array_bytes = describe(rank, target, arrays, style, metadata, subfiles)
     except Exception as e:
         err = e
     got = allgather(comm, ("err", to_err(err)) if err is not None else ("ok", info), timeout, "save: describe")
@@ -179,7 +179,7 @@ def save(
     except InvalidArgumentError as e:
         raise InvalidArgumentError(f"ndckpt.mpi.save: {e}; nothing was committed") from None
     path = Path(infos[0].target)
-    (save_subfiled if infos[0].subfiles else save_shared)(comm, infos, sources, path, th, timeout)
+    (save_subfiled if infos[0].subfiles else save_shared)(comm, infos, array_bytes, path, th, timeout)
 
 
 def load(

@@ -137,7 +137,7 @@ def describe(
             )
     styles = resolve_styles(style, ["/".join(p) for p, _ in flat])
     items: list[Item] = []
-    sources: list[StoredBytes] = []
+    array_bytes: list[StoredBytes] = []
     for (path, v), st in zip(flat, styles, strict=True):
         name = "/".join(path)
         if isinstance(v, Block):
@@ -158,7 +158,7 @@ def describe(
                     f"global shape {list(v.global_shape)} (dimension {bad[0]})"
                 )
             items.append(Item(path, a.dtype, shape, "C", int(st), v.start, v.global_shape))
-            sources.append(bytes_of(a, "C") if a.flags.c_contiguous else StridedBytes(a))
+            array_bytes.append(bytes_of(a, "C") if a.flags.c_contiguous else StridedBytes(a))
         elif not isinstance(v, np.ndarray):
             raise InvalidArgumentError(
                 f"{name!r}: ndckpt.mpi.save stores numpy arrays and Blocks only, got {type(v).__name__}; pass a "
@@ -168,7 +168,7 @@ def describe(
             a = as_array(path, v)
             src, order = stored_bytes(a)
             items.append(Item(path, a.dtype, tuple(int(n) for n in a.shape), order, int(st)))
-            sources.append(src)
+            array_bytes.append(src)
     meta = json.dumps(check_metadata(metadata), sort_keys=True, separators=(",", ":"))
     # As ndckpt.save: a symlink at the target is written through (every rank resolves it; the
     # agreement check then compares the files the ranks would replace), a directory is refused.
@@ -189,7 +189,7 @@ def describe(
             raise InvalidArgumentError(f"target {info.target!r} exists and is not a regular file")
         if not p.parent.is_dir():
             raise CheckptIOError(errno.ENOENT, f"directory of target {info.target!r} does not exist")
-    return info, sources
+    return info, array_bytes
 
 
 def check_agreement(infos: list[RankInfo]) -> None:

@@ -32,16 +32,16 @@ class FilePlan:
     head: Head
     head_json: bytes
     owner: list[int]  # frame -> index of its writer in the file's communicator
-    local: list[FrameSpec]  # this rank's frames, parts indexing `sources`, in file order
+    local: list[FrameSpec]  # this rank's frames, parts indexing `array_bytes`, in file order
     local_ids: list[int]  # their indices in head.frames
-    sources: list[StoredBytes]  # this rank's stored bytes, in the order its local frames use
+    array_bytes: list[StoredBytes]  # this rank's stored bytes, in the order its local frames use
 
 
 def plan_file(
     infos: list[RankInfo],
     writers: list[int],
     me: int,
-    my_sources: list[StoredBytes] | None,
+    my_bytes: list[StoredBytes] | None,
     *,
     blocked: bool,
     metadata: Any,
@@ -92,7 +92,7 @@ def plan_file(
     owner: list[int] = []
     local: list[FrameSpec] = []
     local_ids: list[int] = []
-    sources: list[StoredBytes] = []
+    array_bytes: list[StoredBytes] = []
     for w, (r, (pseudo, dest, styles)) in enumerate(zip(writers, per_rank, strict=True)):
         order, rframes = plan(pseudo, styles, frame_bytes, RAW_FRAME_BYTES)
         for f in rframes:
@@ -106,10 +106,10 @@ def plan_file(
             frames.append(FrameSpec(f.style, f.nbytes, parts))
             owner.append(w)
         if r == me:
-            assert my_sources is not None
-            sources = [my_sources[i] for i in order]
+            assert my_bytes is not None
+            array_bytes = [my_bytes[i] for i in order]
     groups = sorted(infos[0].groups) if blocked else []  # subfiles: empty groups are not kept
     head, head_json = build_head(
         arrays, frames, [tuple(g) for g in groups], metadata, advice="too many arrays or blocks; use subfiles"
     )
-    return FilePlan(head, head_json, owner, local, local_ids, sources)
+    return FilePlan(head, head_json, owner, local, local_ids, array_bytes)

@@ -36,7 +36,7 @@ from ..container.write import (
 )
 from ..errors import CheckptError, CheckptIOError, InvalidArgumentError
 from ..format import FrameStyle
-from ..parallel import Staging, run_all
+from ..parallel import ScratchPool, run_all
 from ._exchange import allgather, bcast, errs_of, raise_agreed, root_call, to_err
 from ._inputs import RankInfo, global_arrays
 from ._planning import FilePlan, plan_file
@@ -88,7 +88,7 @@ def write_file(
         lz4_local = [k for k, f in enumerate(fp.local) if f.style == FrameStyle.LZ4]
 
         def enc(k: int) -> None:
-            encoded[k] = encode_frame(fp.local[k], fp.local_ids[k], fp.sources)
+            encoded[k] = encode_frame(fp.local[k], fp.local_ids[k], fp.array_bytes)
 
         run_all(enc, lz4_local, threads)
     except Exception as e:
@@ -142,13 +142,13 @@ def write_file(
                 finally:
                     _release({k: done})
                 continue
-            src, gathered = frame_input(f, fp.sources)
+            src, gathered = frame_input(f, fp.array_bytes)
             try:
                 hashes[fi] = _lz4.xxh64(src)
                 at(write_record(at, where.starts[fi], f.style, f.nbytes, 0), buffer_view(src))
             finally:
                 if gathered is not None:
-                    Staging.put(gathered)
+                    ScratchPool.put(gathered)
     except Exception as e:
         err = e
     _release(encoded)
@@ -191,12 +191,12 @@ def _release(encoded: dict[int, EncodedFrame]) -> None:
     """Give every encoded frame's staging buffers back, and forget the frames."""
     for e in encoded.values():
         for b in e.hold:
-            Staging.put(b)
+            ScratchPool.put(b)
     encoded.clear()
 
 
 def save_shared(
-    comm: MPI.Intracomm, infos: list[RankInfo], sources: list[StoredBytes], path: Path, threads: int, timeout: float
+    comm: MPI.Intracomm, infos: list[RankInfo], array_bytes: list[StoredBytes], path: Path, threads: int, timeout: float
 ) -> None:
     """Write one file at ``path`` from every rank of ``comm`` (collective; ``infos`` agreed on).
 
@@ -206,7 +206,7 @@ def save_shared(
     lead = infos[0]
     ranks = list(range(comm.Get_size()))
     try:
-        fp = plan_file(infos, ranks, comm.Get_rank(), sources, blocked=True, metadata=json.loads(lead.metadata))
+        fp = plan_file(infos, ranks, comm.Get_rank(), array_bytes, blocked=True, metadata=json.loads(lead.metadata))
     except InvalidArgumentError as e:
         raise InvalidArgumentError(f"ndckpt.mpi.save: {e}; nothing was committed") from None
     tmp = path.parent / _files.temp_name(path.name, pid=lead.pid, host=lead.host, token=lead.token)
@@ -214,7 +214,7 @@ def save_shared(
 
 
 def save_subfiled(
-    comm: MPI.Intracomm, infos: list[RankInfo], sources: list[StoredBytes], path: Path, threads: int, timeout: float
+    comm: MPI.Intracomm, infos: list[RankInfo], array_bytes: list[StoredBytes], path: Path, threads: int, timeout: float
 ) -> None:
     """Write ``infos[0].subfiles`` subfiles, one per contiguous group of ranks, then rank 0 the
     index at ``path`` (collective; ``infos`` agreed on). The index is the commit point; on any
@@ -230,7 +230,7 @@ def save_subfiled(
     assert isinstance(sub, MPI.Intracomm)
     err: BaseException | None = None
     try:
-        fp = plan_file(infos, members, rank, sources, blocked=False, metadata=None)
+        fp = plan_file(infos, members, rank, array_bytes, blocked=False, metadata=None)
         tmp = path.parent / _files.temp_name(sub_path.name, pid=lead.pid, host=lead.host, token=lead.token)
         write_file(sub, fp, sub_path, tmp, threads, timeout, f"save: subfile {color}", members)
     except Exception as e:
