@@ -41,6 +41,9 @@ LAYERS: list[set[str]] = [
     {"ndckpt.container.stream"},
     {"ndckpt.container"},
     {"ndckpt.api"},
+    {"ndckpt.mpi._exchange", "ndckpt.mpi._inputs"},
+    {"ndckpt.mpi._planning", "ndckpt.mpi._loading"},
+    {"ndckpt.mpi._writing"},
     {"ndckpt.mpi", "ndckpt._ckptdir", "ndckpt._staging"},
     {"ndckpt.manager"},
     {"ndckpt", "ndckpt.demo.model"},
@@ -212,8 +215,8 @@ def test_every_import_goes_down_the_layers(modules: dict[str, Module]) -> None:
 #: Lines a module may have (issue 14: "no module above ~700 lines").
 MODULE_LINES_MAX = 700
 #: Modules known to be longer; each must still be over the limit (a stale entry fails, so the
-#: list only shrinks).
-OVERSIZE = {"ndckpt.mpi"}
+#: list only shrinks). Empty: ndckpt.mpi, the last one, is a package of small modules now.
+OVERSIZE: set[str] = set()
 
 
 def test_no_module_is_above_the_line_limit(modules: dict[str, Module]) -> None:

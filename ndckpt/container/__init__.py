@@ -8,7 +8,7 @@ One module per job, each importing only those before it:
 - :mod:`.plan`: arrays in, a plan out (validation, styles, frames);
 - :mod:`.layout`: bytes in, a validated Layout out (the one layout validator);
 - :mod:`.mapped`: a file's bytes (mapping and fd) for the random-access readers;
-- :mod:`.write`: a plan in, bytes out (the one writer);
+- :mod:`.write`: a plan in, bytes out (the one writer, sequential and positional);
 - :mod:`.read`: a Layout and a source in, arrays out;
 - :mod:`.summary`: a Layout in, sizes, rows and listings for people out;
 - :mod:`.stream`: the one-pass reader of streams, built on layout and read.

@@ -3,8 +3,11 @@
 :func:`prepare` turns the mapping given to :func:`ndckpt.save` into a :class:`Prepared`
 (the head, its JSON, and the stored bytes of every array in storage order);
 :func:`prepare_specs` does the same for arrays described by the caller (global arrays stored
-as blocks, :mod:`ndckpt.mpi`). Both validate everything a reader would refuse, raising
+as blocks). Both validate everything a reader would refuse, raising
 InvalidArgumentError (or UnsupportedError for LZ4 without a library) before a byte is written.
+:func:`build_head` makes the head and its JSON for both and for :mod:`ndckpt.mpi`, which plans
+each rank's frames with :func:`plan` and joins them: the one place a head is built, checked
+and held to the size readers accept.
 Per-array code paths are kept to a few operations per array: states of tens of thousands of
 small arrays are common (``benchmarks/peers.py``, its ``many_small`` dataset).
 
@@ -57,6 +60,7 @@ __all__ = [
     "StoredBytes",
     "StridedBytes",
     "as_array",
+    "build_head",
     "bytes_of",
     "check_metadata",
     "flat_names",
@@ -365,16 +369,43 @@ def prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int, raw_frame_
     names = ["/".join(s.path) for s in specs] if values else ["/".join(p) for p, _ in items]
     styles = resolve_styles(style, names, {"/".join(p) for p, _ in values})
     meta = check_metadata(metadata)
-    prep = prepare_specs(specs, array_bytes, styles, groups, meta, frame_bytes, raw_frame_bytes, check=False)
-    if values:
-        prep.head.values = sorted(values, key=lambda e: e[0])
-        prep.head_json = prep.head.to_json()
-    if len(prep.head_json) > HEAD_MAX:
+    values.sort(key=lambda e: e[0])
+    return prepare_specs(
+        specs, array_bytes, styles, groups, meta, frame_bytes, raw_frame_bytes, check=False, values=values
+    )
+
+
+#: What :func:`build_head` tells a caller whose head is too large, by default (:func:`prepare`'s advice).
+_HEAD_ADVICE = "store large data as arrays, not as Python values or metadata"
+
+
+def build_head(
+    arrays: list[ArraySpec],
+    frames: list[FrameSpec],
+    groups: list[tuple[str, ...]],
+    metadata: Any,
+    values: list[tuple[tuple[str, ...], Any]] | None = None,
+    *,
+    check: bool = True,
+    advice: str = _HEAD_ADVICE,
+) -> tuple[Head, bytes]:
+    """The head of a planned file and its canonical JSON: the one place a writer's head is made.
+
+    ``arrays`` are in storage order, ``frames`` their plan (parts index ``arrays``), ``groups``
+    sorted, ``values`` the encoded Python-value leaves sorted by path. With ``check`` the head
+    is validated as a reader would (names, paths, blocks, tiling: FormatError), which callers
+    skip when their inputs were validated on the way in. A head larger than HEAD_MAX, which
+    readers refuse, raises InvalidArgumentError ending with ``advice``. Nothing is kept.
+    """
+    head = Head(arrays, frames, groups, metadata, values if values is not None else [])
+    if check:
+        head.check_tiling()
+    head_json = head.to_json()
+    if len(head_json) > HEAD_MAX:
         raise InvalidArgumentError(
-            f"the head would be {len(prep.head_json)} bytes, more than the {HEAD_MAX}-byte limit readers "
-            "accept: store large data as arrays, not as Python values or metadata"
+            f"the head would be {len(head_json)} bytes, more than the {HEAD_MAX}-byte limit readers accept: {advice}"
         )
-    return prep
+    return head, head_json
 
 
 def prepare_specs(
@@ -387,16 +418,15 @@ def prepare_specs(
     raw_frame_bytes: int | None = DEFAULT_RAW_FRAME_BYTES,
     *,
     check: bool = True,
+    values: list[tuple[tuple[str, ...], Any]] | None = None,
 ) -> Prepared:
     """Plan already-described arrays (``array_bytes[i]`` holds the stored bytes of ``specs[i]``).
 
     The building block for writers that describe arrays themselves, such as
-    global arrays stored as blocks (:mod:`ndckpt.mpi`). With ``check`` the
-    head is validated as a reader would (names, paths, blocks, tiling), which
-    :func:`save` skips: its inputs were validated on the way in.
+    global arrays stored as blocks. ``check`` and ``values`` are as in
+    :func:`build_head` (:func:`prepare` skips the check: its inputs were
+    validated on the way in). InvalidArgumentError for a head readers would refuse.
     """
     perm, frames = plan(specs, styles, frame_bytes, raw_frame_bytes)
-    head = Head([specs[i] for i in perm], frames, sorted(groups), metadata)
-    if check:
-        head.check_tiling()
-    return Prepared(head, [array_bytes[i] for i in perm], head.to_json())
+    head, head_json = build_head([specs[i] for i in perm], frames, sorted(groups), metadata, values, check=check)
+    return Prepared(head, [array_bytes[i] for i in perm], head_json)
