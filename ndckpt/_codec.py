@@ -115,30 +115,37 @@ class FrameEncoder:
         sink raises (CheckptIOError); the chunks before the failing one are then in the sink
         and the frame is unusable (the encoder is fine for the next :meth:`start`).
         """
+        if n > SMALL_COPY:
+            self._write_chunks(sink, mv, n)
+            return
+        # One small chunk: only what it needs is looked up (buffers of a few bytes are common).
+        cur = self._cursor
+        if GBUF_SZ - cur < n:
+            cur = 0
+        self._ring_mv[cur : cur + n] = mv
+        pos, cap = sink.window(n + n // 255 + 19)  # chunk_csz_max(n)
+        self._cursor = cur + n
+        if cap < CSZ_HDR + 1:
+            raise self._no_room(sink, 0, cap)
+        stream = self._stream
+        a_src, a_dst = stream.src, stream.dst
+        a_src.value = self._ring_addr + cur
+        a_dst.value = sink.base + pos + CSZ_HDR
+        csz = stream.compress_fn(stream.handle, a_src, a_dst, n, min(cap - CSZ_HDR, CSZ_LIMIT), 1)
+        if csz <= 0:
+            raise self._failed(sink, 0, n, cap)
+        sbuf = sink.buf
+        sbuf[pos] = csz & 0xFF
+        sbuf[pos + 1] = (csz >> 8) & 0xFF
+        sbuf[pos + 2] = csz >> 16
+        sink.commit(csz + CSZ_HDR)
+
+    def _write_chunks(self, sink: Sink, mv: memoryview, n: int) -> None:
+        # The per-chunk loop of write(): everything it touches is bound to a local first, and
+        # the LZ4 call goes through the stream's preallocated c_void_p slots (see _lz4).
         stream, ring_mv, cur = self._stream, self._ring_mv, self._cursor
         compress, handle, a_src, a_dst = stream.compress_fn, stream.handle, stream.src, stream.dst
         sbuf, sbase = sink.buf, sink.base
-        if n <= SMALL_COPY:
-            # One small chunk, without the loop's set-up.
-            if GBUF_SZ - cur < n:
-                cur = 0
-            ring_mv[cur : cur + n] = mv
-            pos, cap = sink.window(n + n // 255 + 19)  # chunk_csz_max(n)
-            self._cursor = cur + n
-            if cap < CSZ_HDR + 1:
-                raise self._no_room(sink, 0, cap)
-            a_src.value = self._ring_addr + cur
-            a_dst.value = sbase + pos + CSZ_HDR
-            csz = compress(handle, a_src, a_dst, n, min(cap - CSZ_HDR, CSZ_LIMIT), 1)
-            if csz <= 0:
-                raise self._failed(sink, 0, n, cap)
-            sbuf[pos] = csz & 0xFF
-            sbuf[pos + 1] = (csz >> 8) & 0xFF
-            sbuf[pos + 2] = csz >> 16
-            sink.commit(csz + CSZ_HDR)
-            return
-        # The per-chunk loop: everything it touches is bound to a local first, and the LZ4
-        # call goes through the stream's preallocated c_void_p slots (see _lz4).
         ring, window, commit = self._ring_addr, sink.window, sink.commit
         src = buffer_address(mv)
         off, chunk = 0, 0
@@ -224,33 +231,40 @@ class FrameDecoder:
         then be partly written and the frame is unusable (the decoder is fine for the next
         :meth:`start`).
         """
-        dec, hist, hl = self._dec, self._hist_addr, self._hist_len
-        fn, a_src, a_dst, a_dict = dec.decompress_fn, dec.src, dec.dst, dec.dict
-        sbuf, sbase, peek = src.buf, src.base, src.peek
-        if n <= CHUNK_USZ_MAX:
-            # One chunk: decode it into the history buffer, right after the frame's previous
-            # output, then copy it out (no address of ``mv`` needed).
-            if hl + n > HIST_SZ:
-                _memmove(hist, hist + hl - CHUNK_USZ_MAX, CHUNK_USZ_MAX)
-                hl = CHUNK_USZ_MAX
-            pos, avail = peek()
-            csz = sbuf[pos] | sbuf[pos + 1] << 8 | sbuf[pos + 2] << 16 if avail >= CSZ_HDR else 0
-            if csz < 1 or csz + CSZ_HDR > n + n // 255 + 19 or csz + CSZ_HDR > avail:  # chunk_csz_max(n)
-                pos, csz = self._chunk(src, n, 0, buf_index)  # reads on, or raises the precise error
-            dl = hl if hl < CHUNK_USZ_MAX else CHUNK_USZ_MAX
-            a_src.value = sbase + pos + CSZ_HDR
-            a_dst.value = hist + hl
-            a_dict.value = hist + hl - dl
-            r = fn(a_src, a_dst, csz, n, a_dict, dl)
-            if r != n:
-                raise self._bad_block(src, 0, buf_index, r, n)
-            src.consume(csz + CSZ_HDR)
-            mv[:] = self._hist_mv[hl : hl + n]
-            self._hist_len = hl + n
+        if n > CHUNK_USZ_MAX:
+            self._read_chunks(src, mv, n, buf_index)
             return
+        # One chunk: decode it into the history buffer, right after the frame's previous
+        # output, then copy it out (no address of ``mv`` needed).
+        hist, hl = self._hist_addr, self._hist_len
+        if hl + n > HIST_SZ:
+            _memmove(hist, hist + hl - CHUNK_USZ_MAX, CHUNK_USZ_MAX)
+            hl = CHUNK_USZ_MAX
+        sbuf = src.buf
+        pos, avail = src.peek()
+        csz = sbuf[pos] | sbuf[pos + 1] << 8 | sbuf[pos + 2] << 16 if avail >= CSZ_HDR else 0
+        if csz < 1 or csz + CSZ_HDR > n + n // 255 + 19 or csz + CSZ_HDR > avail:  # chunk_csz_max(n)
+            pos, csz = self._chunk(src, n, 0, buf_index)  # reads on, or raises the precise error
+        dl = hl if hl < CHUNK_USZ_MAX else CHUNK_USZ_MAX
+        dec = self._dec
+        a_src, a_dst, a_dict = dec.src, dec.dst, dec.dict
+        a_src.value = src.base + pos + CSZ_HDR
+        a_dst.value = hist + hl
+        a_dict.value = hist + hl - dl
+        r = dec.decompress_fn(a_src, a_dst, csz, n, a_dict, dl)
+        if r != n:
+            raise self._bad_block(src, 0, buf_index, r, n)
+        src.consume(csz + CSZ_HDR)
+        mv[:] = self._hist_mv[hl : hl + n]
+        self._hist_len = hl + n
+
+    def _read_chunks(self, src: Source, mv: memoryview, n: int, buf_index: int) -> None:
         # Several chunks: decode straight into ``mv``; after the first chunk the history is the
         # previous 64 KiB of ``mv`` itself (liblz4's prefix path).
-        dst, consume = buffer_address(mv), src.consume
+        dec, hist, hl = self._dec, self._hist_addr, self._hist_len
+        fn, a_src, a_dst, a_dict = dec.decompress_fn, dec.src, dec.dst, dec.dict
+        sbuf, sbase, peek, consume = src.buf, src.base, src.peek, src.consume
+        dst = buffer_address(mv)
         off, chunk = 0, 0
         while off < n:
             usz = n - off if n - off < CHUNK_USZ_MAX else CHUNK_USZ_MAX
