@@ -2,10 +2,10 @@
 
 One :class:`FrameEncoder` (an ``LZ4_stream_t`` and a 196608-byte gather ring) encodes LZ4
 frames one after another, and one :class:`FrameDecoder` (a 256 KiB history buffer) decodes
-them; both are reused across frames, so a frame costs no allocation. They write into a
-:class:`~ndckpt._backend.Sink` and read from a :class:`~ndckpt._backend.Source`, which
-only move bytes; everything about the LZ4 frame format (docs/fd_checkpt.md sections 3, 5
-and 6) is here.
+them; both are reused across frames, so a frame costs no new stream, ring or history. They
+write into a :class:`~ndckpt._backend.Sink` and read from a :class:`~ndckpt._backend.Source`,
+which only move bytes; everything about the LZ4 frame format (docs/fd_checkpt.md sections
+3, 5 and 6) is here.
 
 Two ways to begin a frame, because a fresh LZ4 stream encodes differently from a reused
 one (docs/fd_checkpt.md section 5.5):
