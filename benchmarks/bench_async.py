@@ -200,7 +200,7 @@ def bench_size(nbytes: int, rounds: int, root: Path, threads: int | None) -> dic
     mgr.save(step + 2, state)
     t1 = time.perf_counter()
     iters = 0
-    job = mgr._inflight
+    job = mgr._writer.inflight
     while job is not None and not job.future.done():
         np.multiply(scratch, 1.0000001, out=scratch)
         iters += 1

@@ -32,7 +32,7 @@ and ``other / ours`` (above 1: ndckpt's choice is faster). Cases:
     gives) against the same copy with the destination 16 bytes off
     a page boundary (4K aliasing between source and destination addresses).
 ``first_touch``
-    Copying 64 MiB into a reused, already touched buffer (``parallel.Staging``) against
+    Copying 64 MiB into a reused, already touched buffer (``parallel.ScratchPool``) against
     copying into a fresh ``np.empty`` each time (first touch of new pages).
 ``tasks``
     XXH64 of 64 MiB as one executor task per 16 MiB frame (ours) against one task per 64 KiB

@@ -26,7 +26,7 @@ import numpy as np
 import ndckpt
 from ndckpt import CheckptError, FrameStyle, Restore
 from ndckpt._lz4 import xxh64
-from ndckpt.container import INDEX_DTYPE, MAGIC, RAW_ALIGN, RECORD, STORED_RAW, SUPERBLOCK, TRAILER
+from ndckpt.container import INDEX_DTYPE, MAGIC, RAW_ALIGN, RECORD, STORED_VERBATIM, SUPERBLOCK, TRAILER
 
 __all__ = ["exercise", "exercise_both", "fixup"]
 
@@ -160,12 +160,12 @@ def fixup(data: bytes) -> bytes:
     idx = np.frombuffer(b, INDEX_DTYPE, nframes, io).copy()
     for e in idx:
         off, n, old = int(e["offset"]), int(e["stored"]), int(e["xxh64"])
-        size = n & ~STORED_RAW  # bit 63: an LZ4 frame stored verbatim (its size is the low bits)
+        size = n & ~STORED_VERBATIM  # bit 63: an LZ4 frame stored verbatim (its size is the low bits)
         if off + size > io:
             continue
         e["xxh64"] = x = xxh64(bytes(b[off : off + size]))
         # The record ends right before the data or (stored verbatim) before the pad up to it.
-        lo = off - RECORD.size - (RAW_ALIGN - 1 if n & STORED_RAW else 0)
+        lo = off - RECORD.size - (RAW_ALIGN - 1 if n & STORED_VERBATIM else 0)
         at = b.rfind(RECORD.pack(n, old), max(0, lo), off)
         if at >= 0:
             b[at : at + RECORD.size] = RECORD.pack(n, x)

@@ -21,19 +21,18 @@ import numpy as np
 
 from . import _files
 from ._backend import StreamSink
-from ._browse import ROWS_SHOWN, Group, Keys, Listing, Node, build_tree, short_repr, split_key, walk
+from ._browse import Group, Keys, Listing, Node, build_tree, split_key, walk
 from ._memory import buffer_view, gc_paused
 from ._subfiles import check_subfile_index
 from .container.layout import parse_layout
+from .container.mapped import FileRegion, map_path
 from .container.plan import DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES, Prepared, prepare
 from .container.read import Loader, flatten_out, loader_for, nest, verify_frames
-from .container.source import FileRegion, map_path
 from .container.stream import load_stream
+from .container.summary import array_rows, listing, value_rows
 from .container.values import decode as decode_value
-from .container.values import type_name
 from .container.write import write_checkpoint
-from .errors import CheckptError, CheckptIOError, FormatError, InvalidArgumentError
-from .format import FrameStyle
+from .errors import CheckptIOError, FormatError, InvalidArgumentError
 from .parallel import ProgressCallback, progress_phase, resolve_threads
 
 __all__ = ["Reader", "load", "open", "save", "verify"]
@@ -197,8 +196,9 @@ def _save_path(
         write_checkpoint(StreamSink(fd, _WBUF), prep, threads, progress)
 
 
-def _region_of(source: Any) -> FileRegion | None:
-    """A read-only byte region (and fd) for paths and in-memory buffers; None for streams."""
+def _file_region(source: Any) -> FileRegion | None:
+    """``source`` mapped read-only (a path: with its fd) or viewed (an in-memory buffer); None for a
+    stream (a file object or fd). InvalidArgumentError for anything else, naming ``source``."""
     if _is_pathlike(source):
         return map_path(source)
     if isinstance(source, bytes | bytearray | memoryview | mmap.mmap | np.ndarray):
@@ -366,17 +366,17 @@ def load(
     """
     th = resolve_threads(threads)
     mode = _check_read_options(mmap, verify)
-    src = _region_of(source)
-    if src is None:
+    mapped = _file_region(source)
+    if mapped is None:
         return load_stream(source, out=out, verify=verify, progress=progress)
     with gc_paused():  # a head, its layout and the result: many acyclic objects
         try:
-            layout = parse_layout(src.region)
+            layout = parse_layout(mapped.region)
             outs = flatten_out(out, layout)
-            loader = loader_for(src, layout, mode, verify, th, progress)
+            loader = loader_for(mapped, layout, mode, verify, th, progress)
             arrays = loader.load(list(range(len(layout.head.arrays))), outs)
         finally:
-            src.close()
+            mapped.close()
         return nest(layout.head, arrays)
 
 
@@ -423,8 +423,8 @@ def verify(
     ndckpt.errors.FormatError: frame 0 at offset 4096 (array 'u'): checksum mismatch (the file is corrupt)
     """
     th = resolve_threads(threads)
-    src = _region_of(source)
-    if src is None:
+    mapped = _file_region(source)
+    if mapped is None:
         load_stream(
             source,
             out=None,
@@ -435,9 +435,9 @@ def verify(
         )
         return
     try:
-        layout = verify_frames(src, th, progress)
+        layout = verify_frames(mapped, th, progress)
     finally:
-        src.close()
+        mapped.close()
     check_subfile_index(layout.head.metadata, source)
 
 
@@ -484,19 +484,19 @@ class Reader(Mapping[str, Any]):
     ) -> None:
         self._threads = resolve_threads(threads)
         self._mode = _check_read_options(mmap, verify)
-        src = _region_of(source)
-        if src is None:
+        mapped = _file_region(source)
+        if mapped is None:
             raise InvalidArgumentError(
                 "open: needs a path or an in-memory buffer (random access); use ndckpt.load for streams"
             )
-        self._src: FileRegion | None = src
+        self._mapped: FileRegion | None = mapped
         try:
             with gc_paused():
-                self._layout = parse_layout(src.region)
+                self._layout = parse_layout(mapped.region)
         except BaseException:
-            src.close()
+            mapped.close()
             raise
-        self._size = src.region.nbytes
+        self._size = mapped.region.nbytes
         self._verify = verify
         self._root: Node | None = None  # the name tree, built on first use
         if isinstance(source, (str, os.PathLike)):
@@ -505,9 +505,9 @@ class Reader(Mapping[str, Any]):
             self._title = f"ndckpt.Reader of a {self._size}-byte buffer"
 
     def _loader(self) -> Loader:
-        if self._src is None:
+        if self._mapped is None:
             raise InvalidArgumentError("Reader is closed")
-        return loader_for(self._src, self._layout, self._mode, self._verify, self._threads)
+        return loader_for(self._mapped, self._layout, self._mode, self._verify, self._threads)
 
     @property
     def metadata(self) -> Any:
@@ -566,7 +566,7 @@ class Reader(Mapping[str, Any]):
 
     def value_info(self) -> list[dict[str, Any]]:
         """Per Python-value leaf (numpy scalars included), sorted by path: name, type and value."""
-        return [{"name": "/".join(p), "type": type_name(v), "value": v} for p, v in self._layout.head.decoded_values()]
+        return value_rows(self._layout)
 
     @_file_errors
     def read(self, name: str | tuple[str, ...], out: np.ndarray[Any, Any] | None = None, *, region: Any = None) -> Any:
@@ -626,72 +626,20 @@ class Reader(Mapping[str, Any]):
 
         return build(node, path)
 
-    def _stored_of(self, ai: int) -> int:
-        """Array ``ai``'s stored bytes; an LZ4 frame packing several arrays is shared in
-        proportion to their bytes."""
-        lay = self._layout
-        stored = 0
-        for fi, p in lay.locs[ai].parts:
-            f = lay.head.frames[fi]
-            stored += lay.stored[fi] if p.nbytes == f.nbytes else round(lay.stored[fi] * p.nbytes / f.nbytes)
-        return stored
-
     def info(self) -> list[dict[str, Any]]:
-        """Per array: name, dtype, shape, order, style, nbytes, stored_nbytes, frames, offsets.
+        """Per array, in storage order: name, dtype, shape, order, style, nbytes, stored_nbytes,
+        frames, blocks, offsets (of those frames in the file).
 
-        For arrays packed with others in one LZ4 frame, stored_nbytes is the
-        frame's stored size shared in proportion to the array's bytes.
+        For arrays packed with others in one LZ4 frame, stored_nbytes is the frame's stored size
+        shared in proportion to the array's bytes. blocks is None except for a global array
+        stored as blocks (:mod:`ndckpt.mpi`): then each block's ``[start, shape]``.
         """
-        lay = self._layout
-        rows = []
-        for ai, spec in enumerate(lay.head.arrays):
-            loc = lay.locs[ai]
-            rows.append(
-                {
-                    "name": spec.name,
-                    "dtype": str(spec.dtype),
-                    "shape": spec.shape,
-                    "order": spec.order,
-                    "style": "raw" if loc.style == FrameStyle.RAW else "lz4",
-                    "nbytes": spec.nbytes,
-                    "stored_nbytes": self._stored_of(ai),
-                    "frames": loc.frames,
-                    "blocks": None if spec.blocks is None else [[list(a), list(b)] for a, b in spec.blocks],
-                    "offsets": [lay.offsets[fi] for fi in loc.frames],
-                }
-            )
-        return rows
+        return array_rows(self._layout)
 
     def _listing(self, path: tuple[str, ...]) -> Listing:
-        lay = self._layout
         title = self._title + (f", group {'/'.join(path)!r}" if path else "")
-        title += " (closed)" if self._src is None else ""
-        listing = Listing(title)
-        for p, v in walk(self._node(path)):
-            if isinstance(v, dict):
-                listing.ngroups += 1
-                continue
-            rel = "/".join(p)
-            if v >= 0:
-                spec = lay.head.arrays[v]
-                stored = self._stored_of(v)
-                listing.narrays += 1
-                listing.nbytes += spec.nbytes
-                listing.stored += stored
-                if len(listing.arrays) < ROWS_SHOWN:
-                    style = "raw" if lay.locs[v].style == FrameStyle.RAW else "lz4"
-                    listing.arrays.append((rel, str(spec.dtype), str(spec.shape), style, spec.nbytes, stored))
-                continue
-            listing.nvalues += 1
-            if len(listing.values) < ROWS_SHOWN:
-                try:
-                    value = decode_value(lay.head.values[-1 - v][1], f"value {rel!r}")
-                    listing.values.append((rel, type_name(value), short_repr(value)))
-                except CheckptError as e:
-                    listing.values.append((rel, "?", f"<unreadable: {e}>"))
-        if not path and lay.head.metadata is not None:
-            listing.metadata = short_repr(lay.head.metadata)
-        return listing
+        title += " (closed)" if self._mapped is None else ""
+        return listing(self._layout, self._node(path), title, top=not path)
 
     def __repr__(self) -> str:
         return Group(self, ()).__repr__()
@@ -706,14 +654,14 @@ class Reader(Mapping[str, Any]):
 
     def close(self) -> None:
         """Close the file and drop the mapping (views already returned stay valid). Idempotent."""
-        if self._src is not None:
-            self._src.close()
-            self._src = None
+        if self._mapped is not None:
+            self._mapped.close()
+            self._mapped = None
 
     def __del__(self) -> None:
-        src = getattr(self, "_src", None)
-        if src is not None:
-            src.close()
+        mapped = getattr(self, "_mapped", None)
+        if mapped is not None:
+            mapped.close()
 
     def __enter__(self) -> Reader:
         return self

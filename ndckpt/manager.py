@@ -50,42 +50,32 @@ Point one manager (one process) at a directory: stale temporary files of dead
 writers are removed at construction, judged by the process id in their name,
 and only for names that carry this host's tag (a pid only means something on
 the host, and in the pid namespace, that wrote it).
+
+The parts: :mod:`ndckpt._ckptdir` (file names, discovery, the rotation policy),
+:mod:`ndckpt._staging` (the staging copy of an asynchronous save),
+:mod:`ndckpt._background` (the writer thread, its errors, the exit hooks); this
+module holds the schedule, the preemption signals and the manager itself.
 """
 
 from __future__ import annotations
 
-import atexit
 import errno
-import operator
 import os
-import re
 import signal
-import stat
-import sys
 import threading
-import traceback
 import warnings
-import weakref
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal, Protocol, TypeVar, Union
+from typing import Any, Protocol, TypeVar, Union
 
-import numpy as np
-
-from . import _files, _platform
-from ._memory import aligned_empty
+from . import _platform
+from ._background import BackgroundWriter
+from ._ckptdir import CheckpointDirectory, check_step, rotation_victims
+from ._staging import StagingArena, capture
 from .api import MmapMode, check_mmap, load, save
 from .api import open as open_checkpoint
-from .container import MAGIC, SUPERBLOCK, TRAILER
-from .container.layout import looks_complete
-from .container.plan import as_array, bytes_of, check_metadata, flatten_tree, parse_style_arg, resolve_styles
-from .container.values import decode as _decode_value
-from .container.values import encode as _encode_value
-from .container.values import is_value as _is_value
+from .container.plan import check_metadata, parse_style_arg
 from .errors import CheckptIOError, InvalidArgumentError, UnsupportedError
 from .parallel import resolve_threads
 
@@ -93,37 +83,9 @@ __all__ = ["CheckpointManager", "CorruptCheckpointWarning"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: Checkpoint file names: ``ckpt-`` + the step, zero-padded to 12 digits (more if needed).
-_NAME_RE = re.compile(r"ckpt-([0-9]{12,})\.ndckpt")
-#: A staged array of at least this many bytes starts on a page boundary of the staging
-#: arena; a smaller one starts on a ``_SMALL_ALIGN``-byte boundary. Alignment never changes
-#: what is written, only where the staged copy lives.
-_PAGE_ALIGN_MIN = 4096
-_SMALL_ALIGN = 64
-#: An asynchronous save of a state with fewer array bytes than this is copied into staging by
-#: the calling thread alone; a larger one is split between it and the manager's helper thread
-#: (when ``threads >= 2``).
-_PARALLEL_COPY_MIN = 8 << 20
-
 
 class CorruptCheckpointWarning(RuntimeWarning):
     """:meth:`CheckpointManager.restore` skipped an unreadable checkpoint and fell back to an older one."""
-
-
-def _name(step: int) -> str:
-    return f"ckpt-{step:012d}.ndckpt"
-
-
-def _check_step(step: Any) -> int:
-    if isinstance(step, bool):
-        raise InvalidArgumentError(f"step must be a non-negative int, got {step!r}")
-    try:
-        s = operator.index(step)
-    except TypeError:
-        raise InvalidArgumentError(f"step must be a non-negative int, got {step!r}") from None
-    if s < 0:
-        raise InvalidArgumentError(f"step must be a non-negative int, got {s}")
-    return s
 
 
 def _check_positive(value: Any, what: str) -> int:
@@ -138,224 +100,6 @@ def _check_optional_positive(value: Any, what: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidArgumentError(f"{what} must be None or a positive int, got {value!r}")
     return value
-
-
-def _looks_complete(path: str, size: int) -> bool:
-    """Whether the file at ``path`` of ``size`` bytes looks completely written
-    (:func:`ndckpt.container.layout.looks_complete`); False if it cannot be read."""
-    if size < SUPERBLOCK.size + TRAILER.size:
-        return False
-    try:
-        fd = os.open(path, _platform.open_flags(os.O_RDONLY))
-    except OSError:
-        return False
-    try:
-        start = _platform.pread(fd, len(MAGIC), 0)
-        tail = _platform.pread(fd, TRAILER.size, size - TRAILER.size)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return looks_complete(start, tail, size)
-
-
-# ----------------------------------------------------------------------------------------------
-# Staging: the reusable copy of the state that a background save writes
-# ----------------------------------------------------------------------------------------------
-
-_Order = Literal["C", "F"]
-_Spec = tuple[np.dtype[Any], tuple[int, ...], _Order]  # dtype, shape, storage order
-
-
-class _Staging:
-    """Page-aligned memory for one in-flight save, reused across saves.
-
-    The arena is reallocated only when a state needs more bytes than it
-    holds; array views are rebuilt only when the layout (dtypes, shapes,
-    orders) changes. Memory is therefore bounded by the largest state saved.
-    """
-
-    def __init__(self) -> None:
-        self.arena: np.ndarray[Any, np.dtype[np.uint8]] | None = None
-        self._key: tuple[_Spec, ...] | None = None
-        self._views: list[np.ndarray[Any, Any]] = []
-        self.allocations = 0  # arenas allocated so far (tests check reuse)
-
-    @property
-    def nbytes(self) -> int:
-        return 0 if self.arena is None else int(self.arena.nbytes)
-
-    def views(self, specs: list[_Spec]) -> list[np.ndarray[Any, Any]]:
-        key = tuple(specs)
-        if key == self._key:
-            return self._views
-        offsets: list[int] = []
-        pos = 0
-        for dtype, shape, _ in specs:
-            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            align = _PAGE_ALIGN_MIN if nbytes >= _PAGE_ALIGN_MIN else _SMALL_ALIGN
-            off = -(-pos // align) * align
-            offsets.append(off)
-            pos = off + nbytes
-        if self.arena is None or self.arena.nbytes < pos:
-            self.arena = None  # let the old arena go before the new one is touched
-            self._key, self._views = None, []
-            self.arena = aligned_empty(max(pos, 1))
-            self.allocations += 1
-        views: list[np.ndarray[Any, Any]] = []
-        for (dtype, shape, order), off in zip(specs, offsets, strict=True):
-            if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize == 0:
-                views.append(np.empty(shape, dtype, order=order))
-            else:
-                views.append(np.ndarray(shape, dtype, buffer=self.arena, offset=off, order=order))
-        self._key, self._views = key, views
-        return views
-
-    def release(self) -> None:
-        self.arena, self._key, self._views = None, None, []
-
-
-def _order_of(a: np.ndarray[Any, Any]) -> _Order:
-    """The order ``ndckpt.save`` stores ``a`` in: C if C-contiguous, else F if F-contiguous, else C."""
-    if a.flags.c_contiguous:
-        return "C"
-    return "F" if a.flags.f_contiguous else "C"
-
-
-_Piece = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]  # (dst, src), copied with np.copyto
-
-
-def _copy_pieces(
-    pairs: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], _Order]], nparts: int
-) -> list[list[_Piece]]:
-    """Split the copies of ``(staged, source, order)`` into ``nparts`` lists of about equal bytes.
-
-    Contiguous sources are copied as flat bytes (whole items, padding included,
-    exactly as ``ndckpt.save`` writes them) and may be cut at page multiples;
-    non-contiguous ones are copied item by item as opaque bytes, whole, in part 0.
-    """
-    parts: list[list[_Piece]] = [[] for _ in range(nparts)]
-    flat: list[_Piece] = []
-    for dst, src, order in pairs:
-        if src.nbytes == 0:
-            continue
-        if src.flags.c_contiguous or src.flags.f_contiguous:
-            flat.append((bytes_of(dst, order), bytes_of(src, order)))
-        else:
-            void = np.dtype((np.void, src.dtype.itemsize))
-            parts[0].append((dst.view(void), src.view(void)))
-    total = sum(d.nbytes for d, _ in flat)
-    share = -(-total // nparts) if nparts else total
-    k, room = 0, share
-    for dst, src in flat:
-        lo, n = 0, dst.nbytes
-        while lo < n:
-            take = n - lo
-            if k < nparts - 1 and take > room:
-                take = max(room // 4096 * 4096, 0)
-                if take == 0:
-                    k, room = k + 1, share
-                    continue
-            parts[k].append((dst[lo : lo + take], src[lo : lo + take]))
-            lo += take
-            room -= take
-            if k < nparts - 1 and room <= 0:
-                k, room = k + 1, share
-    return parts
-
-
-def _run_copies(pieces: list[_Piece]) -> None:
-    for dst, src in pieces:
-        np.copyto(dst, src)
-
-
-def _nest(items: list[tuple[tuple[str, ...], Any]], groups: list[tuple[str, ...]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for path, value in items:
-        d = out
-        for k in path[:-1]:
-            d = d.setdefault(k, {})
-        d[path[-1]] = value
-    for path in groups:
-        d = out
-        for k in path:
-            d = d.setdefault(k, {})
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-# The manager
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _InFlight:
-    future: Future[None]
-    step: int
-    path: Path
-
-
-_MANAGERS: weakref.WeakSet[CheckpointManager] = weakref.WeakSet()
-
-
-def _report_unwaited() -> None:
-    """At exit: print errors of background saves that nobody waited for (never lose them)."""
-    for mgr in list(_MANAGERS):
-        job = mgr._inflight
-        if job is None or not job.future.done() or job.future.cancelled():
-            continue
-        exc = job.future.exception()
-        if exc is not None:
-            print(
-                f"ndckpt: the background save of step {job.step} to {str(job.path)!r} failed and was never waited for:",
-                file=sys.stderr,
-            )
-            traceback.print_exception(exc, file=sys.stderr)
-
-
-def _finish_in_flight() -> None:
-    """At exit, before thread pools refuse work: let every save in flight finish writing."""
-    for mgr in list(_MANAGERS):
-        job = mgr._inflight
-        if job is not None:
-            futures_wait([job.future])
-
-
-_exit_hooks_lock = threading.Lock()
-_exit_hooks_registered = False
-
-
-def _register_exit_hooks() -> None:
-    """Register :func:`_finish_in_flight` and :func:`_report_unwaited` for interpreter exit, once per process.
-
-    Called before a background save is submitted (the only way a save can be
-    in flight), so importing ndckpt registers nothing. Contract on ordering:
-    at interpreter exit, threading calls its own exit hooks (concurrent.futures'
-    among them: from then on, no pool accepts work, and ndckpt.save uses pools)
-    before it joins threads and before atexit callbacks run; its hooks run
-    last-registered first. concurrent.futures registers its hook when
-    ``concurrent.futures.thread`` is imported, which this module's import of
-    ThreadPoolExecutor does, so any registration made here comes after it and
-    the saves in flight are finished before pools refuse work; their errors are
-    then reported from atexit. ``threading._register_atexit`` is what
-    concurrent.futures itself uses (Python >= 3.9).
-
-    Once the interpreter is shutting down, threading refuses new hooks
-    (RuntimeError); that is swallowed and registration is retried by the next
-    background save, whose submission to the writer pool is refused then too.
-    """
-    global _exit_hooks_registered
-    with _exit_hooks_lock:
-        if _exit_hooks_registered:
-            return
-        register_threading_atexit = getattr(threading, "_register_atexit", None)
-        if register_threading_atexit is not None:
-            try:
-                register_threading_atexit(_finish_in_flight)
-            except RuntimeError:  # "can't register atexit after shutdown"
-                return
-        atexit.register(_report_unwaited)
-        _exit_hooks_registered = True
 
 
 _T = TypeVar("_T")
@@ -534,11 +278,9 @@ class CheckpointManager:
             raise InvalidArgumentError(f"directory {str(self._dir)!r} exists and is not a directory") from None
         except OSError as e:
             raise CheckptIOError(e.errno, f"cannot create directory {str(self._dir)!r}: {e.strerror}") from e
-        self._lock = threading.Lock()  # guards the completeness cache (main and writer threads)
-        self._complete: dict[str, tuple[tuple[int, int, int], bool]] = {}
-        self._pool: ThreadPoolExecutor | None = None
-        self._inflight: _InFlight | None = None
-        self._staging = _Staging()
+        self._files = CheckpointDirectory(self._dir)
+        self._writer = BackgroundWriter()
+        self._staging = StagingArena()
         self._signals_seen = 0  # preemption signals received (only the handler increments it)
         self._signals_saved = 0  # ... of which a completed save has accounted for
         self._preempted = False
@@ -546,7 +288,6 @@ class CheckpointManager:
         self._restored_step: int | None = None
         if self._coord.is_root:  # temporary names carry rank 0's pid
             self.remove_stale_temporaries()
-        _MANAGERS.add(self)
 
     # ------------------------------------------------------------------------------------------
     # Properties
@@ -581,7 +322,7 @@ class CheckpointManager:
 
     def path(self, step: int) -> Path:
         """The file of checkpoint ``step`` (whether or not it exists)."""
-        return self._dir / _name(_check_step(step))
+        return self._files.file(check_step(step))
 
     def __repr__(self) -> str:
         return (
@@ -609,47 +350,7 @@ class CheckpointManager:
         CheckptIOError
             The directory cannot be listed.
         """
-        return self._coord.root_call(self._scan, "CheckpointManager.steps")
-
-    def _scan(self) -> list[int]:
-        """This process's listing of the complete checkpoints (what :meth:`steps` returns)."""
-        found: list[int] = []
-        seen: set[str] = set()
-        try:
-            with os.scandir(self._dir) as it:
-                entries = list(it)
-        except OSError as e:
-            raise CheckptIOError(e.errno, f"cannot list {str(self._dir)!r}: {e.strerror}") from e
-        for entry in entries:
-            m = _NAME_RE.fullmatch(entry.name)
-            if m is None:
-                continue
-            step = int(m.group(1))
-            if _name(step) != entry.name:
-                continue
-            try:
-                st = entry.stat()
-            except OSError:
-                continue  # deleted meanwhile
-            if not stat.S_ISREG(st.st_mode):
-                continue
-            seen.add(entry.name)
-            key = (st.st_ino, st.st_size, st.st_mtime_ns)
-            with self._lock:
-                cached = self._complete.get(entry.name)
-            if cached is None or cached[0] != key:
-                ok = _looks_complete(entry.path, st.st_size)
-                with self._lock:
-                    self._complete[entry.name] = (key, ok)
-            else:
-                ok = cached[1]
-            if ok:
-                found.append(step)
-        with self._lock:
-            for name in [n for n in self._complete if n not in seen]:
-                del self._complete[name]
-        found.sort()
-        return found
+        return self._coord.root_call(self._files.scan, "CheckpointManager.steps")
 
     def latest(self) -> int | None:
         """The newest complete checkpoint's step, or None if there is none (see :meth:`steps`)."""
@@ -712,8 +413,8 @@ class CheckpointManager:
         signal is written synchronously, even with ``async_save=True``, so
         the checkpoint is on disk when ``save`` returns.
         """
-        s = _check_step(step)
-        self._raise_finished()
+        s = check_step(step)
+        self._writer.raise_finished()
         signals = self._signals_seen
         preempt = signals > self._signals_saved
         preempt, force = self._coord.agree_save(s, preempt, force)  # a signal on any rank: every rank saves
@@ -730,42 +431,11 @@ class CheckpointManager:
             return True
         self.wait()
         meta = check_metadata(metadata)
-        staged = self._capture(state)
+        helper = self._writer.start_helper if self._threads >= 2 else None
+        staged = capture(state, self._style, self._staging, helper)
         path = self.path(s)
-        _register_exit_hooks()  # before a save can be in flight
-        fut = self._executor().submit(self._write, s, path, staged, meta)
-        self._inflight = _InFlight(fut, s, path)
+        self._writer.submit(s, path, lambda: self._write(s, path, staged, meta))
         return True
-
-    def _executor(self) -> ThreadPoolExecutor:
-        """The manager's two threads: the background writer, and a helper for copies (never busy at once)."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ndckpt-manager")
-        return self._pool
-
-    def _capture(self, state: Any) -> dict[str, Any]:
-        """Copy ``state`` into staging memory; return the staged tree (validated like ndckpt.save)."""
-        items, groups = flatten_tree(state)
-        # Python values and numpy scalars are snapshotted by encoding them now (a list the caller
-        # mutates after save returns must not change what is written) and decoding a fresh copy.
-        values = [(p, _decode_value(_encode_value(v, f"value {'/'.join(p)!r}"), "")) for p, v in items if _is_value(v)]
-        arrays = [(path, as_array(path, v)) for path, v in items if not _is_value(v)]
-        resolve_styles(self._style, ["/".join(p) for p, _ in arrays], {"/".join(p) for p, _ in values})
-        specs: list[_Spec] = [(a.dtype, tuple(int(n) for n in a.shape), _order_of(a)) for _, a in arrays]
-        views = self._staging.views(specs)
-        pairs = [(v, a, spec[2]) for v, (_, a), spec in zip(views, arrays, specs, strict=True)]
-        total = sum(a.nbytes for _, a in arrays)
-        nparts = 2 if self._threads >= 2 and total >= _PARALLEL_COPY_MIN else 1
-        parts = _copy_pieces(pairs, nparts)
-        if nparts == 1:
-            _run_copies(parts[0])
-        else:
-            helper = self._executor().submit(_run_copies, parts[1])
-            try:
-                _run_copies(parts[0])
-            finally:
-                helper.result()
-        return _nest([(path, v) for (path, _), v in zip(arrays, views, strict=True)] + values, groups)
 
     def _write(self, step: int, path: Path, staged: dict[str, Any], metadata: Any) -> None:
         """Background job: write the staged state, then rotate."""
@@ -784,43 +454,11 @@ class CheckpointManager:
             return
 
         def rotate() -> None:
-            self._rotate_listed(just_written, self._scan())
+            assert self._keep is not None
+            victims = rotation_victims(self._files.scan(), self._keep, self._keep_every, just_written)
+            self._files.delete(victims, just_written)
 
         self._coord.root_call(rotate, "CheckpointManager rotation")  # the root deletes; everyone learns how it went
-
-    def _rotate_listed(self, just_written: int, have: list[int]) -> None:
-        assert self._keep is not None
-        keep = set(have[-self._keep :])
-        if self._keep_every is not None:
-            keep.update(s for s in have if s % self._keep_every == 0)
-        keep.add(just_written)
-        for s in have:
-            if s in keep:
-                continue
-            p = self._dir / _name(s)
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                raise CheckptIOError(
-                    e.errno,
-                    f"checkpoint step {just_written} was written, but deleting the old checkpoint "
-                    f"{str(p)!r} failed: {e.strerror}",
-                ) from e
-
-    def _raise_finished(self) -> None:
-        """Raise the error of a background save that has finished (clears it); never blocks."""
-        job = self._inflight
-        if job is not None and job.future.done():
-            self._finish(job)
-
-    def _finish(self, job: _InFlight) -> None:
-        exc = job.future.exception()  # blocks until the job is done
-        self._inflight = None
-        if exc is not None:
-            exc.add_note(f"(background save of step {job.step} to {str(job.path)!r})")
-            raise exc
 
     def wait(self) -> None:
         """Block until the save in flight (if any) is written; raise its error if it failed.
@@ -829,9 +467,7 @@ class CheckpointManager:
         After a failed save no file of it remains and the previous checkpoint
         is still the latest. Does nothing with ``async_save=False``.
         """
-        job = self._inflight
-        if job is not None:
-            self._finish(job)
+        self._writer.wait()
 
     def close(self) -> None:
         """Wait for the save in flight, stop the writer thread, free staging memory, restore signal handlers.
@@ -843,9 +479,7 @@ class CheckpointManager:
         try:
             self.wait()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
+            self._writer.shutdown()
             self._staging.release()
             self.restore_signal_handlers()
 
@@ -913,7 +547,7 @@ class CheckpointManager:
         """
         check_mmap(mmap)  # a bad mode is refused before any file is opened
         if step is not None:
-            s = _check_step(step)
+            s = check_step(step)
             have = self.steps()
             if s not in have:
                 raise CheckptIOError(
@@ -955,7 +589,7 @@ class CheckpointManager:
         Raises CheckptIOError if there is no such checkpoint and FormatError if
         its structure is corrupt.
         """
-        s = self.latest() if step is None else _check_step(step)
+        s = self.latest() if step is None else check_step(step)
         if s is None:
             raise CheckptIOError(errno.ENOENT, f"no complete checkpoint in {str(self._dir)!r}")
         with open_checkpoint(self.path(s)) as r:
@@ -976,10 +610,7 @@ class CheckpointManager:
         of other hosts on a shared file system are left alone. Called at
         construction; each :func:`ndckpt.save` also does this for its own target.
         """
-        try:
-            return _files.remove_stale_temps(self._dir, lambda stem: _NAME_RE.fullmatch(stem) is not None)
-        except OSError as e:
-            raise CheckptIOError(e.errno, f"cannot list {str(self._dir)!r}: {e.strerror}") from e
+        return self._files.remove_stale_temporaries()
 
     def install_signal_handlers(self, signals: Sequence[int] | None = None) -> None:
         """Make ``signals`` request a final checkpoint instead of killing the process.

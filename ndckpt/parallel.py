@@ -1,4 +1,4 @@
-"""Parallelism across frames, and the reusable staging memory that goes with it.
+"""Parallelism across frames, and the reusable scratch memory that goes with it.
 
 Frames are the unit of work: each task owns whole frames, never single 64 KiB
 chunks, so the executor's cost per task is paid once per frame, not once per
@@ -7,10 +7,13 @@ release the GIL, so threads scale. Pools are created per
 call and shut down before the call returns: no thread outlives a call, no
 global pool exists, and nothing breaks across ``os.fork()``.
 
-Staging buffers are page-aligned and kept in a small process-wide free list,
-because the first touch of fresh pages (a page fault each) can cost more than
-the copy into them (``benchmarks/bench_micro.py --case first_touch``). The list is
-bounded (``STAGING_KEEP`` bytes) and its lock is re-made in a forked child.
+Scratch buffers (a frame gathered from several arrays, compressed output, a
+frame read to be decoded or hashed) are page-aligned and kept in a small
+process-wide free list, :class:`ScratchPool`, because the first touch of fresh
+pages (a page fault each) can cost more than the copy into them
+(``benchmarks/bench_micro.py --case first_touch``). The list is bounded
+(``SCRATCH_KEEP`` bytes) and its lock is re-made in a forked child. (This is not
+the manager's *staging* copy of an asynchronous save: :mod:`ndckpt._staging`.)
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ from . import _platform
 from ._memory import aligned_empty
 from .errors import InvalidArgumentError
 
-__all__ = ["Staging", "aligned_empty", "resolve_threads", "run_all"]
+__all__ = ["ScratchPool", "aligned_empty", "resolve_threads", "run_all"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: Bytes of free staging buffers kept for reuse across calls.
-STAGING_KEEP = 128 << 20
+#: Bytes of free scratch buffers kept for reuse across calls.
+SCRATCH_KEEP = 128 << 20
 
 
 def resolve_threads(threads: int | None) -> int:
@@ -48,8 +51,12 @@ def resolve_threads(threads: int | None) -> int:
     return threads
 
 
-class Staging:
-    """Process-wide free list of page-aligned byte buffers, reused across calls."""
+class ScratchPool:
+    """Process-wide free list of page-aligned byte buffers, reused across calls (thread-safe).
+
+    A buffer from :meth:`get` is the caller's alone until it gives it back with
+    :meth:`put` (or drops it); its content is undefined when handed out.
+    """
 
     _lock = threading.Lock()
     _free: dict[int, list[np.ndarray[Any, np.dtype[np.uint8]]]] = {}  # noqa: RUF012
@@ -69,7 +76,7 @@ class Staging:
     def put(cls, buf: np.ndarray[Any, np.dtype[np.uint8]]) -> None:
         """Return a buffer from :meth:`get`; dropped when the free list is full."""
         with cls._lock:
-            if cls._kept + buf.nbytes <= STAGING_KEEP:
+            if cls._kept + buf.nbytes <= SCRATCH_KEEP:
                 cls._free.setdefault(buf.nbytes, []).append(buf)
                 cls._kept += buf.nbytes
 
@@ -78,7 +85,7 @@ class Staging:
         cls._lock = threading.Lock()
 
 
-_platform.at_fork_in_child(Staging._after_fork)
+_platform.at_fork_in_child(ScratchPool._after_fork)
 
 
 def run_all(fn: Callable[[T], None], items: list[T], threads: int) -> None:

@@ -24,7 +24,7 @@ from ndckpt.container import (
     MAGIC,
     RAW_ALIGN,
     RECORD,
-    STORED_RAW,
+    STORED_VERBATIM,
     SUPERBLOCK,
     TRAILER,
     VERSION,
@@ -207,9 +207,9 @@ def parse(data: bytes) -> Layout:
         if fr["style"] == 2:
             regions.append(Region("record", pos, pos + RECORD.size, fi))
             pos += RECORD.size
-            if n & STORED_RAW:
+            if n & STORED_VERBATIM:
                 verbatim.add(fi)
-                n &= ~STORED_RAW
+                n &= ~STORED_VERBATIM
         if off > pos:
             regions.append(Region("pad", pos, off, fi))
         regions.append(Region("data", off, off + n, fi))
@@ -249,7 +249,7 @@ def build(
     for fi, (s, data) in enumerate(zip(styles, stored, strict=True)):
         n = len(data) if claims is None else claims[fi]
         if s == 2 and fi in verbatim:
-            n |= STORED_RAW
+            n |= STORED_VERBATIM
         if s == 2:
             out += RECORD.pack(n, _lz4.xxh64(data))
         if s != 2 or fi in verbatim:
@@ -273,11 +273,19 @@ def write_small_frames(
     head. Errors are ``ndckpt.save``'s (a failed write raises CheckptIOError, whatever reached
     ``target`` stays there)."""
 
-    from ndckpt._backend import StreamSink
     from ndckpt.container.plan import prepare
+
+    write_prepared(target, prepare(arrays, style, metadata, frame_bytes), threads)
+
+
+def write_prepared(target: Any, prep: Any, threads: int = 1) -> None:
+    """Write a :class:`ndckpt.container.plan.Prepared` plan (made by ``prepare`` or
+    ``prepare_specs``, e.g. with blocks) into a writable binary file object, as ``save`` does.
+    The one place the tests call the container's writer directly."""
+    from ndckpt._backend import StreamSink
     from ndckpt.container.write import write_checkpoint
 
-    write_checkpoint(StreamSink(target, 1 << 20), prepare(arrays, style, metadata, frame_bytes), threads, None)
+    write_checkpoint(StreamSink(target, 1 << 20), prep, threads, None)
 
 
 def save_small_frames(arrays: Any, *, style: Any = "raw", frame_bytes: int = 1 << 16, metadata: Any = None) -> bytes:

@@ -32,7 +32,7 @@ import numpy as np
 MAGIC = b"\x93NDCKPT\n"
 END_MAGIC = b"NDCKEND\n"
 VERSION = 2
-STORED_RAW = 1 << 63
+STORED_VERBATIM = 1 << 63
 ALIGN = 4096
 CHUNK = 65536
 
@@ -192,7 +192,7 @@ class Spec:
             style = styles[fi] if fi < len(styles) else 1
             if style == 2:
                 data = self.stored.get(fi, buf if fi in self.verbatim else lz4_frame(buf))
-                n = len(data) | (STORED_RAW if fi in self.verbatim else 0)
+                n = len(data) | (STORED_VERBATIM if fi in self.verbatim else 0)
                 rn, rx = (self.record_patch or {}).get(fi, (None, None))
                 out += struct.pack("<QQ", n if rn is None else rn, xxh64(data) if rx is None else rx)
             else:
@@ -985,7 +985,7 @@ def m_lz4(rng: random.Random, s: Spec) -> str | None:
         s.verbatim.add(fi)
         s.stored[fi] = buf[:-1] if len(buf) > 1 else buf + b"\x00"
     elif how == "verbatim-bit-only":
-        s.record_patch = {fi: (len(frame) | STORED_RAW, None)}
+        s.record_patch = {fi: (len(frame) | STORED_VERBATIM, None)}
     elif how == "record-size":
         s.record_patch = {fi: (rng.choice([len(frame) + 1, len(frame) - 1, 1 << 62, 0]), None)}
     elif how == "record-hash":

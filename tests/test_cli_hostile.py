@@ -36,6 +36,8 @@ from hypothesis import strategies as st
 
 import ndckpt
 from ndckpt import cli
+from ndckpt._text import show
+from ndckpt.cli.names import npz_member
 
 #: Characters a hostile name is made of: terminal escapes, C0/C1 controls, DEL, bidi and other
 #: format characters, line separators, lone surrogates, path syntax, and ordinary text.
@@ -126,7 +128,7 @@ def with_paths(path: Path, paths: list[list[str]]) -> Path:
 
 @given(hostile_text(0, 30))
 def test_show_is_printable_and_keeps_printable_text(s: str) -> None:
-    shown = cli._show(s)
+    shown = show(s)
     assert shown.isprintable()
     shown.encode("utf-8")  # no lone surrogate survives
     if s.isprintable():
@@ -134,9 +136,9 @@ def test_show_is_printable_and_keeps_printable_text(s: str) -> None:
 
 
 def test_show_escapes_like_repr() -> None:
-    assert cli._show("a\x1b]0;pwned\x07b") == "a\\x1b]0;pwned\\x07b"
-    assert cli._show("\x1b[2J\n\t\u202e\ud800\U000e0001") == "\\x1b[2J\\n\\t\\u202e\\ud800\\U000e0001"
-    assert cli._show("fields/u é €") == "fields/u é €"
+    assert show("a\x1b]0;pwned\x07b") == "a\\x1b]0;pwned\\x07b"
+    assert show("\x1b[2J\n\t\u202e\ud800\U000e0001") == "\\x1b[2J\\n\\t\\u202e\\ud800\\U000e0001"
+    assert show("fields/u é €") == "fields/u é €"
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -157,7 +159,7 @@ def test_info_never_prints_a_control_character(
     assert (code, err) == (0, "")
     assert printable(out), out
     for n in names:  # every name is listed, escaped
-        assert cli._show(n) in out
+        assert show(n) in out
     code, out, err = run_main(capsys, "info", "--json", str(p))
     assert (code, err) == (0, "")
     assert out.isascii()
@@ -233,7 +235,7 @@ def assert_safe_member(m: str) -> None:
 
 @given(st.lists(hostile_text(0, 10), min_size=1, max_size=4).map("/".join))
 def test_member_names_are_safe_distinct_and_decode_back(name: str) -> None:
-    m = cli.npz_member(name)
+    m = npz_member(name)
     assert_safe_member(m)
     assert unescape(m[: -len(".npy")]) == name  # decodable, hence distinct names stay distinct
     parts = name.split("/")
@@ -243,15 +245,15 @@ def test_member_names_are_safe_distinct_and_decode_back(name: str) -> None:
 
 
 def test_member_names_of_known_attacks() -> None:
-    assert cli.npz_member("../../../x") == "%2E%2E/%2E%2E/%2E%2E/x.npy"
-    assert cli.npz_member("/abs") == "%2Fabs.npy"
-    assert cli.npz_member("C:/win") == "C%3A/win.npy"
-    assert cli.npz_member("a\\..\\b") == "a%5C..%5Cb.npy"
-    assert cli.npz_member("a//b/") == "a%2F%2Fb%2F.npy"
-    assert cli.npz_member("n\x00ul") == "n%00ul.npy"
-    assert cli.npz_member("..") == "...npy"  # the suffix makes a last component safe
-    assert cli.npz_member("fields/u") == "fields/u.npy"
-    assert cli.npz_member("50%") == "50%25.npy"
+    assert npz_member("../../../x") == "%2E%2E/%2E%2E/%2E%2E/x.npy"
+    assert npz_member("/abs") == "%2Fabs.npy"
+    assert npz_member("C:/win") == "C%3A/win.npy"
+    assert npz_member("a\\..\\b") == "a%5C..%5Cb.npy"
+    assert npz_member("a//b/") == "a%2F%2Fb%2F.npy"
+    assert npz_member("n\x00ul") == "n%00ul.npy"
+    assert npz_member("..") == "...npy"  # the suffix makes a last component safe
+    assert npz_member("fields/u") == "fields/u.npy"
+    assert npz_member("50%") == "50%25.npy"
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -283,7 +285,7 @@ def test_convert_to_npz_writes_only_safe_members(
     assert sorted(unescape(m[:-4]) for m in members) == sorted(flat)
     with np.load(dst) as z, ndckpt.open(src) as rd:
         for name in flat:
-            assert z[cli.npz_member(name)[:-4]].tolist() == rd.get(name).tolist()
+            assert z[npz_member(name)[:-4]].tolist() == rd.get(name).tolist()
 
 
 def test_zip_slip_names_are_contained_when_extracted(tmp_path: Path) -> None:

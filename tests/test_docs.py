@@ -175,7 +175,7 @@ def _public_api() -> list[str]:
     import ndckpt
 
     objs: list[Any] = [getattr(ndckpt, n) for n in ndckpt.__all__ if n not in {"__version__", "errors"}]
-    mpi = ROOT / "ndckpt" / "mpi.py"
+    mpi = ROOT / "ndckpt" / "mpi" / "__init__.py"
     mpi_all = re.search(r"^__all__ = \[(.*?)\]", mpi.read_text(encoding="utf-8"), re.M | re.S)
     assert mpi_all is not None
     out = [f"ndckpt.mpi.{n}" for n in re.findall(r'"(\w+)"', mpi_all.group(1))]  # no mpi4py needed

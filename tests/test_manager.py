@@ -56,8 +56,10 @@ from hypothesis import strategies as st
 
 import ndckpt
 from ndckpt import CheckpointManager, CheckptIOError, FormatError, InvalidArgumentError, _backend, _files
+from ndckpt._ckptdir import rotation_victims
+from ndckpt._staging import copy_pieces, run_copies
 from ndckpt.demo import GrayScott
-from ndckpt.manager import CorruptCheckpointWarning, _copy_pieces, _run_copies
+from ndckpt.manager import CorruptCheckpointWarning
 
 # ----------------------------------------------------------------------------------------------
 # Helpers
@@ -264,6 +266,24 @@ def test_rotation_never_deletes_the_checkpoint_just_written(tmp_path: Path) -> N
     assert mgr.steps() == [30, 40]
 
 
+@given(
+    have=st.lists(st.integers(0, 60), max_size=20),
+    keep=st.integers(1, 6),
+    keep_every=st.one_of(st.none(), st.integers(1, 15)),
+    just_written=st.integers(-1, 60),
+)
+def test_rotation_policy_keeps_exactly_the_newest_the_permanent_and_the_one_just_written(
+    have: list[int], keep: int, keep_every: int | None, just_written: int
+) -> None:
+    victims = rotation_victims(have, keep, keep_every, just_written)
+    steps = sorted(set(have))
+    assert victims == sorted(victims)
+    assert set(victims) <= set(steps)
+    for s in steps:
+        protected = s in steps[-keep:] or s == just_written or (keep_every is not None and s % keep_every == 0)
+        assert (s in victims) == (not protected), s
+
+
 # ----------------------------------------------------------------------------------------------
 # Listing and restore
 # ----------------------------------------------------------------------------------------------
@@ -444,7 +464,7 @@ def test_copy_pieces_cover_every_byte_once_in_balanced_parts(sizes: list[int], n
     rng = np.random.default_rng(len(sizes))
     srcs = [rng.integers(0, 256, n, dtype=np.uint8) for n in sizes]
     dsts = [np.zeros(n, np.uint8) for n in sizes]
-    parts = _copy_pieces([(d, s, "C") for d, s in zip(dsts, srcs, strict=True)], nparts)
+    parts = copy_pieces([(d, s, "C") for d, s in zip(dsts, srcs, strict=True)], nparts)
     assert len(parts) == nparts
     total = sum(sizes)
     share = -(-total // nparts)
@@ -455,7 +475,7 @@ def test_copy_pieces_cover_every_byte_once_in_balanced_parts(sizes: list[int], n
         if any(per_part[k + 1 :]):
             assert per_part[k] > share - 4096
     for p in parts:
-        _run_copies(p)
+        run_copies(p)
     for d, s in zip(dsts, srcs, strict=True):
         assert np.array_equal(d, s)
 
@@ -554,7 +574,7 @@ def test_disk_full_in_the_background_surfaces_at_the_next_save(tmp_path: Path, f
     mgr = CheckpointManager(tmp_path, async_save=True, every=2)
     faulty_os.fail_after = 1000
     assert mgr.save(2, small_state(2))
-    job = mgr._inflight
+    job = mgr._writer.inflight
     assert job is not None
     concurrent.futures.wait([job.future], timeout=60)
     with pytest.raises(CheckptIOError) as ei:
@@ -613,7 +633,7 @@ def test_interpreter_exit_finishes_the_save_in_flight(tmp_path: Path) -> None:
         "_backend.os = Slow()\n"
         "mgr = CheckpointManager(sys.argv[1], async_save=True)\n"
         "mgr.save(1, {'a': np.full(1 << 20, 3.0)})\n"
-        "print('in flight' if not mgr._inflight.future.done() else 'already done')\n"
+        "print('in flight' if not mgr._writer.inflight.future.done() else 'already done')\n"
     )
     r = run_python(code, str(tmp_path))
     assert r.returncode == 0, r.stderr
@@ -712,7 +732,7 @@ def test_interpreter_exit_finishes_the_saves_in_flight_of_every_manager(tmp_path
         "first.save(1, state(1.0))\n"
         "second = CheckpointManager(sys.argv[1] + '/b', async_save=True, threads=2)\n"
         "second.save(2, state(2.0))\n"
-        "print('in flight' if not second._inflight.future.done() else 'already done')\n"
+        "print('in flight' if not second._writer.inflight.future.done() else 'already done')\n"
     )
     r = run_python(code, str(tmp_path))
     assert r.returncode == 0, r.stderr

@@ -11,6 +11,7 @@ wrote). 3 ranks on 2 cores is fine: ndckpt.mpi polls with sleeps.
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import re
@@ -30,7 +31,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ndckpt
-from ndckpt import CheckpointManager, FormatError
+from ndckpt import CheckpointManager, FormatError, FrameStyle
 
 SCRIPTS = Path(__file__).parent / "mpi_scripts"
 
@@ -191,6 +192,50 @@ def test_subfiled_checkpoint_is_an_index_and_ordinary_subfiles(
         assert common.same(rebuilt, common.global_arrays()[name]), name
 
 
+def _stored_bytes(spec: Any, value: np.ndarray) -> np.ndarray:
+    """An array's stored bytes as format §2.2 defines them: in its order, or, for a global
+    array stored as blocks, each block's C-order bytes in block order."""
+    if spec.blocks is None:
+        return np.frombuffer(value.tobytes(order=spec.order), np.uint8)
+    return np.frombuffer(b"".join(value[common.region(st, sh)].tobytes() for st, sh in spec.blocks), np.uint8)
+
+
+@needs_mpi
+@pytest.mark.parametrize("writers", [1, 2, 3])
+def test_files_of_every_rank_count_are_what_the_sequential_writer_writes(
+    written: tuple[Path, dict[int, Run]], writers: int
+) -> None:
+    """One writer of the byte layout: the head of a file written by ``writers`` ranks, planned by
+    them, written again by ndckpt.save's sequential writer (container.write.write_checkpoint)
+    from the arrays loaded back, gives the same bytes; so do its subfiles. (The files of
+    different rank counts differ: the decomposition is part of the content, docs/mpi.md.)"""
+    from ndckpt._backend import StreamSink
+    from ndckpt.container.layout import parse_layout
+    from ndckpt.container.plan import Prepared
+    from ndckpt.container.spec import SUPERBLOCK
+    from ndckpt.container.write import write_checkpoint
+
+    d, _ = written
+    desc = ndckpt.open(d / f"w{writers}-sub.ndckpt").metadata["ndckpt.mpi.subfiles"]
+    files = [d / f"w{writers}.ndckpt", *(d / name for name in desc["files"])]
+    for path in files:
+        data = path.read_bytes()
+        lay = parse_layout(memoryview(data))
+        head_json = data[SUPERBLOCK.size : lay.head_end]
+        assert lay.head.to_json() == head_json  # canonical: the same head gives the same bytes
+        values = common.flat(ndckpt.load(path))
+        array_bytes = [_stored_bytes(a, np.asarray(values[a.name])) for a in lay.head.arrays]
+        for threads in (1, 3):
+            again = io.BytesIO()
+            write_checkpoint(
+                StreamSink(again, 1 << 20), Prepared(lay.head, list(array_bytes), head_json), threads, None
+            )
+            assert again.getvalue() == data, (path.name, threads)
+    frames = {fi: f.style for fi, f in enumerate(parse_layout(memoryview(files[0].read_bytes())).head.frames)}
+    assert FrameStyle.LZ4 in frames.values()
+    assert FrameStyle.RAW in frames.values()
+
+
 @needs_mpi
 @pytest.mark.parametrize("readers", [1, 2, 3])
 def test_read_back_on_any_rank_count(written: tuple[Path, dict[int, Run]], readers: int) -> None:
@@ -271,6 +316,7 @@ _SCENARIOS = {
     "metadata": "InvalidArgumentError",
     "style": "InvalidArgumentError",
     "subfiles": "InvalidArgumentError",
+    "head-too-large": "InvalidArgumentError",
     "write-fails": "CheckptIOError",
     "index-fails": "CheckptIOError",
     "encode-fails": "CompressionError",

@@ -173,10 +173,10 @@ def test_load_opens_no_file_outside_the_index_form(tmp_path: Path, entry: str) -
     desc = {"files": [entry], "nranks": 1, "rank_file": [0], "private": ["x"], "global": []}
     index = d / "t.ndckpt"
     ndckpt.save(index, {}, metadata={INDEX_KEY: desc})
-    from ndckpt import mpi
+    from ndckpt.mpi._loading import load_local
 
     with pytest.raises(FormatError, match="subfile index lists"):
-        mpi._load_local(0, 1, index, None, None)
+        load_local(0, 1, index, None, None)
 
 
 @needs_mpi

@@ -310,12 +310,12 @@ def test_manager_restores_values_and_snapshots_them_at_save(tmp_path: Path) -> N
 
 
 def test_mpi_save_refuses_values_clearly() -> None:
-    from ndckpt.mpi import _describe
+    from ndckpt.mpi._inputs import describe
 
     for v, kind in ((3, "int"), (np.float32(1), "float32"), ([1], "list")):
         want = rf"'x': ndckpt.mpi.save stores numpy arrays and Blocks only, got {kind}"
         with pytest.raises(InvalidArgumentError, match=want):
-            _describe(0, "/nonexistent/x.ndckpt", {"x": v}, "raw", None, None)
+            describe(0, "/nonexistent/x.ndckpt", {"x": v}, "raw", None, None)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from ndckpt.container import (
     INDEX_DTYPE,
     RAW_ALIGN,
     RECORD,
-    STORED_RAW,
+    STORED_VERBATIM,
     SUPERBLOCK,
     TRAILER,
     VERSION,
@@ -244,7 +244,7 @@ def test_every_reader_returns_the_saved_arrays(
         rec, dat = lay.find("record", fi), lay.find("data", fi)
         assert dat.start == align_up(rec.end, RAW_ALIGN)
         assert data[rec.end : dat.start] == bytes(dat.start - rec.end)
-        assert RECORD.unpack_from(data, rec.start)[0] == lay.head["frames"][fi]["nbytes"] | STORED_RAW
+        assert RECORD.unpack_from(data, rec.start)[0] == lay.head["frames"][fi]["nbytes"] | STORED_VERBATIM
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "s.ndckpt"
         path.write_bytes(data)
@@ -349,7 +349,7 @@ def test_verbatim_record_with_bit_63_cleared(mixed_file: tuple[Path, dict[str, A
     rec, dat = lay.find("record", fi), lay.find("data", fi)
     n = dat.end - dat.start
     stored, _ = RECORD.unpack_from(data, rec.start)
-    assert stored == n | STORED_RAW
+    assert stored == n | STORED_VERBATIM
     cleared = bytearray(data)
     struct.pack_into("<Q", cleared, rec.start, n)
     for name in ("load(bytes)", "load(pipe)"):
@@ -600,8 +600,8 @@ def _hostile() -> dict[str, bytes]:
         "verbatim data 1 byte long": build(lay.head, [raw0, plain1 + b"\0"], verbatim={1}),
         "compressed bytes with bit 63": build(lay.head, [raw0, lz4_frame(plain1)], verbatim={1}),
         "plain bytes without bit 63": build(lay.head, [raw0, plain1]),
-        "bit 63 in a RAW frame's index entry": _index_or(data, 0, STORED_RAW),
-        "bit 63 in the index only": _index_or(build(lay.head, [raw0, lz4_frame(plain1)]), 1, STORED_RAW),
+        "bit 63 in a RAW frame's index entry": _index_or(data, 0, STORED_VERBATIM),
+        "bit 63 in the index only": _index_or(build(lay.head, [raw0, lz4_frame(plain1)]), 1, STORED_VERBATIM),
         "bit 62 with bit 63": _record_and_index_or(data, 1, 1 << 62),
         "bit 40 with bit 63": _record_and_index_or(data, 1, 1 << 40),
         "head RAW, file verbatim LZ4": build(head_raw, [raw0, plain1], styles=[1, 2], verbatim={1}),

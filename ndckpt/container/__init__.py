@@ -7,9 +7,10 @@ One module per job, each importing only those before it:
 - :mod:`.head`: ArraySpec, FrameSpec, Head, and the strict parse of the head;
 - :mod:`.plan`: arrays in, a plan out (validation, styles, frames);
 - :mod:`.layout`: bytes in, a validated Layout out (the one layout validator);
-- :mod:`.source`: a file's bytes (mapping and fd) for the random-access readers;
-- :mod:`.write`: a plan in, bytes out (the one writer);
+- :mod:`.mapped`: a file's bytes (mapping and fd) for the random-access readers;
+- :mod:`.write`: a plan in, bytes out (the one writer, sequential and positional);
 - :mod:`.read`: a Layout and a source in, arrays out;
+- :mod:`.summary`: a Layout in, sizes, rows and listings for people out;
 - :mod:`.stream`: the one-pass reader of streams, built on layout and read.
 
 This package's namespace re-exports the spec, the codecs and the head, as the former
@@ -56,7 +57,7 @@ from .spec import (
     RAW_ALIGN,
     RAW_FALLBACK_SHIFT,
     RECORD,
-    STORED_RAW,
+    STORED_VERBATIM,
     SUPERBLOCK,
     TRAILER,
     VALUE_DEPTH_MAX,
@@ -88,7 +89,7 @@ __all__ = [
     "RAW_ALIGN",
     "RAW_FALLBACK_SHIFT",
     "RECORD",
-    "STORED_RAW",
+    "STORED_VERBATIM",
     "SUPERBLOCK",
     "TRAILER",
     "VALUE_DEPTH_MAX",

@@ -29,7 +29,7 @@ from .spec import (
     MAGIC,
     RAW_ALIGN,
     RECORD,
-    STORED_RAW,
+    STORED_VERBATIM,
     SUPERBLOCK,
     TRAILER,
     VERSION,
@@ -152,14 +152,14 @@ class Layout:
 
     def set_stored(self, fi: int, n: int) -> None:
         """Record frame ``fi``'s stored_nbytes as found in its record or index entry."""
-        raw = bool(n & STORED_RAW)
-        self.stored[fi] = n & ~STORED_RAW
-        self.verbatim[fi] = raw or self.head.frames[fi].style == FrameStyle.RAW
+        flagged = bool(n & STORED_VERBATIM)
+        self.stored[fi] = n & ~STORED_VERBATIM
+        self.verbatim[fi] = flagged or self.head.frames[fi].style == FrameStyle.RAW
 
     def index_value(self, fi: int) -> int:
         """Frame ``fi``'s stored_nbytes as written in its record and the index."""
-        raw_lz4 = self.verbatim[fi] and self.head.frames[fi].style == FrameStyle.LZ4
-        return self.stored[fi] | STORED_RAW if raw_lz4 else self.stored[fi]
+        verbatim_lz4 = self.verbatim[fi] and self.head.frames[fi].style == FrameStyle.LZ4
+        return self.stored[fi] | STORED_VERBATIM if verbatim_lz4 else self.stored[fi]
 
     def _place(self) -> None:
         """Compute file_start for arrays whose parts are contiguous in the file (needs offsets)."""
@@ -198,12 +198,14 @@ def check_frame_sizes(head: Head, fi: int, stored: int) -> None:
     """Check a record's or index entry's stored_nbytes (bit 63 included) against the head."""
     f = head.frames[fi]
     if f.style == FrameStyle.RAW and stored != f.nbytes:
-        flag = " (with the stored-verbatim bit, which only LZ4 frames may have)" if stored & STORED_RAW else ""
-        raise FormatError(f"frame {fi}: RAW frame stores {stored & ~STORED_RAW} bytes{flag}, the head says {f.nbytes}")
+        flag = " (with the stored-verbatim bit, which only LZ4 frames may have)" if stored & STORED_VERBATIM else ""
+        raise FormatError(
+            f"frame {fi}: RAW frame stores {stored & ~STORED_VERBATIM} bytes{flag}, the head says {f.nbytes}"
+        )
     if f.style == FrameStyle.LZ4:
-        if stored & STORED_RAW:
-            if stored & ~STORED_RAW != f.nbytes:
-                n = stored & ~STORED_RAW
+        if stored & STORED_VERBATIM:
+            if stored & ~STORED_VERBATIM != f.nbytes:
+                n = stored & ~STORED_VERBATIM
                 raise FormatError(f"frame {fi}: LZ4 frame stored verbatim in {n} bytes, the head says {f.nbytes}")
         elif not (stored <= stored_bound(f) and f.nbytes <= lz4_decoded_max(stored)):
             raise FormatError(f"frame {fi}: LZ4 frame of {f.nbytes} bytes cannot be stored in {stored} bytes")
@@ -244,7 +246,7 @@ def data_offset(pos: int, style: FrameStyle, stored: int) -> int:
     """
     if style == FrameStyle.LZ4:
         pos += RECORD.size
-        return align_up(pos, RAW_ALIGN) if stored & STORED_RAW else pos
+        return align_up(pos, RAW_ALIGN) if stored & STORED_VERBATIM else pos
     return align_up(pos, RAW_ALIGN)
 
 
@@ -325,9 +327,9 @@ def parse_layout(region: memoryview) -> Layout:
         if offsets[fi] != pos:
             raise FormatError(f"frame {fi}: index says offset {offsets[fi]}, the layout gives {pos}")
         check_frame_sizes(head, fi, stored[fi])
-        pos += stored[fi] & ~STORED_RAW
+        pos += stored[fi] & ~STORED_VERBATIM
         if pos > io:
-            n = stored[fi] & ~STORED_RAW
+            n = stored[fi] & ~STORED_VERBATIM
             raise FormatError(f"frame {fi} at offset {offsets[fi]}: {n} bytes run past the index")
     if pos != io:
         raise FormatError(f"{io - pos} unexplained bytes before the index at offset {io}")
@@ -346,5 +348,5 @@ def frame_offsets(head_end: int, frames: list[FrameSpec], stored: list[int]) -> 
     for f, n in zip(frames, stored, strict=True):
         pos = data_offset(pos, f.style, n)
         offs.append(pos)
-        pos += n & ~STORED_RAW
+        pos += n & ~STORED_VERBATIM
     return offs, pos

@@ -3,8 +3,11 @@
 :func:`prepare` turns the mapping given to :func:`ndckpt.save` into a :class:`Prepared`
 (the head, its JSON, and the stored bytes of every array in storage order);
 :func:`prepare_specs` does the same for arrays described by the caller (global arrays stored
-as blocks, :mod:`ndckpt.mpi`). Both validate everything a reader would refuse, raising
+as blocks). Both validate everything a reader would refuse, raising
 InvalidArgumentError (or UnsupportedError for LZ4 without a library) before a byte is written.
+:func:`build_head` makes the head and its JSON for both and for :mod:`ndckpt.mpi`, which plans
+each rank's frames with :func:`plan` and joins them: the one place a head is built, checked
+and held to the size readers accept.
 Per-array code paths are kept to a few operations per array: states of tens of thousands of
 small arrays are common (``benchmarks/peers.py``, its ``many_small`` dataset).
 
@@ -57,6 +60,7 @@ __all__ = [
     "StoredBytes",
     "StridedBytes",
     "as_array",
+    "build_head",
     "bytes_of",
     "check_metadata",
     "flat_names",
@@ -70,10 +74,10 @@ __all__ = [
 ]
 
 #: Uncompressed bytes per LZ4 frame (and per frame of packed small arrays). Frames are the unit
-#: of parallel work and of staging memory: 4 MiB keeps 2 threads busy from 8 MiB on and bounds
-#: a save's staging memory at a few frames.
+#: of parallel work and of scratch memory: 4 MiB keeps 2 threads busy from 8 MiB on and bounds
+#: a save's scratch memory at a few frames.
 DEFAULT_FRAME_BYTES = 4 << 20
-#: Uncompressed bytes per RAW frame of a large array. RAW frames need no staging memory and their
+#: Uncompressed bytes per RAW frame of a large array. RAW frames need no scratch memory and their
 #: checksums are computed while they are written, and large copies are split across threads on
 #: load, so small RAW frames buy nothing; but every frame costs a head entry that each open
 #: parses, so large RAW arrays get few frames.
@@ -334,19 +338,19 @@ def check_metadata(metadata: Any) -> Any:
 class Prepared:
     """A checkpoint ready to be written: its head, the head's JSON, and every array's stored bytes.
 
-    ``sources[i]`` holds the stored bytes of ``head.arrays[i]``; they are the caller's arrays
+    ``array_bytes[i]`` holds the stored bytes of ``head.arrays[i]``; they are the caller's arrays
     (views, not copies) and must not change until the checkpoint is written.
     """
 
     head: Head
-    sources: list[StoredBytes]  # stored bytes per array, in storage order
+    array_bytes: list[StoredBytes]  # stored bytes per array, in storage order
     head_json: bytes
 
 
 def prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int, raw_frame_bytes: int | None = None) -> Prepared:
     items, groups = flatten_tree(arrays)
     specs: list[ArraySpec] = []
-    srcs: list[StoredBytes] = []
+    array_bytes: list[StoredBytes] = []
     values: list[tuple[tuple[str, ...], Any]] = []
     src: StoredBytes
     checked: set[np.dtype[Any]] = set()
@@ -361,25 +365,52 @@ def prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int, raw_frame_
             a = as_array(path, v, checked)
             src, order = stored_bytes(a)
         specs.append(new_spec(ArraySpec, (path, a.dtype, a.shape, order, None)))
-        srcs.append(src)
+        array_bytes.append(src)
     names = ["/".join(s.path) for s in specs] if values else ["/".join(p) for p, _ in items]
     styles = resolve_styles(style, names, {"/".join(p) for p, _ in values})
     meta = check_metadata(metadata)
-    prep = prepare_specs(specs, srcs, styles, groups, meta, frame_bytes, raw_frame_bytes, check=False)
-    if values:
-        prep.head.values = sorted(values, key=lambda e: e[0])
-        prep.head_json = prep.head.to_json()
-    if len(prep.head_json) > HEAD_MAX:
+    values.sort(key=lambda e: e[0])
+    return prepare_specs(
+        specs, array_bytes, styles, groups, meta, frame_bytes, raw_frame_bytes, check=False, values=values
+    )
+
+
+#: What :func:`build_head` tells a caller whose head is too large, by default (:func:`prepare`'s advice).
+_HEAD_ADVICE = "store large data as arrays, not as Python values or metadata"
+
+
+def build_head(
+    arrays: list[ArraySpec],
+    frames: list[FrameSpec],
+    groups: list[tuple[str, ...]],
+    metadata: Any,
+    values: list[tuple[tuple[str, ...], Any]] | None = None,
+    *,
+    check: bool = True,
+    advice: str = _HEAD_ADVICE,
+) -> tuple[Head, bytes]:
+    """The head of a planned file and its canonical JSON: the one place a writer's head is made.
+
+    ``arrays`` are in storage order, ``frames`` their plan (parts index ``arrays``), ``groups``
+    sorted, ``values`` the encoded Python-value leaves sorted by path. With ``check`` the head
+    is validated as a reader would (names, paths, blocks, tiling: FormatError), which callers
+    skip when their inputs were validated on the way in. A head larger than HEAD_MAX, which
+    readers refuse, raises InvalidArgumentError ending with ``advice``. Nothing is kept.
+    """
+    head = Head(arrays, frames, groups, metadata, values if values is not None else [])
+    if check:
+        head.check_tiling()
+    head_json = head.to_json()
+    if len(head_json) > HEAD_MAX:
         raise InvalidArgumentError(
-            f"the head would be {len(prep.head_json)} bytes, more than the {HEAD_MAX}-byte limit readers "
-            "accept: store large data as arrays, not as Python values or metadata"
+            f"the head would be {len(head_json)} bytes, more than the {HEAD_MAX}-byte limit readers accept: {advice}"
         )
-    return prep
+    return head, head_json
 
 
 def prepare_specs(
     specs: list[ArraySpec],
-    sources: list[StoredBytes],
+    array_bytes: list[StoredBytes],
     styles: list[FrameStyle],
     groups: list[tuple[str, ...]],
     metadata: Any,
@@ -387,16 +418,15 @@ def prepare_specs(
     raw_frame_bytes: int | None = DEFAULT_RAW_FRAME_BYTES,
     *,
     check: bool = True,
+    values: list[tuple[tuple[str, ...], Any]] | None = None,
 ) -> Prepared:
-    """Plan already-described arrays (``sources[i]`` holds the stored bytes of ``specs[i]``).
+    """Plan already-described arrays (``array_bytes[i]`` holds the stored bytes of ``specs[i]``).
 
     The building block for writers that describe arrays themselves, such as
-    global arrays stored as blocks (:mod:`ndckpt.mpi`). With ``check`` the
-    head is validated as a reader would (names, paths, blocks, tiling), which
-    :func:`save` skips: its inputs were validated on the way in.
+    global arrays stored as blocks. ``check`` and ``values`` are as in
+    :func:`build_head` (:func:`prepare` skips the check: its inputs were
+    validated on the way in). InvalidArgumentError for a head readers would refuse.
     """
     perm, frames = plan(specs, styles, frame_bytes, raw_frame_bytes)
-    head = Head([specs[i] for i in perm], frames, sorted(groups), metadata)
-    if check:
-        head.check_tiling()
-    return Prepared(head, [sources[i] for i in perm], head.to_json())
+    head, head_json = build_head([specs[i] for i in perm], frames, sorted(groups), metadata, values, check=check)
+    return Prepared(head, [array_bytes[i] for i in perm], head_json)

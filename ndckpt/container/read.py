@@ -1,7 +1,7 @@
 """A layout and a source in, arrays out: views, copies and decodes, regions, blocks, nesting.
 
 :class:`Loader` materialises the arrays of a validated :class:`~ndckpt.container.layout.Layout`
-from a :class:`~ndckpt.container.source.FileRegion`: zero-copy views of the mapping (RAW),
+from a :class:`~ndckpt.container.mapped.FileRegion`: zero-copy views of the mapping (RAW),
 copies read with ``pread``, LZ4 decodes, in parallel over frames; :meth:`Loader.read_region`
 reads part of an array; :func:`verify_frames` checks every frame of a file. The helpers
 (:func:`new_array`, :func:`check_out`, :func:`decode_lz4`, :func:`verify_hash`,
@@ -24,11 +24,11 @@ from .._codec import give_back_decoder, take_decoder
 from .._memory import aligned_empty, buffer_view
 from ..errors import CheckptError, CheckptIOError, FormatError, InvalidArgumentError
 from ..format import FrameStyle
-from ..parallel import Progress, ProgressCallback, Staging, run_all
+from ..parallel import Progress, ProgressCallback, ScratchPool, run_all
 from .head import ArraySpec, Head, Part, block_offsets, stored_bound
 from .layout import MANY_ARRAYS, Layout, parse_layout
+from .mapped import FileRegion
 from .plan import bytes_of
-from .source import FileRegion
 
 __all__ = [
     "COW_MIN",
@@ -199,7 +199,10 @@ class Loader:
                     # The whole frame is read once: into the destination, or (packed, or an LZ4
                     # frame stored verbatim that must be checked) into a buffer the parts come from.
                     into = todo[0][3] if whole and fi not in keep else None
-                    buf = into if into is not None else aligned_empty(f.nbytes) if fi in keep else Staging.get(f.nbytes)
+                    if into is not None:
+                        buf = into
+                    else:
+                        buf = aligned_empty(f.nbytes) if fi in keep else ScratchPool.get(f.nbytes)
                     try:
                         self.src.read(buf, off)
                         if check(fi):
@@ -209,7 +212,7 @@ class Loader:
                                 part_dst[:] = buf[p.at + lo - p.start : p.at + hi - p.start]
                     finally:
                         if into is None and fi not in keep:
-                            Staging.put(buf)
+                            ScratchPool.put(buf)
                     if fi in keep:
                         kept[fi] = buf
                 else:
@@ -223,9 +226,9 @@ class Loader:
                 n = lay.stored[fi]
                 if self.src.fd is not None:
                     # Read, not mapped: a file truncated under an open reader must raise, not SIGBUS.
-                    # Staging is keyed by the frame's bound (the same for every full frame), not by its
+                    # ScratchPool is keyed by the frame's bound (the same for every full frame), not by its
                     # compressed size (different for every frame), so the buffer is reused, not faulted in.
-                    stored_buf = Staging.get(stored_bound(f))
+                    stored_buf = ScratchPool.get(stored_bound(f))
                     self.src.read(stored_buf[:n], off)
                     stored = buffer_view(stored_buf[:n])
                 else:
@@ -245,7 +248,7 @@ class Loader:
                             kept[fi] = plain
                 finally:
                     if stored_buf is not None:
-                        Staging.put(stored_buf)
+                        ScratchPool.put(stored_buf)
             prog.advance(f.nbytes)
 
         # A whole large RAW frame is read in pieces by several threads, then checked if asked
@@ -629,8 +632,8 @@ def verify_frames(src: FileRegion, threads: int, progress: ProgressCallback | No
             if src.hash(off, n) != layout.xxh[fi]:
                 raise FormatError(f"{where}: checksum mismatch (the file is corrupt)")
             return
-        stored_buf = Staging.get(stored_bound(f)) if src.fd is not None else None
-        scratch = Staging.get(f.nbytes)
+        stored_buf = ScratchPool.get(stored_bound(f)) if src.fd is not None else None
+        scratch = ScratchPool.get(f.nbytes)
         try:
             if stored_buf is not None:
                 src.read(stored_buf[:n], off)
@@ -640,9 +643,9 @@ def verify_frames(src: FileRegion, threads: int, progress: ProgressCallback | No
             verify_hash(stored, layout.xxh[fi], where)
             decode_lz4(stored, scratch, where)
         finally:
-            Staging.put(scratch)
+            ScratchPool.put(scratch)
             if stored_buf is not None:
-                Staging.put(stored_buf)
+                ScratchPool.put(stored_buf)
 
     prog = Progress(progress, sum(f.nbytes for f in layout.head.frames))
 

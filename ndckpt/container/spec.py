@@ -20,7 +20,7 @@ __all__ = [
     "PART_ALIGN",
     "RAW_ALIGN",
     "RECORD",
-    "STORED_RAW",
+    "STORED_VERBATIM",
     "SUPERBLOCK",
     "TRAILER",
     "VERSION",
@@ -39,7 +39,7 @@ TRAILER: Final = struct.Struct("<QQQQII8s")
 #: stored_nbytes, xxh64 -- written before every LZ4 data frame
 RECORD: Final = struct.Struct("<QQ")
 #: Bit of a record's (and the index's) stored_nbytes that marks an LZ4 frame stored verbatim.
-STORED_RAW: Final = 1 << 63
+STORED_VERBATIM: Final = 1 << 63
 #: An LZ4 frame is stored verbatim when compression saves less than nbytes >> this.
 RAW_FALLBACK_SHIFT: Final = 5
 INDEX_DTYPE: Final = np.dtype([("offset", "<u8"), ("stored", "<u8"), ("xxh64", "<u8")])

@@ -31,7 +31,7 @@ from ..parallel import Progress, ProgressCallback
 from .head import Head
 from .layout import Layout, check_frame_sizes, data_offset, parse_head, parse_index, parse_superblock, parse_trailer
 from .read import Where, check_out, decode_lz4, flatten_out, nest, new_array, scatter_blocks, verify_hash, where_text
-from .spec import INDEX_DTYPE, RAW_ALIGN, RECORD, STORED_RAW, SUPERBLOCK, TRAILER
+from .spec import INDEX_DTYPE, RAW_ALIGN, RECORD, STORED_VERBATIM, SUPERBLOCK, TRAILER
 
 __all__ = ["load_stream"]
 
@@ -51,8 +51,8 @@ def _read(rs: Restore, buf: Any, what: Where) -> None:
         raise type(e)(f"{where_text(what)}: {e}") from e
 
 
-class _Scratch:
-    """A reusable read buffer that grows only with bytes that actually arrived."""
+class _ReadBuffer:
+    """The stream reader's reusable input buffer: it grows only with bytes that actually arrived."""
 
     def __init__(self) -> None:
         self.buf = aligned_empty(RAW_ALIGN)
@@ -143,8 +143,8 @@ def load_stream(
     sb = bytearray(SUPERBLOCK.size)
     _read(rs, sb, "superblock")
     hn, hx = parse_superblock(sb)
-    scratch = _Scratch()
-    head = parse_head(buffer_view(scratch.read(rs, hn, f"head at offset {SUPERBLOCK.size}")), hx)
+    inbuf = _ReadBuffer()
+    head = parse_head(buffer_view(inbuf.read(rs, hn, f"head at offset {SUPERBLOCK.size}")), hx)
     if check_head is not None:
         check_head(head)
     nfr = len(head.frames)
@@ -169,11 +169,11 @@ def load_stream(
             stored, x = RECORD.unpack(rec)
             check_frame_sizes(head, fi, stored)
             data_at = data_offset(pos, FrameStyle.LZ4, stored)
-            if stored & STORED_RAW:  # stored verbatim: a pad, then the frame as RAW, checked as LZ4
-                _skip_pad(rs, scratch, pos + RECORD.size, data_at, f"{where}: padding", check_pads)
+            if stored & STORED_VERBATIM:  # stored verbatim: a pad, then the frame as RAW, checked as LZ4
+                _skip_pad(rs, inbuf, pos + RECORD.size, data_at, f"{where}: padding", check_pads)
                 layout.offsets[fi], layout.xxh[fi] = data_at, x
                 layout.set_stored(fi, stored)
-                h = _read_plain(rs, scratch, layout, fi, dest, arrays, hash_it=verify is not False)
+                h = _read_plain(rs, inbuf, layout, fi, dest, arrays, hash_it=verify is not False)
                 if h is not None and h != x:
                     raise FormatError(f"{layout.where(fi)}: checksum mismatch (the stream is corrupt)")
                 hashes.append(x)  # the record's, compared with the index's at the end
@@ -181,17 +181,17 @@ def load_stream(
                 layout.offsets[fi], layout.xxh[fi] = data_at, x
                 layout.set_stored(fi, stored)
                 where = functools.partial(layout.where, fi)  # with the data offset and the arrays' names
-                data = scratch.read(rs, stored, where)
+                data = inbuf.read(rs, stored, where)
                 if verify is not False:
                     verify_hash(buffer_view(data), x, where)
                 hashes.append(x)
                 _place(head, fi, fr, data, dest, arrays, where, lz4=True)
         else:
             data_at = data_offset(pos, FrameStyle.RAW, fr.nbytes)
-            _skip_pad(rs, scratch, pos, data_at, f"{where}: padding", check_pads)
+            _skip_pad(rs, inbuf, pos, data_at, f"{where}: padding", check_pads)
             layout.offsets[fi] = data_at
             layout.set_stored(fi, fr.nbytes)
-            hashes.append(_read_plain(rs, scratch, layout, fi, dest, arrays, hash_it=bool(verify), prog=prog))
+            hashes.append(_read_plain(rs, inbuf, layout, fi, dest, arrays, hash_it=bool(verify), prog=prog))
             continue  # _read_plain reported the frame's bytes
         prog.advance(fr.nbytes)
     pos = rs.offset - base
@@ -231,18 +231,18 @@ def load_stream(
     return nest(head, arrays)
 
 
-def _skip_pad(rs: Restore, scratch: _Scratch, lo: int, hi: int, where: str, check_pads: bool) -> None:
+def _skip_pad(rs: Restore, inbuf: _ReadBuffer, lo: int, hi: int, where: str, check_pads: bool) -> None:
     """Read the zero pad at stream offsets ``[lo, hi)`` (:func:`.layout.data_offset` places it)."""
     pad = hi - lo
     if pad:
-        zeros = scratch.read(rs, pad, where)
+        zeros = inbuf.read(rs, pad, where)
         if check_pads and zeros.any():
             raise FormatError(f"{where}: non-zero padding before the frame (the stream is corrupt)")
 
 
 def _read_plain(
     rs: Restore,
-    scratch: _Scratch,
+    inbuf: _ReadBuffer,
     layout: Layout,
     fi: int,
     dest: dict[int, _Dest],
@@ -268,7 +268,7 @@ def _read_plain(
             if prog is not None:
                 prog.advance(n)
         return _lz4.xxh64(d.view(p0.start, p0.nbytes)) if hash_it else None
-    data = scratch.read(rs, fr.nbytes, where, fresh=True)
+    data = inbuf.read(rs, fr.nbytes, where, fresh=True)
     _place(head, fi, fr, data, dest, arrays, where, lz4=False)
     if prog is not None:
         prog.advance(fr.nbytes)

@@ -19,6 +19,7 @@ from mpi4py import MPI
 
 from ndckpt import CheckpointManager
 from ndckpt import mpi as nm
+from ndckpt.mpi import _writing as writing  # the module whose writes and encoder are replaced
 
 comm = MPI.COMM_WORLD
 rank, size = comm.Get_rank(), comm.Get_size()
@@ -41,7 +42,7 @@ def main(directory: str, victim: int, where: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
     if rank == victim and where == "write":
-        nm._write_at = die  # type: ignore[assignment]
+        writing.write_at = die  # type: ignore[assignment]
     if rank == victim and where == "rename":
         os.replace = die  # type: ignore[assignment]
     mgr.save(2, state(2))

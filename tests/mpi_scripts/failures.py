@@ -20,6 +20,8 @@ from mpi4py import MPI
 import ndckpt
 from ndckpt import errors
 from ndckpt import mpi as nm
+from ndckpt.container import plan
+from ndckpt.mpi import _writing as writing  # the module whose writes and encoder are replaced
 
 comm = MPI.COMM_WORLD
 rank, size = comm.Get_rank(), comm.Get_size()
@@ -113,15 +115,21 @@ def main(directory: str) -> None:
     scenario("style", inv, "style differs", path, style="lz4" if rank == 1 else "raw")(good())
     scenario("subfiles", inv, "subfiles", path, subfiles=4)(good())
 
+    # A head larger than readers accept: refused by the planner ndckpt.save uses, on every rank.
+    real_max = plan.HEAD_MAX
+    plan.HEAD_MAX = 64  # type: ignore[misc]
+    scenario("head-too-large", inv, "byte limit readers accept: too many arrays or blocks; use subfiles", path)(good())
+    plan.HEAD_MAX = real_max  # type: ignore[misc]
+
     # A rank raising while writing its frames (a disk-full error on rank 1).
-    real_write = nm._write_at
+    real_write = writing.write_at
 
     def full_disk(f: MPI.File, offset: int, buf: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device (injected)")
 
-    nm._write_at = full_disk if rank == 1 else real_write  # type: ignore[assignment]
+    writing.write_at = full_disk if rank == 1 else real_write  # type: ignore[assignment]
     scenario("write-fails", errors.CheckptIOError, "rank 1: ", path)(good())
-    nm._write_at = real_write  # type: ignore[assignment]
+    writing.write_at = real_write  # type: ignore[assignment]
 
     # Rank 0 failing to write the index and trailer, after every frame was written.
     def no_trailer(f: MPI.File, offset: int, buf: object) -> None:
@@ -129,19 +137,19 @@ def main(directory: str) -> None:
             raise OSError(errno.EIO, "I/O error (injected)")
         real_write(f, offset, buf)
 
-    nm._write_at = no_trailer if rank == 0 else real_write  # type: ignore[assignment]
+    writing.write_at = no_trailer if rank == 0 else real_write  # type: ignore[assignment]
     scenario("index-fails", errors.CheckptIOError, "rank 0: ", path)(good())
-    nm._write_at = real_write  # type: ignore[assignment]
+    writing.write_at = real_write  # type: ignore[assignment]
 
     # A rank raising while compressing (LZ4 frames are encoded before anything is written).
-    real_encode = nm.encode_frame
+    real_encode = writing.encode_frame
 
     def bad_encode(*args: object) -> object:
         raise errors.CompressionError("LZ4 failed (injected)")
 
-    nm.encode_frame = bad_encode if rank == 2 else real_encode  # type: ignore[assignment]
+    writing.encode_frame = bad_encode if rank == 2 else real_encode  # type: ignore[assignment]
     scenario("encode-fails", errors.CompressionError, "rank 2: ", path, style="lz4")(good())
-    nm.encode_frame = real_encode  # type: ignore[assignment]
+    writing.encode_frame = real_encode  # type: ignore[assignment]
 
     # The rename (rank 0) failing: every rank learns it.
     real_replace = os.replace
@@ -154,9 +162,9 @@ def main(directory: str) -> None:
     os.replace = real_replace
 
     # Subfiles: a rank of the second group failing leaves no subfile and no new index.
-    nm._write_at = full_disk if rank == 2 else real_write  # type: ignore[assignment]
+    writing.write_at = full_disk if rank == 2 else real_write  # type: ignore[assignment]
     scenario("subfile-fails", errors.CheckptIOError, "rank 2: ", path, subfiles=2)(good())
-    nm._write_at = real_write  # type: ignore[assignment]
+    writing.write_at = real_write  # type: ignore[assignment]
 
     # load: a rank asking for something that does not exist fails on every rank.
     try:

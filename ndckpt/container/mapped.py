@@ -13,7 +13,7 @@ import numpy as np
 from .. import _lz4, _platform
 from .._memory import buffer_view
 from ..errors import CheckptIOError, FormatError, InvalidArgumentError
-from ..parallel import Staging
+from ..parallel import ScratchPool
 
 __all__ = ["FileRegion", "map_path"]
 
@@ -61,14 +61,14 @@ class FileRegion:
         if self.fd is None:
             return _lz4.xxh64(self.region[off : off + n])
         h = _lz4.XXH64()
-        buf = Staging.get(min(n, _HASH_PIECE))
+        buf = ScratchPool.get(min(n, _HASH_PIECE))
         try:
             for a in range(0, n, _HASH_PIECE):
                 piece = buf[: min(_HASH_PIECE, n - a)]
                 self.read(piece, off + a)
                 h.update(piece)
         finally:
-            Staging.put(buf)
+            ScratchPool.put(buf)
         return h.digest()
 
     def private_map(self, lo: int, hi: int) -> tuple[memoryview, int]:
@@ -99,6 +99,13 @@ class FileRegion:
 
 
 def map_path(path: str | os.PathLike[str]) -> FileRegion:
+    """The regular file at ``path``, opened and mapped read-only; the result owns the fd (``close()``).
+
+    Raises CheckptIOError if it cannot be opened or mapped, InvalidArgumentError
+    for a directory or a file that is not regular (a FIFO or device is never
+    read: pass an open file object to stream it), FormatError for an empty
+    file. Nothing stays open after a failure.
+    """
     p = os.fspath(path)
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
