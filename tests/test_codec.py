@@ -216,7 +216,7 @@ def test_container_frames_are_fresh_writers_frames() -> None:
     prep = prepare(arrays, "lz4", None, 1 << 17)  # arrays above 32 KiB: a frame each, in path order
     assert len(prep.head.frames) == len(arrays)
     for fi, f in enumerate(prep.head.frames):
-        enc = encode_frame(f, fi, prep.sources)
+        enc = encode_frame(f, fi, prep.array_bytes)
         assert not enc.raw
         assert bytes(enc.data) == fresh_checkpt([bytes(arrays[f"a{fi}"])]), f"frame {fi}"
 
