@@ -3,6 +3,7 @@
 Run from the repository root::
 
     .venv/bin/python benchmarks/ab.py OLD_REV [--new PATH] [--rounds 7] [--size-mib 256]
+        [--workloads mixed,many,stream] [--clock wall|cpu] [--threads N]
 
 ``OLD_REV`` is any git revision of this repository (checked out into a temporary detached
 worktree, removed afterwards); ``--new`` is a source tree (default: this checkout, with its
@@ -11,12 +12,17 @@ each in a fresh child process with ``PYTHONPATH`` pointing at that version's tre
 the same machine state. The machine is shared and noisy: the script prints, per workload and
 operation, the best and the median time of each version and the ratios new/old (below 1 means
 the new version is faster), from the best times and as the median of per-round ratios.
+When other jobs share the cores, ``--clock cpu --threads 1`` (process CPU time of a
+single-threaded call) is steadier than wall time.
 
 Workloads (files in ``--dir``, default /dev/shm):
 
 - ``mixed``: ``--size-mib`` of float64 fields (RAW) and int64 counters (LZ4), saved to a path
   (fsync included) and loaded with ``mmap=False`` and with ``verify=True``;
 - ``many``: 20,000 small arrays (the per-array overhead), saved and loaded;
+- ``lz4many``: ``--size-mib`` of LZ4 int64 counters in arrays of 1 MiB + 64 B, each its own
+  frame (the per-LZ4-frame overhead: many frames of about 1 MiB);
+- ``lz4big``: ``--size-mib`` of LZ4 int64 counters in one array (4 MiB frames);
 - ``stream``: the mixed state saved to and loaded from a pipe-like stream (``io.BytesIO``);
 - ``engine``: the version's own ``benchmarks/bench_engine.py --size-mib 64 --repeat 3`` (frame
   engine against memcpy and python-lz4); one op per pair, the ndckpt best time, and a
@@ -52,27 +58,35 @@ import numpy as np
 import ndckpt
 
 kind, size_mib, where = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+clock = time.process_time if sys.argv[4] == "cpu" else time.perf_counter
+th = {"threads": int(sys.argv[5])} if sys.argv[5] else {}
 rng = np.random.default_rng(7)
 if kind in ("mixed", "stream"):
     n = size_mib * (1 << 20) // 16
     state = {"fields": {"u": rng.standard_normal(n // 2), "v": rng.standard_normal(n // 2)},
              "counts": np.cumsum(rng.integers(0, 3, n)).astype(np.int64), "step": 1000}
     style = {"counts": "lz4"}
+elif kind in ("lz4many", "lz4big"):
+    n = size_mib * (1 << 20) // 8
+    counts = np.cumsum(rng.integers(0, 3, n)).astype(np.int64)
+    per = ((1 << 20) + 64) // 8 if kind == "lz4many" else n
+    state = {f"c{i:05d}": counts[a : a + per] for i, a in enumerate(range(0, n, per))}
+    style = "lz4"
 else:
     state = {"g": {f"a{i:05d}": np.arange(i % 17, dtype=np.int32) for i in range(20000)}}
     style = "raw"
 t = {}
 if kind == "stream":
     f = io.BytesIO()
-    s = time.perf_counter(); ndckpt.save(f, state, style=style); t["save"] = time.perf_counter() - s
+    s = clock(); ndckpt.save(f, state, style=style, **th); t["save"] = clock() - s
     f.seek(0)
-    s = time.perf_counter(); ndckpt.load(f); t["load"] = time.perf_counter() - s
+    s = clock(); ndckpt.load(f, **th); t["load"] = clock() - s
 else:
     p = os.path.join(where, f"ab-{os.getpid()}.ndckpt")
     try:
-        s = time.perf_counter(); ndckpt.save(p, state, style=style); t["save"] = time.perf_counter() - s
-        s = time.perf_counter(); ndckpt.load(p, mmap=False); t["load"] = time.perf_counter() - s
-        s = time.perf_counter(); ndckpt.load(p, verify=True); t["load-verify"] = time.perf_counter() - s
+        s = clock(); ndckpt.save(p, state, style=style, **th); t["save"] = clock() - s
+        s = clock(); ndckpt.load(p, mmap=False, **th); t["load"] = clock() - s
+        s = clock(); ndckpt.load(p, verify=True, **th); t["load-verify"] = clock() - s
     finally:
         os.unlink(p)
 print(json.dumps({"version": ndckpt.__file__, "t": t}))
@@ -110,12 +124,12 @@ def run_suite(tree: Path, kind: str, tmp: str) -> dict[str, float]:
     return res
 
 
-def run_child(tree: Path, kind: str, size_mib: int, where: str) -> dict[str, float]:
+def run_child(tree: Path, kind: str, size_mib: int, where: str, clock: str = "wall", threads: int | None = None) -> dict[str, float]:
     if kind in ("engine", "peers"):
         return run_suite(tree, kind, where)
     env = {**os.environ, "PYTHONPATH": str(tree)}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, kind, str(size_mib), where],
+        [sys.executable, "-c", CHILD, kind, str(size_mib), where, clock, "" if threads is None else str(threads)],
         env=env,
         cwd=tempfile.gettempdir(),
         capture_output=True,
@@ -136,6 +150,10 @@ def main() -> int:
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--workloads", default="mixed,many,stream")
     ap.add_argument("--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
+    ap.add_argument(
+        "--clock", choices=("wall", "cpu"), default="wall", help="wall time, or process CPU time (steadier on a busy machine)"
+    )
+    ap.add_argument("--threads", type=int, default=None, help="threads= for save and load (default: theirs)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ab.json")
     args = ap.parse_args()
     kinds = [k for k in args.workloads.split(",") if k]
@@ -150,7 +168,7 @@ def main() -> int:
                     if r % 2:
                         order.reverse()
                     for label, tree in order:
-                        for op, sec in run_child(tree, kind, args.size_mib, args.dir).items():
+                        for op, sec in run_child(tree, kind, args.size_mib, args.dir, args.clock, args.threads).items():
                             times.setdefault((kind, op, label), []).append(sec)
                 print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         finally:

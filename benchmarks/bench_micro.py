@@ -23,9 +23,9 @@ and ``other / ours`` (above 1: ndckpt's choice is faster). Cases:
     ``ndckpt._lz4`` binds its per-chunk functions without ``argtypes``. Needs LZ4.
 ``address``
     The address of a writable buffer through ``ctypes.c_char.from_buffer`` (ours) against
-    numpy's ``ndarray.ctypes.data``, the path read-only buffers must take (``_backend._addr``).
+    numpy's ``ndarray.ctypes.data``, the path read-only buffers must take (``_memory.buffer_address``).
 ``copy``
-    A memoryview slice copy (ours below ``engine._SMALL_COPY`` bytes) against a
+    A memoryview slice copy (ours up to ``_codec.SMALL_COPY`` bytes) against a
     ``ctypes.memmove`` call, at sizes around the threshold: where a ctypes call starts to pay.
 ``alignment``
     A 4 MiB copy between page-aligned buffers (what ``ndckpt._memory.aligned_empty``
@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from ndckpt import _lz4, engine
+from ndckpt import _codec, _lz4, engine
 from ndckpt.format import FrameStyle, parse_style
 from ndckpt.parallel import aligned_empty
 
@@ -132,7 +132,7 @@ def case_copy(scale: int) -> list[tuple[str, int, Callable[[], Any], Callable[[]
     smv, dmv = memoryview(src), memoryview(dst)
     sa, da = int(src.ctypes.data), int(dst.ctypes.data)
     memmove = ctypes.memmove
-    for n in (256, 1024, engine._SMALL_COPY, 4 * engine._SMALL_COPY):
+    for n in (256, 1024, _codec.SMALL_COPY, 4 * _codec.SMALL_COPY):
 
         def ours(n: int = n) -> None:
             dmv[:n] = smv[:n]

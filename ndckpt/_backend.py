@@ -10,10 +10,12 @@ Two backends, chosen once when a Checkpt/Restore is made:
 - *mmio*: any contiguous buffer (bytearray, mmap, numpy array, np.memmap).
   Bounds are checked on every call and nothing is written past the region.
 
-Backends know nothing about LZ4: the engine asks a sink for a writable window
-(address and capacity) and commits what it wrote, and asks a source for a
-readable window. Errors are raised as :class:`~ndckpt.errors.CheckptIOError`;
-the engine turns them into a failed state.
+Backends know nothing about LZ4 (chunks and their 3-byte sizes are
+:mod:`ndckpt._codec`'s): a sink offers a writable *window* of its buffer and
+takes back how many bytes were written into it; a source offers a readable
+window of its buffer and is told how many bytes were used. Errors are raised as
+:class:`~ndckpt.errors.CheckptIOError`; the engine turns them into a failed
+state.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ._memory import aligned_empty
+from ._memory import aligned_empty, buffer_address
 from .errors import CheckptIOError, InvalidArgumentError
 
 __all__ = ["MmioSink", "MmioSource", "Sink", "Source", "StreamSink", "StreamSource", "as_bytes"]
@@ -32,8 +34,6 @@ __all__ = ["MmioSink", "MmioSource", "Sink", "Source", "StreamSink", "StreamSour
 #: RAW writes/reads at least this large bypass the stream buffer (one syscall, no copy).
 DIRECT_MIN = 1 << 16
 _memmove = ctypes.memmove
-_addressof = ctypes.addressof
-_c_char = ctypes.c_char
 
 
 def as_bytes(obj: Any, *, writable: bool, what: str) -> memoryview:
@@ -65,43 +65,47 @@ def as_bytes(obj: Any, *, writable: bool, what: str) -> memoryview:
     return mv
 
 
-def buffer_address(mv: memoryview) -> int:
-    """Address of the first byte of a contiguous memoryview (0 when empty).
-
-    Writable buffers go through ``ctypes.c_char.from_buffer``, the cheaper
-    path; read-only ones, which ctypes refuses to wrap, through numpy's
-    ``ndarray.ctypes``, which builds a helper object per call
-    (``benchmarks/bench_micro.py --case address`` times both).
-    """
-    if not mv.nbytes:
-        return 0
-    if not mv.readonly:
-        return _addressof(_c_char.from_buffer(mv))
-    return int(np.frombuffer(mv, dtype=np.uint8).ctypes.data)
-
-
 class Sink(Protocol):
-    """Where a Checkpt's bytes go. ``offset`` counts bytes accepted so far."""
+    """Where a Checkpt's bytes go. ``offset`` counts bytes accepted so far.
+
+    ``buf`` is the writable memory windows are cut from and ``base`` its address; both stay
+    the same for the sink's life. ``window(need)`` returns ``(pos, cap)``: the next output
+    bytes go to ``buf[pos : pos + cap]`` (a stream sink flushes first when fewer than
+    ``need`` bytes are free; a memory sink's ``cap`` is whatever is left, possibly less).
+    ``commit(n)`` makes the first ``n <= cap`` bytes written there part of the output; the
+    window is void after any other call.
+    """
 
     offset: int
+    buf: memoryview
+    base: int
 
     def write(self, mv: memoryview) -> None: ...
     def window(self, need: int) -> tuple[int, int]: ...
-    def commit_chunk(self, csz: int) -> None: ...
+    def commit(self, n: int) -> None: ...
     def flush(self) -> None: ...
 
 
 class Source(Protocol):
-    """Where a Restore's bytes come from. ``offset`` counts from the start of the checkpoint."""
+    """Where a Restore's bytes come from. ``offset`` counts from the start of the checkpoint.
+
+    ``buf`` is the memory windows are cut from and ``base`` its address; both stay the same
+    for the source's life. ``peek()`` returns ``(pos, avail)``: the unconsumed bytes at hand,
+    ``buf[pos : pos + avail]``, without any I/O. ``window(need)`` makes up to ``need`` bytes
+    contiguous and returns ``(pos, got)``, ``got < need`` only at the end of the input (a
+    stream source reads only as much as that takes). ``consume(n)`` moves past ``n`` bytes
+    of the window; positions are void after ``window``, ``readinto`` or ``seek``.
+    """
 
     offset: int
     size: int | None
+    buf: memoryview
+    base: int
 
     def readinto(self, mv: memoryview) -> None: ...
+    def peek(self) -> tuple[int, int]: ...
     def window(self, need: int) -> tuple[int, int]: ...
     def consume(self, n: int) -> None: ...
-    def header3(self) -> int: ...
-    def block(self, max_stored: int) -> tuple[int, int]: ...
     def seek(self, off: int) -> None: ...
 
 
@@ -111,9 +115,9 @@ class StreamSink:
     def __init__(self, f: Any, wbuf_size: int) -> None:
         self._fd: int | None = f if isinstance(f, int) else None
         self._f = None if isinstance(f, int) else f
-        self._buf = aligned_empty(wbuf_size)
-        self._base = buffer_address(self._buf.data)
-        self._mv = self._buf.data
+        self._arr = aligned_empty(wbuf_size)
+        self.buf: memoryview = self._arr.data
+        self.base = buffer_address(self.buf)
         self._cap = wbuf_size
         self._used = 0
         self.offset = 0
@@ -138,7 +142,7 @@ class StreamSink:
         if self._used:
             used, self._used = self._used, 0
             self.offset -= used  # _write_all counts flushed bytes back in
-            self._write_all(self._mv[:used])
+            self._write_all(self.buf[:used])
         if self._f is not None and hasattr(self._f, "flush"):
             try:
                 self._f.flush()
@@ -153,33 +157,31 @@ class StreamSink:
             return
         if self._cap - self._used < n:
             self.flush()
-        self._mv[self._used : self._used + n] = mv
+        self.buf[self._used : self._used + n] = mv
         self._used += n
         self.offset += n
 
     def window(self, need: int) -> tuple[int, int]:
+        """The free part of the write buffer, flushed first when less than ``need`` is free.
+
+        ``need`` must not exceed the buffer size.
+        """
         if self._cap - self._used < need:
             self.flush()
-        return self._base + self._used, self._cap - self._used
+        return self._used, self._cap - self._used
 
-    def commit_chunk(self, csz: int) -> None:
-        """Store ``csz`` as the 3-byte little-endian header at the window start, then
-        commit the header and the ``csz`` block bytes written after it."""
-        u, mv = self._used, self._mv
-        mv[u] = csz & 0xFF
-        mv[u + 1] = (csz >> 8) & 0xFF
-        mv[u + 2] = csz >> 16
-        self._used = u + csz + 3
-        self.offset += csz + 3
+    def commit(self, n: int) -> None:
+        self._used += n
+        self.offset += n
 
 
 class MmioSink:
     """Writer into a caller's contiguous writable region; never writes past its end."""
 
     def __init__(self, region: Any) -> None:
-        self._mv = as_bytes(region, writable=True, what="Checkpt.mmio region")
-        self._base = buffer_address(self._mv)
-        self.size = self._mv.nbytes
+        self.buf = as_bytes(region, writable=True, what="Checkpt.mmio region")
+        self.base = buffer_address(self.buf)
+        self.size = self.buf.nbytes
         self.offset = 0
 
     def write(self, mv: memoryview) -> None:
@@ -189,24 +191,27 @@ class MmioSink:
                 f"mmio region too small: {n} bytes at offset {self.offset} do not fit in {self.size}"
             )
         if n >= DIRECT_MIN:
-            _memmove(self._base + self.offset, buffer_address(mv), n)  # releases the GIL
+            _memmove(self.base + self.offset, buffer_address(mv), n)  # releases the GIL
         else:
-            self._mv[self.offset : self.offset + n] = mv
+            self.buf[self.offset : self.offset + n] = mv
         self.offset += n
 
     def window(self, need: int) -> tuple[int, int]:
-        return self._base + self.offset, self.size - self.offset
+        """The rest of the region, whatever ``need`` is (the caller checks the capacity)."""
+        return self.offset, self.size - self.offset
 
-    def commit_chunk(self, csz: int) -> None:
-        """As :meth:`StreamSink.commit_chunk`."""
-        o, mv = self.offset, self._mv
-        mv[o] = csz & 0xFF
-        mv[o + 1] = (csz >> 8) & 0xFF
-        mv[o + 2] = csz >> 16
-        self.offset = o + csz + 3
+    def commit(self, n: int) -> None:
+        self.offset += n
 
     def flush(self) -> None:
         return None
+
+    def release(self) -> None:
+        """Drop this sink's export of the region, so that the caller may close or resize it.
+
+        The sink is unusable afterwards.
+        """
+        self.buf.release()
 
 
 class StreamSource:
@@ -219,9 +224,9 @@ class StreamSource:
     def __init__(self, f: Any, rbuf_size: int) -> None:
         self._fd: int | None = f if isinstance(f, int) else None
         self._f = None if isinstance(f, int) else f
-        self._buf = aligned_empty(rbuf_size)
-        self._base = buffer_address(self._buf.data)
-        self._mv = self._buf.data
+        self._arr = aligned_empty(rbuf_size)
+        self.buf: memoryview = self._arr.data
+        self.base = buffer_address(self.buf)
         self._cap = rbuf_size
         self._lo = 0  # first unconsumed byte in the buffer
         self._hi = 0  # one past the last valid byte
@@ -268,56 +273,27 @@ class StreamSource:
             raise CheckptIOError(f"read would block at offset {self.offset} (non-blocking file)")
         return int(r)
 
+    def peek(self) -> tuple[int, int]:
+        """The bytes already read ahead and not consumed: ``(pos, avail)``; no I/O."""
+        return self._lo, self._hi - self._lo
+
     def window(self, need: int) -> tuple[int, int]:
-        """Make up to ``need`` bytes contiguous in the buffer; fewer only at EOF."""
+        """Make up to ``need`` bytes contiguous in the buffer; fewer only at EOF.
+
+        Reads (blocking) only while fewer than ``need`` bytes are at hand. ``need`` must
+        not exceed the buffer size.
+        """
         avail = self._hi - self._lo
         if avail < need:
             if self._lo:
-                self._mv[: avail] = self._mv[self._lo : self._hi]
+                self.buf[:avail] = self.buf[self._lo : self._hi]
                 self._lo, self._hi = 0, avail
             while self._hi - self._lo < need:
-                r = self._read(self._mv[self._hi : self._cap])
+                r = self._read(self.buf[self._hi : self._cap])
                 if r == 0:
                     break
                 self._hi += r
-        return self._base + self._lo, min(self._hi - self._lo, need)
-
-    def header3(self) -> int:
-        """The 3-byte little-endian value at the current position, without consuming it.
-
-        Returns ``-1 - available`` when fewer than 3 bytes remain before EOF.
-        """
-        lo = self._lo
-        if self._hi - lo < 3:
-            _, got = self.window(3)
-            if got < 3:
-                return -1 - got
-            lo = self._lo
-        mv = self._mv
-        return mv[lo] | mv[lo + 1] << 8 | mv[lo + 2] << 16
-
-    def block(self, max_stored: int) -> tuple[int, int]:
-        """Locate the next LZ4 chunk without consuming it: (address of its block, csz).
-
-        The chunk is a 3-byte little-endian csz, then csz block bytes; it is
-        accepted when ``1 <= csz`` and ``csz + 3 <= max_stored`` and all of it
-        is available, and (0, 0) is returned otherwise (the caller then finds
-        out why with :meth:`header3` and :meth:`window`).
-        """
-        lo = self._lo
-        if self._hi - lo < 3:
-            _, got = self.window(3)
-            if got < 3:
-                return 0, 0
-            lo = self._lo
-        mv = self._mv
-        csz = mv[lo] | mv[lo + 1] << 8 | mv[lo + 2] << 16
-        if csz < 1 or csz + 3 > max_stored:
-            return 0, 0
-        if self._hi - lo < csz + 3:
-            addr, got = self.window(csz + 3)
-            return (addr + 3, csz) if got == csz + 3 else (0, 0)
-        return self._base + lo + 3, csz
+        return self._lo, min(self._hi - self._lo, need)
 
     def consume(self, n: int) -> None:
         self._lo += n
@@ -327,7 +303,7 @@ class StreamSource:
         n = mv.nbytes
         take = min(n, self._hi - self._lo)
         if take:
-            mv[:take] = self._mv[self._lo : self._lo + take]
+            mv[:take] = self.buf[self._lo : self._lo + take]
             self.consume(take)
         done = take
         while done < n:
@@ -343,7 +319,7 @@ class StreamSource:
                     raise CheckptIOError(
                         f"unexpected EOF at offset {self.offset + got}: {n - done - got} more bytes expected"
                     )
-                mv[done:n] = self._mv[self._lo : self._lo + n - done]
+                mv[done:n] = self.buf[self._lo : self._lo + n - done]
                 self.consume(n - done)
                 done = n
 
@@ -364,57 +340,49 @@ class MmioSource:
 
     def __init__(self, region: Any) -> None:
         mv = as_bytes(region, writable=False, what="Restore.mmio region")
-        self._base = buffer_address(mv)  # before toreadonly(): writable buffers take the fast path
-        self.mv = mv if mv.readonly else mv.toreadonly()
-        self.size: int | None = self.mv.nbytes
+        self.base = buffer_address(mv)  # before toreadonly(): writable buffers take the fast path
+        self.buf = mv if mv.readonly else mv.toreadonly()
+        self.size: int | None = self.buf.nbytes
         self.seekable = True
         self.offset = 0
 
+    def peek(self) -> tuple[int, int]:
+        """The rest of the region: ``(pos, avail)``."""
+        return self.offset, self.buf.nbytes - self.offset
+
     def window(self, need: int) -> tuple[int, int]:
-        return self._base + self.offset, min(need, self.mv.nbytes - self.offset)
-
-    def header3(self) -> int:
-        """As :meth:`StreamSource.header3`."""
-        o, mv = self.offset, self.mv
-        if mv.nbytes - o < 3:
-            return -1 - (mv.nbytes - o)
-        return mv[o] | mv[o + 1] << 8 | mv[o + 2] << 16
-
-    def block(self, max_stored: int) -> tuple[int, int]:
-        """As :meth:`StreamSource.block`."""
-        o, mv = self.offset, self.mv
-        avail = mv.nbytes - o
-        if avail >= 3:
-            csz = mv[o] | mv[o + 1] << 8 | mv[o + 2] << 16
-            if csz > 0 and csz + 3 <= max_stored and csz + 3 <= avail:
-                return self._base + o + 3, csz
-        return 0, 0
+        return self.offset, min(need, self.buf.nbytes - self.offset)
 
     def consume(self, n: int) -> None:
         self.offset += n
 
     def readinto(self, mv: memoryview) -> None:
         n = mv.nbytes
-        if self.mv.nbytes - self.offset < n:
+        if self.buf.nbytes - self.offset < n:
             raise CheckptIOError(
                 f"mmio region too small: {n} bytes at offset {self.offset} "
-                f"but the region ends at {self.mv.nbytes}"
+                f"but the region ends at {self.buf.nbytes}"
             )
         if n >= DIRECT_MIN:
-            _memmove(buffer_address(mv), self._base + self.offset, n)  # no GIL
+            _memmove(buffer_address(mv), self.base + self.offset, n)  # no GIL
         else:
-            mv[:] = self.mv[self.offset : self.offset + n]
+            mv[:] = self.buf[self.offset : self.offset + n]
         self.offset += n
 
     def view(self, n: int) -> memoryview:
-        if self.mv.nbytes - self.offset < n:
+        if self.buf.nbytes - self.offset < n:
             raise CheckptIOError(
                 f"mmio region too small: {n} bytes at offset {self.offset} "
-                f"but the region ends at {self.mv.nbytes}"
+                f"but the region ends at {self.buf.nbytes}"
             )
-        v = self.mv[self.offset : self.offset + n]
+        v = self.buf[self.offset : self.offset + n]
         self.offset += n
         return v
 
     def seek(self, off: int) -> None:
         self.offset = off
+
+    def release(self) -> None:
+        """Drop this source's export of the region (views returned by :meth:`view` keep it alive
+        on their own). The source is unusable afterwards."""
+        self.buf.release()

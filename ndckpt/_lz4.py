@@ -1,4 +1,4 @@
-"""The one place that binds liblz4 (and XXH64) through ctypes.
+"""The one ctypes module: liblz4's streaming functions and XXH64.
 
 Why ctypes against liblz4's streaming API: fd_checkpt's bytes come from
 ``LZ4_compress_fast_continue`` on one ``LZ4_stream_t`` over a 196608-byte ring
@@ -9,6 +9,9 @@ functions *are* exported by python-lz4's own extension module, which bundles
 liblz4 (1.9.4 in the 4.x wheels); called through :mod:`ctypes` they release
 the GIL and read and write raw addresses, so chunks compress straight into the
 write buffer or mmio region and decompress straight into the caller's array.
+
+This module only binds: the frame format (chunks, their 3-byte sizes, the gather
+ring, the history) is :mod:`ndckpt._codec`'s.
 
 Where the symbols come from, in order:
 
@@ -22,7 +25,9 @@ LZ4; RAW frames keep working. ``tests/test_lz4_binding.py`` fails loudly if the
 dependency stops providing the symbols.
 
 XXH64 (the container's checksum) comes from python-lz4's ``lz4.frame._frame``
-module, which bundles xxhash, with the ``xxhash`` package as a fallback.
+module, which bundles xxhash, with the ``xxhash`` package as a fallback. It
+lives here because it is bound the same way, from the same dependency; it has
+nothing to do with LZ4 frames.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ import os
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from ._memory import buffer_address
 
 __all__ = [
     "XXH64",
@@ -49,6 +56,8 @@ _REQUIRED = (
     "LZ4_versionNumber",
     "LZ4_createStream",
     "LZ4_freeStream",
+    "LZ4_initStream",
+    "LZ4_sizeofState",
     "LZ4_resetStream_fast",
     "LZ4_compress_fast_continue",
     "LZ4_decompress_safe_usingDict",
@@ -70,6 +79,8 @@ _loaded = False
 _c_compress_fast: Callable[..., int]
 _c_decompress_fast: Callable[..., int]
 _c_reset_fast: Callable[[int], None]
+_c_init: Callable[[int, int], int]
+_c_sizeof_stream = 0
 _c_create: Callable[[], int]
 _c_free: Callable[[int], int]
 
@@ -91,7 +102,7 @@ def _candidates() -> list[str]:
 
 
 def _bind(lib: ctypes.CDLL) -> None:
-    global _c_reset_fast, _c_create, _c_free, _c_compress_fast, _c_decompress_fast
+    global _c_reset_fast, _c_init, _c_sizeof_stream, _c_create, _c_free, _c_compress_fast, _c_decompress_fast
     vp, ci = ctypes.c_void_p, ctypes.c_int
     # lib["name"] makes a new function object each time (attribute access caches
     # one that other users of the library may give argtypes to).
@@ -104,6 +115,13 @@ def _bind(lib: ctypes.CDLL) -> None:
     f = lib.LZ4_resetStream_fast
     f.argtypes, f.restype = [vp], None
     _c_reset_fast = f
+    f = lib.LZ4_initStream
+    f.argtypes, f.restype = [vp, ctypes.c_size_t], vp
+    _c_init = f
+    # LZ4_sizeofState() is sizeof(LZ4_stream_t), the size LZ4_initStream wants.
+    f = lib.LZ4_sizeofState
+    f.argtypes, f.restype = [], ci
+    _c_sizeof_stream = int(f())
     f = lib.LZ4_createStream
     f.argtypes, f.restype = [], vp
     _c_create = f
@@ -187,8 +205,22 @@ class LZ4Stream:
         return self.compress_fn(self.handle, self.src, self.dst, usz, cap, 1)
 
     def reset_fast(self) -> None:
-        """``LZ4_resetStream_fast``: start a new independent stream, keeping the table warm."""
+        """``LZ4_resetStream_fast``: start a new independent stream, keeping the table warm.
+
+        What fd_checkpt does at each LZ4 frame open. The next bytes do not depend on what
+        the stream compressed before, but they may differ from a never-used stream's
+        (docs/fd_checkpt.md section 5.5).
+        """
         _c_reset_fast(self.ptr)
+
+    def reset_full(self) -> None:
+        """``LZ4_initStream``: clear the whole state, so the stream is exactly as if just created.
+
+        The next bytes are those a brand-new stream would produce (the hash table is
+        zeroed, not only moved out of reach as :meth:`reset_fast` does).
+        """
+        if not _c_init(self.ptr, _c_sizeof_stream):
+            raise RuntimeError("LZ4_initStream refused the stream")  # size or alignment: cannot happen
 
     def free(self) -> None:
         """Release the stream; idempotent."""
@@ -308,10 +340,10 @@ class XXH64:
 
     def update(self, data: Any) -> XXH64:
         """Hash the next bytes (a contiguous buffer); releases the GIL for large inputs."""
-        n = memoryview(data).nbytes
+        mv = memoryview(data)
         if self._state is not None and _xxh64_state is not None:
-            if n:
-                _xxh64_state[2](self._state, address_of(data), n)
+            if mv.nbytes:
+                _xxh64_state[2](self._state, buffer_address(mv), mv.nbytes)
         else:
             self._py.update(data)
         return self
@@ -334,9 +366,9 @@ def xxh64(data: Any) -> int:
     Raises :class:`~ndckpt.errors.UnsupportedError` when neither python-lz4's
     bundled xxhash nor the ``xxhash`` package is present.
     """
-    n = memoryview(data).nbytes
+    mv = memoryview(data)
     if _xxh64_addr is not None:
-        return _xxh64_addr(address_of(data) if n else 0, n)
+        return _xxh64_addr(buffer_address(mv), mv.nbytes)
     try:
         import xxhash
     except ImportError:
@@ -347,9 +379,3 @@ def xxh64(data: Any) -> int:
         ) from None
     return int(xxhash.xxh64_intdigest(data))
 
-
-def address_of(buf: Any) -> int:
-    """Address of the first byte of a C-contiguous buffer (read-only buffers too)."""
-    import numpy as np
-
-    return int(np.frombuffer(buf, dtype=np.uint8).ctypes.data)

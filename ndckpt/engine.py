@@ -31,7 +31,6 @@ stays alive and unchanged.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import io
 from collections.abc import Iterator
 from typing import Any, Final
@@ -45,26 +44,18 @@ from ._backend import (
     StreamSink,
     StreamSource,
     as_bytes,
-    buffer_address,
 )
-from ._memory import aligned_empty
+from ._codec import FrameDecoder, FrameEncoder
 from .errors import (
     CheckptError,
-    CheckptIOError,
-    CompressionError,
     InvalidArgumentError,
     UnsupportedError,
 )
 from .format import (
-    CHUNK_USZ_MAX,
-    CSZ_HDR,
-    CSZ_LIMIT,
-    GBUF_SZ,
     META_MAX,
     RBUF_MIN,
     WBUF_MIN,
     FrameStyle,
-    chunk_csz_max,
     parse_style,
 )
 
@@ -83,14 +74,6 @@ _LZ4: Final = int(FrameStyle.LZ4)
 _STYLES: Final[dict[object, FrameStyle]] = {0: FrameStyle.RAW, 1: FrameStyle.RAW, 2: FrameStyle.LZ4}
 _FAILED: Final = -1
 _DONE: Final = -2  # after fini
-#: Buffers up to this size are copied with a memoryview slice: no address lookup and no ctypes
-#: call, whose fixed cost dominates small copies (``benchmarks/bench_micro.py --case copy``).
-_SMALL_COPY: Final = 4096
-#: Restore's history buffer. Buffers of at most one chunk decode into it (right
-#: after the previous output, so liblz4 takes its prefix path) and are copied
-#: out; when it fills, its last 64 KiB move to the front.
-_HIST_SZ: Final = 4 * CHUNK_USZ_MAX
-_memmove = ctypes.memmove
 
 
 def _check_stream_args(call: str, f: Any, methods: tuple[str, ...], size_name: str, size: Any, size_min: int) -> None:
@@ -108,8 +91,12 @@ def _meta_too_large(n: int, call: str) -> InvalidArgumentError:
     return InvalidArgumentError(f"{call}: meta buffer of {n} bytes exceeds META_MAX ({META_MAX})")
 
 
-class _Object:
-    """State machine shared by Checkpt and Restore."""
+class _FrameStateMachine:
+    """The state machine Checkpt and Restore share: idle, in a frame, failed, finished.
+
+    Subclasses do the I/O; this class only checks which calls the state allows and moves
+    between states (module docstring).
+    """
 
     _name = "object"
 
@@ -198,13 +185,14 @@ class _Object:
         self._release()
 
 
-class Checkpt(_Object):
+class Checkpt(_FrameStateMachine):
     """Writes fd_checkpt frames to a stream or into a memory region.
 
     Make one with :meth:`stream` or :meth:`mmio`. See the module docstring for
-    the state machine. A Checkpt owns one LZ4 stream (created fresh, reset with
-    ``LZ4_resetStream_fast`` at every LZ4 frame open) and a 196608-byte gather
-    ring, exactly as fd_checkpt, so its bytes equal fd_checkpt's.
+    the state machine. A Checkpt owns one LZ4 frame encoder, made at its first LZ4
+    frame open: one LZ4 stream (created fresh, reset with ``LZ4_resetStream_fast`` at
+    every LZ4 frame open) and a 196608-byte gather ring, exactly as fd_checkpt, so
+    its bytes equal fd_checkpt's.
     """
 
     _name = "Checkpt"
@@ -212,11 +200,7 @@ class Checkpt(_Object):
     def __init__(self, sink: Sink, mode: str) -> None:
         super().__init__(mode)
         self._sink = sink
-        self._lz4: _lz4.LZ4Stream | None = None
-        self._ring: Any = None
-        self._ring_addr = 0
-        self._ring_mv: memoryview | None = None
-        self._cursor = 0
+        self._enc: FrameEncoder | None = None
 
     @classmethod
     def stream(cls, f: Any, *, wbuf_size: int = DEFAULT_WBUF_SIZE) -> Checkpt:
@@ -260,13 +244,9 @@ class Checkpt(_Object):
         try:
             st = self._open_style(style, "frame_open")
             if st == _LZ4:
-                if self._lz4 is None:
-                    self._lz4 = _lz4.LZ4Stream()
-                    self._ring = aligned_empty(GBUF_SZ)
-                    self._ring_addr = buffer_address(self._ring.data)
-                    self._ring_mv = memoryview(self._ring)
-                self._lz4.reset_fast()
-                self._cursor = 0
+                if self._enc is None:
+                    self._enc = FrameEncoder("Checkpt.buf: ")
+                self._enc.start(self._sink.offset, fresh=False)
         except BaseException:
             self._fail()
             raise
@@ -299,82 +279,13 @@ class Checkpt(_Object):
                 return
             if st == _RAW:
                 self._sink.write(mv)
-            elif n <= _SMALL_COPY:
-                self._lz4_small(mv, n)
             else:
-                self._lz4_buf(mv, n)
+                enc = self._enc
+                assert enc is not None  # made by frame_open
+                enc.write(self._sink, mv, n)
         except BaseException:
             self._fail()
             raise
-
-    def _no_room(self, chunk: int, cap: int) -> CompressionError:
-        return CompressionError(
-            f"Checkpt.buf: LZ4 frame at offset {self._frame_off}, chunk {chunk}: "
-            f"mmio region too small ({cap} bytes left at offset {self._sink.offset})"
-        )
-
-    def _comp_failed(self, chunk: int, usz: int, cap: int) -> CompressionError:
-        return CompressionError(
-            f"Checkpt.buf: LZ4 frame at offset {self._frame_off}, chunk {chunk}: compression of "
-            f"{usz} bytes failed (region too small: {cap} bytes left at offset {self._sink.offset})"
-        )
-
-    def _lz4_small(self, mv: memoryview, n: int) -> None:
-        # _lz4_buf for one chunk of at most _SMALL_COPY bytes, without the loop set-up.
-        stream, ring_mv, sink = self._lz4, self._ring_mv, self._sink
-        assert stream is not None
-        assert ring_mv is not None
-        cur = self._cursor
-        if GBUF_SZ - cur < n:
-            cur = 0
-        ring_mv[cur : cur + n] = mv
-        waddr, cap = sink.window(n + n // 255 + 19)  # chunk_csz_max(n)
-        self._cursor = cur + n
-        if cap < CSZ_HDR + 1:
-            raise self._no_room(0, cap)
-        a_src, a_dst = stream.src, stream.dst
-        a_src.value = self._ring_addr + cur
-        a_dst.value = waddr + CSZ_HDR
-        csz = stream.compress_fn(stream.handle, a_src, a_dst, n, min(cap - CSZ_HDR, CSZ_LIMIT), 1)
-        if csz <= 0:
-            raise self._comp_failed(0, n, cap)
-        sink.commit_chunk(csz)
-
-    def _lz4_buf(self, mv: memoryview, n: int) -> None:
-        # The per-chunk loop: everything it touches is bound to a local first, and
-        # the LZ4 call goes through preallocated c_void_p slots (see _lz4).
-        sink, stream, ring = self._sink, self._lz4, self._ring_addr
-        ring_mv = self._ring_mv
-        assert stream is not None
-        assert ring_mv is not None
-        compress, handle, a_src, a_dst = stream.compress_fn, stream.handle, stream.src, stream.dst
-        window, commit_chunk = sink.window, sink.commit_chunk
-        src = buffer_address(mv) if n > _SMALL_COPY else 0
-        cur = self._cursor
-        pos, chunk = 0, 0
-        while pos < n:
-            usz = n - pos if n - pos < CHUNK_USZ_MAX else CHUNK_USZ_MAX
-            if GBUF_SZ - cur < usz:
-                cur = 0
-            if usz > _SMALL_COPY:
-                _memmove(ring + cur, src + pos, usz)
-            else:
-                ring_mv[cur : cur + usz] = mv[pos : pos + usz]
-            waddr, cap = window(usz + usz // 255 + 19)  # chunk_csz_max(usz)
-            if cap < CSZ_HDR + 1:
-                self._cursor = cur + usz
-                raise self._no_room(chunk, cap)
-            a_src.value = ring + cur
-            a_dst.value = waddr + CSZ_HDR
-            csz = compress(handle, a_src, a_dst, usz, min(cap - CSZ_HDR, CSZ_LIMIT), 1)
-            cur += usz
-            if csz <= 0:
-                self._cursor = cur
-                raise self._comp_failed(chunk, usz, cap)
-            commit_chunk(csz)
-            pos += usz
-            chunk += 1
-        self._cursor = cur
 
     def frame_close(self) -> int:
         """Close the open frame, flush stream output, and return one past the frame's last byte.
@@ -407,11 +318,11 @@ class Checkpt(_Object):
         self.frame_close()
 
     def _release(self) -> None:
-        if self._lz4 is not None:
-            self._lz4.free()
-            self._lz4 = None
+        if self._enc is not None:
+            self._enc.free()
+            self._enc = None
         if isinstance(self._sink, MmioSink):
-            self._sink._mv.release()  # let the caller close or resize its region (an mmap, say)
+            self._sink.release()  # let the caller close or resize its region (an mmap, say)
 
     def __enter__(self) -> Checkpt:
         return self
@@ -425,7 +336,7 @@ class Checkpt(_Object):
         self.fini()
 
 
-class Restore(_Object):
+class Restore(_FrameStateMachine):
     """Reads fd_checkpt frames from a stream or a memory region.
 
     Make one with :meth:`stream` or :meth:`mmio`, then replay the writer's
@@ -438,17 +349,14 @@ class Restore(_Object):
     def __init__(self, src: Source, mode: str) -> None:
         super().__init__(mode)
         self._src = src
-        self._hist: Any = None
-        self._hist_addr = 0
-        self._hist_mv: memoryview | None = None
-        self._hist_len = 0  # bytes of this frame's output at the start of _hist
-        self._dec: _lz4.Decoder | None = None
+        self._dec: FrameDecoder | None = None
         self._buf_index = 0
 
     def _release(self) -> None:
+        self._dec = None
         if isinstance(self._src, MmioSource):
             # Views returned by view() keep the region alive on their own; this object no longer does.
-            self._src.mv.release()
+            self._src.release()
 
     @classmethod
     def stream(cls, f: Any, *, rbuf_size: int = DEFAULT_RBUF_SIZE) -> Restore:
@@ -491,15 +399,13 @@ class Restore(_Object):
         """
         try:
             st = self._open_style(style, "frame_open")
-            if st == _LZ4 and self._hist is None:
-                self._dec = _lz4.Decoder()
-                self._hist = aligned_empty(_HIST_SZ)
-                self._hist_addr = buffer_address(self._hist.data)
-                self._hist_mv = self._hist.data
+            if st == _LZ4:
+                if self._dec is None:
+                    self._dec = FrameDecoder("Restore.buf: ")
+                self._dec.start(self._src.offset)
         except BaseException:
             self._fail()
             raise
-        self._hist_len = 0
         self._buf_index = 0
         self._state = int(st)
         self._frame_off = self._src.offset
@@ -529,91 +435,13 @@ class Restore(_Object):
             if st == _RAW:
                 self._src.readinto(mv)
             else:
-                self._lz4_buf(mv, n)
+                dec = self._dec
+                assert dec is not None  # made by frame_open
+                dec.read(self._src, mv, n, self._buf_index)
             self._buf_index += 1
         except BaseException:
             self._fail()
             raise
-
-    def _where(self, chunk: int) -> str:
-        return (
-            f"Restore.buf: LZ4 frame at offset {self._frame_off}, buffer {self._buf_index}, "
-            f"chunk {chunk} at offset {self._src.offset}"
-        )
-
-    def _block(self, usz: int, chunk: int) -> tuple[int, int]:
-        """Check the next chunk's header and make its block readable: (block address, csz)."""
-        src = self._src
-        csz = src.header3()
-        if csz < 0:
-            err = CheckptIOError if self._mode == "stream" else CompressionError
-            raise err(f"{self._where(chunk)}: truncated chunk header ({-1 - csz} of 3 bytes)")
-        if csz < 1 or csz + CSZ_HDR > usz + usz // 255 + 19:  # chunk_csz_max(usz)
-            raise CompressionError(
-                f"{self._where(chunk)}: bad chunk header: compressed size {csz} for a "
-                f"{usz}-byte chunk (expected 1..{chunk_csz_max(usz) - CSZ_HDR})"
-            )
-        saddr, got = src.window(csz + CSZ_HDR)
-        if got < csz + CSZ_HDR:
-            err = CheckptIOError if self._mode == "stream" else CompressionError
-            raise err(f"{self._where(chunk)}: truncated chunk: {got} of {csz + CSZ_HDR} bytes")
-        return saddr + CSZ_HDR, csz
-
-    def _lz4_buf(self, mv: memoryview, n: int) -> None:
-        dec, hist, hl = self._dec, self._hist_addr, self._hist_len
-        assert dec is not None
-        fn, a_src, a_dst, a_dict = dec.decompress_fn, dec.src, dec.dst, dec.dict
-        if n <= CHUNK_USZ_MAX:
-            # One chunk: decode it into the history buffer, right after the frame's
-            # previous output, then copy it out (no address of ``mv`` needed).
-            hist_mv = self._hist_mv
-            assert hist_mv is not None
-            if hl + n > _HIST_SZ:
-                _memmove(hist, hist + hl - CHUNK_USZ_MAX, CHUNK_USZ_MAX)
-                hl = CHUNK_USZ_MAX
-            src = self._src
-            saddr, csz = src.block(n + n // 255 + 19)  # chunk_csz_max(n)
-            if not saddr:
-                saddr, csz = self._block(n, 0)  # raises the precise error
-            dl = hl if hl < CHUNK_USZ_MAX else CHUNK_USZ_MAX
-            a_src.value = saddr
-            a_dst.value = hist + hl
-            a_dict.value = hist + hl - dl
-            r = fn(a_src, a_dst, csz, n, a_dict, dl)
-            if r != n:
-                what = "is malformed" if r < 0 else f"decoded to {r} bytes"
-                raise CompressionError(f"{self._where(0)}: LZ4 block {what}, expected {n} bytes")
-            src.consume(csz + CSZ_HDR)
-            mv[:] = hist_mv[hl : hl + n]
-            self._hist_len = hl + n
-            return
-        # Several chunks: decode straight into ``mv``; after the first chunk the
-        # history is the previous 64 KiB of ``mv`` itself (liblz4's prefix path).
-        dst, consume, block = buffer_address(mv), self._src.consume, self._src.block
-        pos, chunk = 0, 0
-        while pos < n:
-            usz = n - pos if n - pos < CHUNK_USZ_MAX else CHUNK_USZ_MAX
-            saddr, csz = block(usz + usz // 255 + 19)  # chunk_csz_max(usz)
-            if not saddr:
-                saddr, csz = self._block(usz, chunk)  # raises the precise error
-            if pos:
-                a_dict.value = dst + pos - CHUNK_USZ_MAX
-                dl = CHUNK_USZ_MAX
-            else:
-                dl = hl if hl < CHUNK_USZ_MAX else CHUNK_USZ_MAX
-                a_dict.value = hist + hl - dl
-            a_src.value = saddr
-            a_dst.value = dst + pos
-            r = fn(a_src, a_dst, csz, usz, a_dict, dl)
-            if r != usz:
-                what = "is malformed" if r < 0 else f"decoded to {r} bytes"
-                raise CompressionError(f"{self._where(chunk)}: LZ4 block {what}, expected {usz} bytes")
-            consume(csz + CSZ_HDR)
-            pos += usz
-            chunk += 1
-        # Keep the frame's last 64 KiB of output: the next buffer may refer to it.
-        _memmove(hist, dst + n - CHUNK_USZ_MAX, CHUNK_USZ_MAX)
-        self._hist_len = CHUNK_USZ_MAX
 
     def view(self, nbytes: int) -> memoryview:
         """Return a read-only zero-copy view of the next ``nbytes`` and advance, as buf() would.

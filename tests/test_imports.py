@@ -31,6 +31,7 @@ LAYERS: list[set[str]] = [
     {"ndckpt._files", "ndckpt.parallel", "ndckpt._browse", "ndckpt._subfiles"},
     {"ndckpt._lz4", "ndckpt._backend"},
     {"ndckpt.format"},
+    {"ndckpt._codec"},
     {"ndckpt.engine", "ndckpt.filters"},
     {"ndckpt.container.spec"},
     {"ndckpt.container.dtype"},

@@ -44,6 +44,8 @@ REQUIRED = (
     "LZ4_versionNumber",
     "LZ4_createStream",
     "LZ4_freeStream",
+    "LZ4_initStream",
+    "LZ4_sizeofState",
     "LZ4_resetStream_fast",
     "LZ4_compress_fast_continue",
     "LZ4_decompress_safe_usingDict",

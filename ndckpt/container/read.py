@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from .. import _lz4
+from .._backend import MmioSource, as_bytes
+from .._codec import give_back_decoder, take_decoder
 from .._memory import aligned_empty, buffer_view
-from ..engine import Restore
 from ..errors import CheckptError, CheckptIOError, FormatError, InvalidArgumentError
 from ..format import FrameStyle
 from ..parallel import Progress, ProgressCallback, ScratchPool, run_all
@@ -107,14 +108,27 @@ def where_text(where: Where) -> str:
 
 
 def decode_lz4(stored: memoryview, dst: np.ndarray[Any, np.dtype[np.uint8]], where: Where) -> None:
+    """Decode the LZ4 data frame ``stored`` (all of it: FormatError otherwise) into ``dst``.
+
+    Uses this thread's spare decoder (:func:`ndckpt._codec.take_decoder`). Errors name
+    ``where``; ``dst`` may then be partly written. Holds no reference to ``stored`` afterwards.
+    """
+    src = dec = None
     try:
-        rs = Restore.mmio(stored)
-        rs.frame_open(FrameStyle.LZ4)
-        rs.buf(dst)
-        end = rs.frame_close()
-        rs.fini()
+        src = MmioSource(stored)
+        out = as_bytes(dst, writable=True, what="LZ4 frame destination")
+        dec = take_decoder()
+        dec.start(0)
+        if out.nbytes:
+            dec.read(src, out, out.nbytes, 0)
+        end = src.offset
     except CheckptError as e:
         raise type(e)(f"{where_text(where)}: {e}") from e
+    finally:
+        if dec is not None:
+            give_back_decoder(dec)
+        if src is not None:
+            src.release()  # an mmap behind ``stored`` may be closed once this returns
     if end != stored.nbytes:
         raise FormatError(f"{where_text(where)}: LZ4 data ends at byte {end} of {stored.nbytes} stored bytes")
 

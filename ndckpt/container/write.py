@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from .. import _lz4
-from .._backend import StreamSink
+from .._backend import MmioSink, StreamSink
+from .._codec import give_back_encoder, take_encoder
 from .._memory import buffer_view
-from ..engine import Checkpt
 from ..errors import CheckptError
 from ..format import FrameStyle
 from ..parallel import Progress, ProgressCallback, ScratchPool
@@ -215,22 +215,31 @@ def encode_frame(f: FrameSpec, fi: int, sources: list[StoredBytes]) -> EncodedFr
     An LZ4 frame that compression does not shrink by 1/32 comes back as its
     input, ``raw`` set (format §2.3). The returned buffers stay valid until
     ``hold`` is given back to ScratchPool.
+
+    The frame is encoded by this thread's spare encoder (:func:`ndckpt._codec.take_encoder`),
+    started fresh: its bytes are those of a brand-new fd_checkpt writer's only frame, so they
+    depend neither on the thread nor on the frames encoded before (docs/format.md §2.5).
     """
     src, gathered = frame_input(f, sources)
     if f.style == FrameStyle.RAW:
         return EncodedFrame(src, _lz4.xxh64(src), [gathered] if gathered is not None else [])
     out = ScratchPool.get(stored_bound(f))
+    enc = None
     try:
-        ck = Checkpt.mmio(out)
-        ck.frame_open(FrameStyle.LZ4)
-        ck.buf(src)
-        end = ck.frame_close()
-        ck.fini()
+        enc = take_encoder()
+        sink = MmioSink(out)
+        enc.start(0, fresh=True)
+        if src.nbytes:
+            enc.write(sink, buffer_view(src), src.nbytes)
+        end = sink.offset
     except CheckptError as e:
         ScratchPool.put(out)
         if gathered is not None:
             ScratchPool.put(gathered)
         raise type(e)(f"frame {fi}: {e}") from e
+    finally:
+        if enc is not None:
+            give_back_encoder(enc)
     if stored_raw(f.nbytes, end):
         ScratchPool.put(out)
         return EncodedFrame(src, _lz4.xxh64(src), [gathered] if gathered is not None else [], raw=True)
