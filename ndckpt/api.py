@@ -173,7 +173,7 @@ def save(
     if not isinstance(durable, bool):
         raise InvalidArgumentError(f"durable must be a bool, got {durable!r}")
     with gc_paused():
-        prep = prepare(arrays, style, metadata, DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES)
+        prep = prepare(arrays, style, metadata, DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES, threads=th)
     if _is_pathlike(target):
         _save_path(Path(os.fspath(target)), prep, th, progress, durable=durable)  # type: ignore[arg-type]
         return

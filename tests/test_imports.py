@@ -36,6 +36,7 @@ LAYERS: list[set[str]] = [
     {"ndckpt.container.spec"},
     {"ndckpt.container.dtype"},
     {"ndckpt.container.values"},
+    {"ndckpt.container.filtering", "ndckpt.container.blocks"},
     {"ndckpt.container.head"},
     {"ndckpt.container.plan", "ndckpt.container.layout", "ndckpt.container.mapped"},
     {"ndckpt.container.write", "ndckpt.container.read", "ndckpt.container.summary"},

@@ -21,11 +21,11 @@ import numpy as np
 
 from ..errors import FormatError, UnsupportedError
 from ..format import FrameStyle, chunk_csz_max
+from .blocks import Block, check_blocks
 from .dtype import decode_dtype, encode_dtype
+from .filtering import KNOWN_FILTERS, parse_filter
 from .spec import (
     ARRAYS_MAX,
-    BLOCK_GRID_PER_BLOCK,
-    BLOCKS_ANY_MAX,
     FEATURES,
     FRAME_MAX,
     METADATA_DEPTH_MAX,
@@ -56,7 +56,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-Block = tuple[tuple[int, ...], tuple[int, ...]]  # (start, shape) of one block of a global array
 
 
 class ArraySpec(NamedTuple):
@@ -95,11 +94,18 @@ class Part(NamedTuple):
 
 @dataclass
 class FrameSpec:
-    """One data frame: its style, its buffer's uncompressed size and the array parts in it."""
+    """One data frame: its style, its buffer's uncompressed size and the array parts in it.
+
+    ``filter`` (format §2.8) is ``(kind, itemsize)`` for an LZ4 frame whose buffer was filtered
+    before LZ4 encoding (``kind`` in :data:`ndckpt.filters.FILTERS`), None otherwise. A writer's
+    plan may hold ``("auto", itemsize)`` until the chooser has decided the frame; such a head is
+    never written (:meth:`Head.to_json` raises ValueError).
+    """
 
     style: FrameStyle
     nbytes: int
     parts: list[Part] = field(default_factory=list)
+    filter: tuple[str, int] | None = None
 
 
 class PartTable(NamedTuple):
@@ -161,7 +167,9 @@ class Head:
         arrays, frames = doc.pop("arrays"), doc.pop("frames")
         columns = ",".join(f'"{k}":{_canonical(arrays[k])}' for k in sorted(arrays))
         frame_text = ",".join(
-            f'{{"nbytes":{f["nbytes"]},"parts":{_canonical(f["parts"])},"style":{f["style"]}}}' for f in frames
+            # "filter" sorts before "nbytes": canonical JSON puts it first (format §2.8).
+            f'{{{_filter_text(f)}"nbytes":{f["nbytes"]},"parts":{_canonical(f["parts"])},"style":{f["style"]}}}'
+            for f in frames
         )
         features = f'"features":{_canonical(doc["features"])},' if "features" in doc else ""
         values = f',"values":{_canonical(doc["values"])}' if "values" in doc else ""
@@ -179,6 +187,13 @@ class Head:
         arrays = self.arrays
         table: dict[np.dtype[Any], int] = {}
         index = [table.setdefault(a.dtype, len(table)) for a in arrays]
+        filtered = False
+        for f in self.frames:
+            if f.filter is not None:
+                if f.filter[0] not in KNOWN_FILTERS:
+                    raise ValueError(f"frame filter {f.filter!r} is not a filter a file may record")
+                filtered = True
+        features = (["filters"] if filtered else []) + (["values"] if self.values else [])
         return {
             "arrays": {
                 "blocks": [
@@ -193,13 +208,19 @@ class Head:
                 "shape": list(map(list, map(_SHAPE, arrays))),
             },
             "frames": [
-                {"nbytes": f.nbytes, "parts": list(itertools.chain.from_iterable(f.parts)), "style": int(f.style)}
+                {
+                    **({"filter": [f.filter[0], f.filter[1]]} if f.filter is not None else {}),
+                    "nbytes": f.nbytes,
+                    "parts": list(itertools.chain.from_iterable(f.parts)),
+                    "style": int(f.style),
+                }
                 for f in self.frames
             ],
             "groups": [list(g) for g in self.groups],
             "metadata": self.metadata,
             # Optional keys (format §5): present only when used, so files without them keep their bytes.
-            **({"features": ["values"], "values": [[list(p), v] for p, v in self.values]} if self.values else {}),
+            **({"features": features} if features else {}),
+            **({"values": [[list(p), v] for p, v in self.values]} if self.values else {}),
         }
 
     @classmethod
@@ -220,13 +241,18 @@ class Head:
         if json_depth(doc["metadata"], METADATA_DEPTH_MAX) > METADATA_DEPTH_MAX:
             raise FormatError(f"head.metadata: nested deeper than the limit of {METADATA_DEPTH_MAX}")
         arrays = _parse_arrays(doc["arrays"])
-        frames = [_parse_frame(i, f, len(arrays)) for i, f in enumerate(_list(doc["frames"], "head.frames"))]
+        filters = "filters" in features
+        frames = [
+            _parse_frame(i, f, len(arrays), filters) for i, f in enumerate(_list(doc["frames"], "head.frames"))
+        ]
+        if filters and not any(f.filter is not None for f in frames):
+            raise FormatError("head.features: lists 'filters' but no frame has a filter")
         group_docs = _list(doc["groups"], "head.groups")
         if len(arrays) + len(group_docs) > ARRAYS_MAX:
             raise FormatError(f"head: {len(arrays)} arrays and {len(group_docs)} groups, more than {ARRAYS_MAX}")
         groups = [_parse_path(g, f"head.groups[{i}]") for i, g in enumerate(group_docs)]
         head = cls(arrays, frames, groups, doc["metadata"])
-        if features:
+        if "values" in features:
             head.values = _parse_values(doc["values"])
             check_leaf_paths(head)
             head.decoded_values()  # every encoding is checked at open, not at first use
@@ -284,6 +310,8 @@ class Head:
 _FEATURE_KEYS: Final[dict[tuple[str, ...], frozenset[str]]] = {
     (): frozenset(),
     ("values",): frozenset({"features", "values"}),
+    ("filters",): frozenset({"features"}),
+    ("filters", "values"): frozenset({"features", "values"}),
 }
 
 
@@ -426,67 +454,6 @@ def block_offsets(spec: ArraySpec) -> list[int]:
     return out
 
 
-def check_blocks(
-    shape: tuple[int, ...], blocks: tuple[Block, ...], what: str, err: type[Exception] = FormatError
-) -> None:
-    """Blocks must lie inside ``shape``, be non-empty, not overlap, and cover it exactly."""
-    nd, n = len(shape), len(blocks)
-    for st, sh in blocks:
-        if len(st) != nd or len(sh) != nd:
-            raise err(f"{what}: block start {list(st)} / shape {list(sh)} do not have {nd} dimensions")
-    if n == 0:
-        if math.prod(shape) != 0:
-            raise err(f"{what}: no blocks for an array of shape {list(shape)}")
-        return
-    start = np.array([b[0] for b in blocks], dtype=np.int64).reshape(n, nd)
-    size = np.array([b[1] for b in blocks], dtype=np.int64).reshape(n, nd)
-    stop = start + size
-    lim = np.array(shape, dtype=np.int64).reshape(1, nd)
-    bad = np.nonzero((size <= 0).any(axis=1) | (start < 0).any(axis=1) | (stop > lim).any(axis=1))[0]
-    if bad.size:
-        b = int(bad[0])
-        raise err(
-            f"{what}: block {b} (start {list(blocks[b][0])}, shape {list(blocks[b][1])}) is empty or "
-            f"outside the array of shape {list(shape)}"
-        )
-    covered = sum(math.prod(sh) for _, sh in blocks)
-    if covered != math.prod(shape):
-        raise err(f"{what}: blocks cover {covered} elements, the array of shape {list(shape)} has {math.prod(shape)}")
-    # In bounds, non-empty, and as many elements as the array: they tile it exactly iff no two
-    # overlap, iff every cell of the grid of all block boundaries is covered exactly once.
-    if n <= BLOCKS_ANY_MAX:
-        for i0 in range(0, n, 64):
-            lo = np.maximum(start[i0 : i0 + 64, None, :], start[None, :, :])
-            hi = np.minimum(stop[i0 : i0 + 64, None, :], stop[None, :, :])
-            hit = (hi > lo).all(axis=2)
-            for k in range(hit.shape[0]):
-                hit[k, i0 + k] = False
-            if hit.any():
-                i, j = (int(v) for v in np.argwhere(hit)[0])
-                raise err(f"{what}: blocks {i0 + i} and {j} overlap")
-        return
-    cuts = [np.unique(np.concatenate([start[:, d], stop[:, d]])) for d in range(nd)]
-    cells = math.prod(len(c) - 1 for c in cuts)
-    if cells > BLOCK_GRID_PER_BLOCK * n:
-        raise err(
-            f"{what}: {n} blocks whose boundaries make a grid of {cells} cells; more than {BLOCKS_ANY_MAX} blocks "
-            f"must make at most {BLOCK_GRID_PER_BLOCK} cells per block (format §4.1)"
-        )
-    gstart = np.stack([np.searchsorted(cuts[d], start[:, d]) for d in range(nd)], axis=1)
-    gstop = np.stack([np.searchsorted(cuts[d], stop[:, d]) for d in range(nd)], axis=1)
-    taken = np.zeros([len(c) - 1 for c in cuts], dtype=bool)
-    # Each block marks its cells; a block meeting a marked cell overlaps an earlier one. Marking
-    # stops there, so the work is at most twice the number of cells.
-    for b in range(n):
-        view = taken[tuple(slice(a, z) for a, z in zip(gstart[b].tolist(), gstop[b].tolist(), strict=True))]
-        if view.any():
-            cell = [int(v[0]) for v in np.nonzero(view)]
-            at = gstart[b] + np.array(cell, dtype=np.int64)
-            other = int(np.nonzero(((gstart[:b] <= at) & (at < gstop[:b])).all(axis=1))[0][0])
-            raise err(f"{what}: blocks {other} and {b} overlap")
-        view[...] = True
-
-
 def _parse_blocks(v: Any, shape: tuple[int, ...], name: str) -> tuple[Block, ...]:
     what = f"array {name!r} blocks"
     out = []
@@ -501,6 +468,7 @@ def _parse_blocks(v: Any, shape: tuple[int, ...], name: str) -> tuple[Block, ...
 
 _ARRAYS_KEYS: Final = frozenset({"blocks", "dtype", "dtypes", "order", "path", "shape"})
 _FRAME_KEYS: Final = frozenset({"style", "nbytes", "parts"})
+_FILTERED_KEYS: Final = _FRAME_KEYS | {"filter"}
 _LIM: Final = 1 << 62
 _STR_ONLY: Final = {str}
 _INT_ONLY: Final = {int}
@@ -663,9 +631,17 @@ def _tiling_ok_fast(head: Head) -> bool:
     return bool((covered == nbytes).all())
 
 
-def _parse_frame(i: int, f: Any, narrays: int) -> FrameSpec:
+def _parse_frame(i: int, f: Any, narrays: int, filters: bool = False) -> FrameSpec:
+    filt: tuple[str, int] | None = None
     if type(f) is not dict or f.keys() != _FRAME_KEYS:
-        raise FormatError(f"head.frames[{i}]: expected exactly the keys style, nbytes, parts")
+        if not (filters and type(f) is dict and f.keys() == _FILTERED_KEYS):
+            hint = ""
+            if type(f) is dict and "filter" in f and not filters:
+                hint = " (a 'filter' key needs the head feature 'filters')"
+            elif filters:
+                hint = ", and optionally filter"
+            raise FormatError(f"head.frames[{i}]: expected exactly the keys style, nbytes, parts{hint}")
+        filt = parse_filter(i, f["filter"], f["style"])
     style, nbytes, flat = f["style"], f["nbytes"], f["parts"]
     if type(style) is not int or style not in (1, 2):
         _int(style, f"frame {i} style", 1, 2)
@@ -680,7 +656,12 @@ def _parse_frame(i: int, f: Any, narrays: int) -> FrameSpec:
                 _int(v, f"frame {i} part {field_name}")
     it = iter(flat)
     parts = list(map(tuple.__new__, itertools.repeat(Part), zip(it, it, it, it, strict=True)))
-    return FrameSpec(FrameStyle.RAW if style == 1 else FrameStyle.LZ4, nbytes, parts)
+    return FrameSpec(FrameStyle.RAW if style == 1 else FrameStyle.LZ4, nbytes, parts, filt)
+
+
+def _filter_text(f: dict[str, Any]) -> str:
+    """A frame's canonical ``"filter":[...],`` text, or "" for an unfiltered frame."""
+    return f'"filter":{_canonical(f["filter"])},' if "filter" in f else ""
 
 
 def stored_bound(f: FrameSpec) -> int:

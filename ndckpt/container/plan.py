@@ -35,18 +35,22 @@ Rules (``docs/format.md`` section "Plan"):
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
+import operator
 import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
 from .. import _lz4
 from ..errors import CheckptError, InvalidArgumentError, UnsupportedError
+from ..filters import BLOCK, choose, filter_itemsize, sample_chunks
 from ..format import FrameStyle, parse_style
+from ..parallel import run_all
 from .dtype import encode_dtype
 from .head import ArraySpec, FrameSpec, Head, Part, check_name
 from .spec import ARRAYS_MAX, HEAD_MAX, NAME_MAX, PART_ALIGN, PATH_DEPTH_MAX, RAW_ALIGN
@@ -54,8 +58,10 @@ from .values import encode as encode_value
 from .values import json_metadata
 
 __all__ = [
+    "AUTO_SAMPLES",
     "DEFAULT_FRAME_BYTES",
     "DEFAULT_RAW_FRAME_BYTES",
+    "FILTER_STYLES",
     "Prepared",
     "StoredBytes",
     "StridedBytes",
@@ -63,12 +69,17 @@ __all__ = [
     "build_head",
     "bytes_of",
     "check_metadata",
+    "choose_filters",
+    "filter_group",
     "flat_names",
     "flatten_tree",
+    "frame_bytes_into",
     "parse_style_arg",
+    "parse_style_filter",
     "plan",
     "prepare",
     "prepare_specs",
+    "resolve_style_filters",
     "resolve_styles",
     "stored_bytes",
 ]
@@ -84,16 +95,32 @@ DEFAULT_FRAME_BYTES = 4 << 20
 DEFAULT_RAW_FRAME_BYTES = 1 << 30
 
 
+def filter_group(kind: str | None, dtype: np.dtype[Any]) -> tuple[str, int] | None:
+    """The filter group (format §3, design/filters.md §3) of an array of ``dtype`` stored with
+    filter ``kind`` (None, "shuffle", "delta" or "auto"): ``(kind, item size)``, or None for
+    plain LZ4 (and for shuffle by item size 1, the identity)."""
+    if kind is None:
+        return None
+    s = filter_itemsize(dtype.itemsize) if dtype.itemsize > 0 else 1
+    if kind == "shuffle" and s == 1:
+        return None
+    return (kind, s)
+
+
 def plan(
     arrays: list[ArraySpec],
     styles: list[FrameStyle],
     frame_bytes: int = DEFAULT_FRAME_BYTES,
     raw_frame_bytes: int | None = None,
+    filters: list[str | None] | None = None,
 ) -> tuple[list[int], list[FrameSpec]]:
     """Order the arrays and cut them into frames.
 
-    ``raw_frame_bytes`` defaults to ``frame_bytes``. Returns ``(order,
-    frames)``: ``order`` lists indices into ``arrays`` in storage order, and
+    ``raw_frame_bytes`` defaults to ``frame_bytes``. ``filters`` gives each LZ4 array's filter
+    kind (None, "shuffle", "delta" or "auto"; None for all when omitted): arrays are ordered by
+    (style, filter group, path), a pack frame holds arrays of one group, and each frame's
+    ``filter`` is its group (``("auto", s)`` frames are decided later, by :func:`choose_filters`).
+    Returns ``(order, frames)``: ``order`` lists indices into ``arrays`` in storage order, and
     parts in ``frames`` refer to positions in ``order``.
     """
     if raw_frame_bytes is None:
@@ -101,24 +128,37 @@ def plan(
     if frame_bytes <= 0 or frame_bytes % 65536 or raw_frame_bytes <= 0 or raw_frame_bytes % 65536:
         raise ValueError("frame sizes must be positive multiples of 65536")
     pack_max = frame_bytes // 4
-    keys = [(int(styles[i]), a.path) for i, a in enumerate(arrays)]
+    groups: list[tuple[str, int] | None]
+    if filters is None or not any(filters):
+        groups = [None] * len(arrays)
+        keys: list[Any] = [(int(styles[i]), a.path) for i, a in enumerate(arrays)]
+    else:
+        groups = [
+            filter_group(k, a.dtype) if styles[i] == FrameStyle.LZ4 else None
+            for i, (a, k) in enumerate(zip(arrays, filters, strict=True))
+        ]
+        # "" sorts first: plain LZ4 arrays keep the order (and the bytes) they had without filters.
+        keys = [
+            (int(styles[i]), "" if g is None else f"{g[0]}/{g[1]}", a.path)
+            for i, (a, g) in enumerate(zip(arrays, groups, strict=True))
+        ]
     order = sorted(range(len(arrays)), key=keys.__getitem__)
     sizes = [math.prod(a.shape) * a.dtype.itemsize for a in arrays]
     frames: list[FrameSpec] = []
     pack: FrameSpec | None = None
     new_part, raw_align, part_align = tuple.__new__, RAW_ALIGN, PART_ALIGN
     for pos, i in enumerate(order):  # per-array loop: kept minimal (see the module docstring)
-        n, style = sizes[i], styles[i]
+        n, style, group = sizes[i], styles[i], groups[i]
         if n == 0:
             continue
-        if pack is not None and pack.style is not style:
+        if pack is not None and (pack.style is not style or pack.filter != group):
             pack = None
         if n <= pack_max:
             if pack is not None:
                 a = raw_align if n >= raw_align else part_align
                 at = -(-pack.nbytes // a) * a  # align_up, inlined
             if pack is None or at + n > frame_bytes:
-                pack = FrameSpec(style, 0)
+                pack = FrameSpec(style, 0, [], group)
                 frames.append(pack)
                 at = 0
             pack.parts.append(new_part(Part, (pos, 0, n, at)))
@@ -128,7 +168,7 @@ def plan(
         step = raw_frame_bytes if style == FrameStyle.RAW else frame_bytes
         for start in range(0, n, step):
             m = min(step, n - start)
-            frames.append(FrameSpec(style, m, [Part(pos, start, m, 0)]))
+            frames.append(FrameSpec(style, m, [Part(pos, start, m, 0)], group))
     return order, frames
 
 
@@ -280,27 +320,39 @@ def stored_bytes(a: np.ndarray[Any, Any]) -> tuple[StoredBytes, str]:
 
 
 def resolve_styles(style: Any, names: list[str], values: Collection[str] = ()) -> list[FrameStyle]:
-    """One style per array. A mapping's keys name arrays or groups ("a/b", or nested mappings);
+    """One frame style per array (see :func:`resolve_style_filters`, which also gives the filters)."""
+    return resolve_style_filters(style, names, values)[0]
+
+
+def resolve_style_filters(
+    style: Any, names: list[str], values: Collection[str] = ()
+) -> tuple[list[FrameStyle], list[str | None]]:
+    """One style and one filter kind (None, "shuffle", "delta" or "auto") per array.
+
+    A mapping's keys name arrays or groups ("a/b", or nested mappings);
     a group's style applies to every array below it, the most specific key wins, unnamed arrays
     are RAW, and a key naming nothing that is being saved is an error (a typo would otherwise
     silently leave data uncompressed). Keys naming ``values`` (Python-value leaves, stored in
     the head) or groups of them are accepted and have no effect."""
     if not isinstance(style, Mapping):
-        s = parse_style_arg(style, "style")
-        return [s] * len(names)
-    flat = {key: parse_style_arg(v, f"style[{key!r}]") for key, v in flat_names(style).items()}
+        st, kind = parse_style_filter(style, "style")
+        return [st] * len(names), [kind] * len(names)
+    flat = {key: parse_style_filter(v, f"style[{key!r}]") for key, v in flat_names(style).items()}
     used: set[str] = set()
-    out = []
+    out: list[FrameStyle] = []
+    kinds: list[str | None] = []
     for n in names:
         parts = n.split("/")
         for k in range(len(parts), 0, -1):
             key = "/".join(parts[:k])
             if key in flat:
-                out.append(flat[key])
+                out.append(flat[key][0])
+                kinds.append(flat[key][1])
                 used.add(key)
                 break
         else:
             out.append(FrameStyle.RAW)
+            kinds.append(None)
     unknown = set(flat) - used - {g for g in flat if any(n.startswith(g + "/") for n in names)}
     if unknown and values:
         unknown -= {g for g in unknown if g in values or any(n.startswith(g + "/") for n in values)}
@@ -312,15 +364,38 @@ def resolve_styles(style: Any, names: list[str], values: Collection[str] = ()) -
             f"being saved (arrays: {shown or 'none'}); keys of a style mapping are array or group names, "
             "nested or joined by '/': fix or remove the key"
         )
-    return out
+    return out, kinds
+
+
+#: Style names that filter LZ4 frames (format §2.8), and their filter kind ("auto": chosen per frame).
+FILTER_STYLES: Final = {"lz4+shuffle": "shuffle", "lz4+delta": "delta", "auto": "auto"}
+_STYLE_NAMES: Final = "'raw' (or 0, 1), 'lz4' (or 2), 'lz4+shuffle', 'lz4+delta' or 'auto'"
+
+
+def parse_style_filter(v: Any, what: str) -> tuple[FrameStyle, str | None]:
+    """A ``style`` argument's frame style and filter kind: ``"lz4+shuffle"`` is (LZ4, "shuffle"),
+    ``"lz4+delta"`` (LZ4, "delta"), ``"auto"`` (LZ4, "auto"); anything :func:`parse_style_arg`
+    takes has no filter. Raises as :func:`parse_style_arg`."""
+    kind = FILTER_STYLES.get(v.lower()) if isinstance(v, str) else None
+    if kind is None:
+        return parse_style_arg(v, what), None
+    if not _lz4.available():
+        raise UnsupportedError(f"{what}: {v!r} needs LZ4, which is unavailable (no LZ4 library found)")
+    return FrameStyle.LZ4, kind
 
 
 def parse_style_arg(v: Any, what: str) -> FrameStyle:
+    """A ``style`` argument's frame style (a filtered style's is LZ4). InvalidArgumentError for
+    anything else, UnsupportedError for LZ4 without a library."""
+    if isinstance(v, str) and v.lower() in FILTER_STYLES:
+        return parse_style_filter(v, what)[0]
     try:
         s = parse_style(v)
     except UnsupportedError:  # an int that is no frame style: a bad argument here, not a missing feature
-        raise InvalidArgumentError(f"{what}: {v} is not a frame style; use 'raw' (or 0, 1) or 'lz4' (or 2)") from None
+        raise InvalidArgumentError(f"{what}: {v} is not a frame style; use {_STYLE_NAMES}") from None
     except CheckptError as e:
+        if isinstance(v, str):
+            raise InvalidArgumentError(f"{what}: unknown frame style {v!r}: expected {_STYLE_NAMES}") from None
         raise type(e)(f"{what}: {e}") from None
     if s == FrameStyle.LZ4 and not _lz4.available():
         raise UnsupportedError(f"{what}: LZ4 is unavailable (no LZ4 library found)")
@@ -347,7 +422,17 @@ class Prepared:
     head_json: bytes
 
 
-def prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int, raw_frame_bytes: int | None = None) -> Prepared:
+def prepare(
+    arrays: Any,
+    style: Any,
+    metadata: Any,
+    frame_bytes: int,
+    raw_frame_bytes: int | None = None,
+    *,
+    threads: int = 1,
+) -> Prepared:
+    """Validate and plan a checkpoint of ``arrays`` (see the module docstring); ``threads``
+    decide the "auto" frames in parallel (the decisions do not depend on it)."""
     items, groups = flatten_tree(arrays)
     specs: list[ArraySpec] = []
     array_bytes: list[StoredBytes] = []
@@ -367,11 +452,21 @@ def prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int, raw_frame_
         specs.append(new_spec(ArraySpec, (path, a.dtype, a.shape, order, None)))
         array_bytes.append(src)
     names = ["/".join(s.path) for s in specs] if values else ["/".join(p) for p, _ in items]
-    styles = resolve_styles(style, names, {"/".join(p) for p, _ in values})
+    styles, kinds = resolve_style_filters(style, names, {"/".join(p) for p, _ in values})
     meta = check_metadata(metadata)
     values.sort(key=lambda e: e[0])
     return prepare_specs(
-        specs, array_bytes, styles, groups, meta, frame_bytes, raw_frame_bytes, check=False, values=values
+        specs,
+        array_bytes,
+        styles,
+        groups,
+        meta,
+        frame_bytes,
+        raw_frame_bytes,
+        check=False,
+        values=values,
+        filters=kinds,
+        threads=threads,
     )
 
 
@@ -419,14 +514,80 @@ def prepare_specs(
     *,
     check: bool = True,
     values: list[tuple[tuple[str, ...], Any]] | None = None,
+    filters: list[str | None] | None = None,
+    threads: int = 1,
 ) -> Prepared:
     """Plan already-described arrays (``array_bytes[i]`` holds the stored bytes of ``specs[i]``).
 
     The building block for writers that describe arrays themselves, such as
     global arrays stored as blocks. ``check`` and ``values`` are as in
     :func:`build_head` (:func:`prepare` skips the check: its inputs were
-    validated on the way in). InvalidArgumentError for a head readers would refuse.
+    validated on the way in); ``filters`` as in :func:`plan`, its "auto" frames decided
+    here from the arrays' bytes (:func:`choose_filters`, ``threads`` at a time).
+    InvalidArgumentError for a head readers would refuse.
     """
-    perm, frames = plan(specs, styles, frame_bytes, raw_frame_bytes)
+    perm, frames = plan(specs, styles, frame_bytes, raw_frame_bytes, filters)
+    ordered = [array_bytes[i] for i in perm]
+    choose_filters(frames, ordered, threads)
     head, head_json = build_head([specs[i] for i in perm], frames, sorted(groups), metadata, values, check=check)
-    return Prepared(head, [array_bytes[i] for i in perm], head_json)
+    return Prepared(head, ordered, head_json)
+
+
+#: LZ4 chunks the "auto" chooser samples per frame (design/filters.md §3: 2 suffice on the zoo).
+AUTO_SAMPLES: Final = 4
+
+
+def choose_filters(frames: list[FrameSpec], sources: list[StoredBytes], threads: int = 1) -> None:
+    """Decide every ``("auto", s)`` frame of a plan, in place, from its bytes.
+
+    Each such frame's :data:`AUTO_SAMPLES` sample chunks (:func:`ndckpt.filters.sample_chunks`)
+    are assembled from ``sources`` (the parts covering them, the padding as zeros: exactly the
+    frame buffer's bytes) into a buffer of at most that many chunks, and
+    :func:`ndckpt.filters.choose` picks the filter, or None (plain LZ4). The choice is a pure
+    function of the frame's bytes: ``threads`` only runs frames in parallel. The sources are
+    only read; what :func:`ndckpt.filters.choose` raises propagates, with the frames already
+    decided left decided and the others still "auto".
+    """
+    todo = [f for f in frames if f.filter is not None and f.filter[0] == "auto"]
+
+    def decide(f: FrameSpec) -> None:
+        assert f.filter is not None
+        s = f.filter[1]
+        chunks = sample_chunks(f.nbytes, AUTO_SAMPLES)
+        spans = [(c * BLOCK, min((c + 1) * BLOCK, f.nbytes)) for c in chunks]
+        buf = np.empty(sum(hi - lo for lo, hi in spans), np.uint8)
+        pos = 0
+        for lo, hi in spans:
+            frame_bytes_into(f, sources, lo, buf[pos : pos + hi - lo])
+            pos += hi - lo
+        kind = choose(buf, s, samples=len(chunks)).kind
+        f.filter = None if kind is None else (kind, s)
+
+    run_all(decide, todo, threads)
+
+
+def frame_bytes_into(
+    f: FrameSpec, sources: list[StoredBytes], lo: int, dst: np.ndarray[Any, np.dtype[np.uint8]]
+) -> None:
+    """Fill ``dst`` with bytes ``[lo, lo + len(dst))`` of frame ``f``'s buffer: the parts that
+    cover them, from ``sources`` (indexed by the parts' array), and zeros between parts."""
+    hi = lo + dst.nbytes
+    parts = f.parts
+    k = max(bisect.bisect_right(parts, lo, key=_PART_AT) - 1, 0)
+    if len(parts) > 1 or parts[0].nbytes != f.nbytes:
+        dst[:] = 0
+    for ai, start, n, at in itertools.islice(parts, k, None):
+        if at >= hi:
+            break
+        a, b = max(lo, at), min(hi, at + n)
+        if a >= b:
+            continue
+        src = sources[ai]
+        piece = dst[a - lo : b - lo]
+        if isinstance(src, StridedBytes):
+            src.copy_into(piece, start + a - at)
+        else:
+            piece[:] = src[start + a - at : start + b - at]
+
+
+_PART_AT: Final = operator.attrgetter("at")

@@ -25,6 +25,7 @@ from .._memory import aligned_empty, buffer_view
 from ..errors import CheckptError, CheckptIOError, FormatError, InvalidArgumentError
 from ..format import FrameStyle
 from ..parallel import Progress, ProgressCallback, ScratchPool, run_all
+from .filtering import decode_unfilter
 from .head import ArraySpec, Head, Part, block_offsets, stored_bound
 from .layout import MANY_ARRAYS, Layout, parse_layout
 from .mapped import FileRegion
@@ -107,19 +108,36 @@ def where_text(where: Where) -> str:
     return where if isinstance(where, str) else where()
 
 
-def decode_lz4(stored: memoryview, dst: np.ndarray[Any, np.dtype[np.uint8]], where: Where) -> None:
+def decode_lz4(
+    stored: memoryview,
+    dst: np.ndarray[Any, np.dtype[np.uint8]],
+    where: Where,
+    filt: tuple[str, int] | None = None,
+    span: tuple[int, int] | None = None,
+) -> None:
     """Decode the LZ4 data frame ``stored`` (all of it: FormatError otherwise) into ``dst``.
+
+    With ``filt`` (the frame's filter, format §2.8) the frame is decoded
+    :data:`ndckpt.filters.BATCH` chunks at a time into a scratch buffer of that size and each
+    batch is unfiltered straight into ``dst`` (the decoded bytes stay the LZ4 history, never
+    modified), so no frame-sized temporary is made. ``span`` (only with ``filt``) asks for
+    frame bytes ``[lo, hi)`` only: decoding stops after the chunk holding byte ``hi - 1`` (the
+    rest of ``stored`` is then not checked) and only the blocks meeting the span are
+    unfiltered; the other bytes of ``dst`` are left as they were.
 
     Uses this thread's spare decoder (:func:`ndckpt._codec.take_decoder`). Errors name
     ``where``; ``dst`` may then be partly written. Holds no reference to ``stored`` afterwards.
     """
     src = dec = None
+    whole = True
     try:
         src = MmioSource(stored)
         out = as_bytes(dst, writable=True, what="LZ4 frame destination")
         dec = take_decoder()
         dec.start(0)
-        if out.nbytes:
+        if filt is not None:
+            whole = decode_unfilter(dec, src, dst, filt, span)
+        elif out.nbytes:
             dec.read(src, out, out.nbytes, 0)
         end = src.offset
     except CheckptError as e:
@@ -129,7 +147,7 @@ def decode_lz4(stored: memoryview, dst: np.ndarray[Any, np.dtype[np.uint8]], whe
             give_back_decoder(dec)
         if src is not None:
             src.release()  # an mmap behind ``stored`` may be closed once this returns
-    if end != stored.nbytes:
+    if whole and end != stored.nbytes:
         raise FormatError(f"{where_text(where)}: LZ4 data ends at byte {end} of {stored.nbytes} stored bytes")
 
 
@@ -237,10 +255,16 @@ class Loader:
                     if self.verify is not False:
                         verify_hash(stored, lay.xxh[fi], where)
                     if whole and fi not in keep:
-                        decode_lz4(stored, todo[0][3], where)
+                        decode_lz4(stored, todo[0][3], where, f.filter)
                     else:
                         plain = aligned_empty(f.nbytes)
-                        decode_lz4(stored, plain, where)
+                        span = None
+                        if f.filter is not None and fi not in keep:  # only the blocks holding the parts
+                            span = (
+                                min(p.at + lo - p.start for p, lo, _, _ in todo),
+                                max(p.at + hi - p.start for p, _, hi, _ in todo),
+                            )
+                        decode_lz4(stored, plain, where, f.filter, span)
                         for p, lo, hi, dst in todo:
                             a = p.at + lo - p.start
                             dst[:] = plain[a : a + hi - lo]

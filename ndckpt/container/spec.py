@@ -79,7 +79,7 @@ OPEN_MEM_PER_HEAD_BYTE: Final = 64
 OPEN_MEM_FIXED: Final = 48 << 20
 #: Optional head features this reader implements (format §5): a head's "features" list may name
 #: only these, and names exactly the optional keys it uses.
-FEATURES: Final = frozenset({"values"})
+FEATURES: Final = frozenset({"filters", "values"})
 
 assert (SUPERBLOCK.size, TRAILER.size, RECORD.size, INDEX_DTYPE.itemsize) == (32, 48, 16, 24)
 

@@ -291,11 +291,11 @@ def _place(
     if lz4 and len(fr.parts) == 1 and p0.at == 0 and p0.nbytes == fr.nbytes:
         # The frame's size was checked against its stored bytes, which have arrived.
         d = dest.setdefault(p0.array, _Dest(head.arrays[p0.array].nbytes))
-        decode_lz4(buffer_view(data), d.view(p0.start, p0.nbytes), where)
+        decode_lz4(buffer_view(data), d.view(p0.start, p0.nbytes), where, fr.filter)
         return
     if lz4:
         plain = aligned_empty(fr.nbytes)
-        decode_lz4(buffer_view(data), plain, where)
+        decode_lz4(buffer_view(data), plain, where, fr.filter)
     else:
         plain = data
     for p in fr.parts:

@@ -31,6 +31,7 @@ from .._memory import buffer_view
 from ..errors import CheckptError
 from ..format import FrameStyle
 from ..parallel import Progress, ProgressCallback, ScratchPool
+from .filtering import write_filtered
 from .head import FrameSpec, stored_bound
 from .layout import data_offset, frame_offsets
 from .plan import Prepared, StoredBytes, StridedBytes
@@ -219,6 +220,12 @@ def encode_frame(f: FrameSpec, fi: int, sources: list[StoredBytes]) -> EncodedFr
     The frame is encoded by this thread's spare encoder (:func:`ndckpt._codec.take_encoder`),
     started fresh: its bytes are those of a brand-new fd_checkpt writer's only frame, so they
     depend neither on the thread nor on the frames encoded before (docs/format.md §2.5).
+
+    A frame with a ``filter`` (format §2.8; never "auto" here) is filtered
+    :data:`.filtering.STEP` bytes at a time into a small scratch buffer, each batch
+    written to the encoder as it is made: a frame costs one batch of memory beyond an
+    unfiltered frame's, and the LZ4 bytes are those of the whole filtered buffer written at
+    once (batches are whole 64 KiB chunks). Stored verbatim, it holds its *unfiltered* bytes.
     """
     src, gathered = frame_input(f, sources)
     if f.style == FrameStyle.RAW:
@@ -229,7 +236,9 @@ def encode_frame(f: FrameSpec, fi: int, sources: list[StoredBytes]) -> EncodedFr
         enc = take_encoder()
         sink = MmioSink(out)
         enc.start(0, fresh=True)
-        if src.nbytes:
+        if f.filter is not None:
+            write_filtered(enc, sink, src, f.filter)
+        elif src.nbytes:
             enc.write(sink, buffer_view(src), src.nbytes)
         end = sink.offset
     except CheckptError as e:
