@@ -28,7 +28,7 @@ from ..container.plan import (
     bytes_of,
     check_metadata,
     flatten_tree,
-    resolve_styles,
+    resolve_style_filters,
     stored_bytes,
 )
 from ..errors import CheckptIOError, InvalidArgumentError
@@ -95,6 +95,7 @@ class Item:
     style: int
     start: tuple[int, ...] | None = None
     global_shape: tuple[int, ...] | None = None
+    filter: str | None = None  # None, "shuffle", "delta" or "auto" (LZ4 only; format §2.8)
 
     @property
     def empty(self) -> bool:
@@ -135,10 +136,10 @@ def describe(
             raise InvalidArgumentError(
                 f"name {'/'.join(path)!r}: the top-level name {PRIVATE!r} is reserved for rank-private arrays"
             )
-    styles = resolve_styles(style, ["/".join(p) for p, _ in flat])
+    styles, kinds = resolve_style_filters(style, ["/".join(p) for p, _ in flat])
     items: list[Item] = []
     array_bytes: list[StoredBytes] = []
-    for (path, v), st in zip(flat, styles, strict=True):
+    for (path, v), st, kind in zip(flat, styles, kinds, strict=True):
         name = "/".join(path)
         if isinstance(v, Block):
             a = v.local
@@ -157,7 +158,7 @@ def describe(
                     f"Block {name!r}: local of shape {list(shape)} at start {list(v.start)} lies outside the "
                     f"global shape {list(v.global_shape)} (dimension {bad[0]})"
                 )
-            items.append(Item(path, a.dtype, shape, "C", int(st), v.start, v.global_shape))
+            items.append(Item(path, a.dtype, shape, "C", int(st), v.start, v.global_shape, kind))
             array_bytes.append(bytes_of(a, "C") if a.flags.c_contiguous else StridedBytes(a))
         elif not isinstance(v, np.ndarray):
             raise InvalidArgumentError(
@@ -167,7 +168,7 @@ def describe(
         else:
             a = as_array(path, v)
             src, order = stored_bytes(a)
-            items.append(Item(path, a.dtype, tuple(int(n) for n in a.shape), order, int(st)))
+            items.append(Item(path, a.dtype, tuple(int(n) for n in a.shape), order, int(st), filter=kind))
             array_bytes.append(src)
     meta = json.dumps(check_metadata(metadata), sort_keys=True, separators=(",", ":"))
     # As ndckpt.save: a symlink at the target is written through (every rank resolves it; the
@@ -225,10 +226,10 @@ def check_agreement(infos: list[RankInfo]) -> None:
             if changed:
                 parts.append(f"{changed} are Blocks on one of ranks 0 and {r} and private arrays on the other")
             raise InvalidArgumentError("array names differ across ranks: " + "; ".join(parts))
-    style0 = {i.path: i.style for i in first.items}
+    style0 = {i.path: (i.style, i.filter) for i in first.items}
     for r, info in enumerate(infos[1:], 1):
         for i in info.items:
-            if i.style != style0[i.path]:
+            if (i.style, i.filter) != style0[i.path]:
                 raise InvalidArgumentError(f"array {'/'.join(i.path)!r}: style differs between rank 0 and rank {r}")
     global_arrays(infos)  # validates dtypes, global shapes and tiling
 

@@ -8,11 +8,13 @@ planner of ``ndckpt.save``, so no frame holds the bytes of two ranks; the head i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..container.head import ArraySpec, FrameSpec, Head, Part, block_offsets
-from ..container.plan import DEFAULT_FRAME_BYTES, StoredBytes, build_head, plan
+from ..container.plan import DEFAULT_FRAME_BYTES, StoredBytes, build_head, choose_filters, plan
+from ..errors import InvalidArgumentError
 from ..format import FrameStyle
 from ._inputs import BLOCKS, PRIVATE, RankInfo, global_arrays
 
@@ -46,6 +48,7 @@ def plan_file(
     blocked: bool,
     metadata: Any,
     frame_bytes: int = DEFAULT_FRAME_BYTES,
+    share: Callable[[dict[int, tuple[str, int] | None]], dict[int, tuple[str, int] | None]] | None = None,
 ) -> FilePlan:
     """Plan the file written by ranks ``writers`` (world ranks, in order); ``me`` is this rank's world rank.
 
@@ -56,6 +59,12 @@ def plan_file(
     writer order, and parts refer to the file's arrays (sorted by path).
     Deterministic: every rank gets the same head, or the same InvalidArgumentError when the
     head would be larger than readers accept.
+
+    Frames of style "auto" are decided by the rank that holds their bytes
+    (:func:`ndckpt.container.plan.choose_filters` on its own frames); ``share`` (collective,
+    called on every writer exactly when some frame of the file is "auto") takes this rank's
+    decisions, by frame index, and returns every writer's. Without ``share`` such a plan is
+    an InvalidArgumentError.
     """
     arrays: list[ArraySpec] = []
     base: dict[tuple[tuple[str, ...], int], tuple[tuple[str, ...], int]] = {}  # (item path, rank) -> (array, byte)
@@ -65,11 +74,14 @@ def plan_file(
             offs = block_offsets(g)
             for r, off in zip(holders, offs, strict=False):
                 base[(g.path, r)] = (g.path, off)
-    per_rank: list[tuple[list[ArraySpec], list[tuple[tuple[str, ...], int]], list[FrameStyle]]] = []
+    per_rank: list[
+        tuple[list[ArraySpec], list[tuple[tuple[str, ...], int]], list[FrameStyle], list[str | None]]
+    ] = []
     for r in writers:
         pseudo: list[ArraySpec] = []
         dest: list[tuple[tuple[str, ...], int]] = []
         styles: list[FrameStyle] = []
+        kinds: list[str | None] = []
         for it in infos[r].items:
             if it.start is None:
                 path = (PRIVATE, str(r), *it.path)
@@ -85,7 +97,8 @@ def plan_file(
                 pseudo.append(ArraySpec(path, it.dtype, it.shape, "C"))
                 dest.append((path, 0))
             styles.append(FrameStyle(it.style))
-        per_rank.append((pseudo, dest, styles))
+            kinds.append(it.filter)
+        per_rank.append((pseudo, dest, styles, kinds))
     arrays.sort(key=lambda a: a.path)
     index = {a.path: i for i, a in enumerate(arrays)}
     frames: list[FrameSpec] = []
@@ -93,8 +106,8 @@ def plan_file(
     local: list[FrameSpec] = []
     local_ids: list[int] = []
     array_bytes: list[StoredBytes] = []
-    for w, (r, (pseudo, dest, styles)) in enumerate(zip(writers, per_rank, strict=True)):
-        order, rframes = plan(pseudo, styles, frame_bytes, RAW_FRAME_BYTES)
+    for w, (r, (pseudo, dest, styles, kinds)) in enumerate(zip(writers, per_rank, strict=True)):
+        order, rframes = plan(pseudo, styles, frame_bytes, RAW_FRAME_BYTES, kinds)
         for f in rframes:
             parts = []
             for p in f.parts:
@@ -103,11 +116,19 @@ def plan_file(
             if r == me:
                 local.append(f)
                 local_ids.append(len(frames))
-            frames.append(FrameSpec(f.style, f.nbytes, parts))
+            frames.append(FrameSpec(f.style, f.nbytes, parts, f.filter))
             owner.append(w)
         if r == me:
             assert my_bytes is not None
             array_bytes = [my_bytes[i] for i in order]
+    if any(f.filter is not None and f.filter[0] == "auto" for f in frames):
+        if share is None:
+            raise InvalidArgumentError("style 'auto' needs the writers to share their frames' filters")
+        choose_filters(local, array_bytes)
+        decided = share({fi: f.filter for fi, f in zip(local_ids, local, strict=True)})
+        for fi, f in enumerate(frames):
+            if f.filter is not None and f.filter[0] == "auto":
+                f.filter = decided[fi]
     groups = sorted(infos[0].groups) if blocked else []  # subfiles: empty groups are not kept
     head, head_json = build_head(
         arrays, frames, [tuple(g) for g in groups], metadata, advice="too many arrays or blocks; use subfiles"

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,24 @@ def _release(encoded: dict[int, EncodedFrame]) -> None:
     encoded.clear()
 
 
+Filters = dict[int, tuple[str, int] | None]
+
+
+def _sharer(comm: MPI.Intracomm, timeout: float, what: str) -> Callable[[Filters], Filters]:
+    """The ``share`` of :func:`plan_file` over ``comm``: every rank's "auto" decisions, merged.
+    (Deciding cannot fail on one rank alone: LZ4 was found on every rank when the styles were
+    checked, and the chooser's arguments come from the plan.)"""
+
+    def share(mine: Filters) -> Filters:
+        got = allgather(comm, mine, timeout, what)
+        out: Filters = {}
+        for d in got:
+            out.update(d)
+        return out
+
+    return share
+
+
 def save_shared(
     comm: MPI.Intracomm, infos: list[RankInfo], array_bytes: list[StoredBytes], path: Path, threads: int, timeout: float
 ) -> None:
@@ -206,7 +225,15 @@ def save_shared(
     lead = infos[0]
     ranks = list(range(comm.Get_size()))
     try:
-        fp = plan_file(infos, ranks, comm.Get_rank(), array_bytes, blocked=True, metadata=json.loads(lead.metadata))
+        fp = plan_file(
+            infos,
+            ranks,
+            comm.Get_rank(),
+            array_bytes,
+            blocked=True,
+            metadata=json.loads(lead.metadata),
+            share=_sharer(comm, timeout, "save: filters"),
+        )
     except InvalidArgumentError as e:
         raise InvalidArgumentError(f"ndckpt.mpi.save: {e}; nothing was committed") from None
     tmp = path.parent / _files.temp_name(path.name, pid=lead.pid, host=lead.host, token=lead.token)
@@ -230,7 +257,15 @@ def save_subfiled(
     assert isinstance(sub, MPI.Intracomm)
     err: BaseException | None = None
     try:
-        fp = plan_file(infos, members, rank, array_bytes, blocked=False, metadata=None)
+        fp = plan_file(
+            infos,
+            members,
+            rank,
+            array_bytes,
+            blocked=False,
+            metadata=None,
+            share=_sharer(sub, timeout, f"save: subfile {color}: filters"),
+        )
         tmp = path.parent / _files.temp_name(sub_path.name, pid=lead.pid, host=lead.host, token=lead.token)
         write_file(sub, fp, sub_path, tmp, threads, timeout, f"save: subfile {color}", members)
     except Exception as e:

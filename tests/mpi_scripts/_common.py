@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 #: Styles of the round-trip checkpoints (names not listed are RAW).
-STYLES = {"big": "lz4", "grid": "lz4", "z": "lz4"}
+STYLES = {"big": "lz4", "grid": "auto", "z": "lz4+shuffle", "u": "lz4+delta"}
 REC = np.dtype([("a", "<i4"), ("b", "<f8"), ("c", "S3")])
 
 
