@@ -630,6 +630,9 @@ class Reader(Mapping[str, Any]):
         """Per array, in storage order: name, dtype, shape, order, style, nbytes, stored_nbytes,
         frames, blocks, offsets (of those frames in the file).
 
+        style is "raw", "lz4", "lz4+shuffle/S" or "lz4+delta/S" (every frame filtered by that
+        kind and item size S), or, for an array whose frames have different filters (style
+        "auto"), their mix, most frames first: "auto: delta/8 x3, lz4 x1".
         For arrays packed with others in one LZ4 frame, stored_nbytes is the frame's stored size
         shared in proportion to the array's bytes. blocks is None except for a global array
         stored as blocks (:mod:`ndckpt.mpi`): then each block's ``[start, shape]``.

@@ -297,6 +297,37 @@ def test_convert_ndckpt_restyle_keeps_metadata(
                 assert_same_value(r[name], want, name)
 
 
+def test_convert_to_filtered_styles_and_info_shows_each_arrays_filter(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    smooth = np.sin(np.arange(1_200_000) / 5000.0) * 1000 + 300  # 3 frames of float64
+    mixed = np.concatenate([smooth[:524_288], np.where(np.arange(524_288) % 9973 == 0, 1.0, 0.0)])
+    src = tmp_path / "in.ndckpt"
+    ndckpt.save(src, {"s": smooth, "m": mixed, "i": np.arange(5000, dtype="i2")})
+    out = tmp_path / "out.ndckpt"
+    code, _, _ = run_main(
+        capsys, "convert", str(src), str(out), "--style", "auto", "--style", "s=lz4+delta", "--style", "i=lz4+shuffle"
+    )
+    assert code == 0
+    with ndckpt.open(out) as r:
+        styles = {row["name"]: row["style"] for row in r.info()}
+        assert_same_array(r["s"], smooth)
+        assert_same_array(r["m"], mixed)
+    assert styles["s"] == "lz4+delta/8"
+    assert styles["i"] == "lz4+shuffle/2"
+    assert styles["m"].startswith("auto: ")  # a smooth frame (filtered) and a spiky one (plain LZ4)
+    assert "lz4 x1" in styles["m"]
+    code, text, _ = run_main(capsys, "info", str(out))
+    assert code == 0
+    rows = {line.split()[0]: line for line in text.splitlines() if line.split()[:1] in (["s"], ["m"], ["i"])}
+    assert "lz4+delta/8" in rows["s"]
+    assert styles["m"] in rows["m"]
+    with pytest.raises(SystemExit) as e:
+        run_main(capsys, "convert", str(src), str(tmp_path / "x.ndckpt"), "--style", "lz4+zstd")
+    assert e.value.code == 2
+    assert "lz4+shuffle, lz4+delta, auto" in capsys.readouterr().err
+
+
 def test_convert_npy(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     a = np.arange(24, dtype=">i4").reshape(2, 3, 4)
     np.save(tmp_path / "grid.npy", a)

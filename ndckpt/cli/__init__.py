@@ -5,7 +5,7 @@ Installed as the ``ndckpt`` console script and runnable as ``python -m ndckpt``:
     ndckpt info FILE|- [--json]               format version, metadata, table of arrays
     ndckpt verify FILE|-                      check every frame; exit 1 naming the bad one
     ndckpt extract FILE|- NAME [-o OUT.npy]   one array to a .npy file
-    ndckpt convert IN OUT [--style [NAME=]raw|lz4 ...] [--force]
+    ndckpt convert IN OUT [--style [NAME=]raw|lz4|lz4+shuffle|lz4+delta|auto ...] [--force]
                                               .npy/.npz <-> ndckpt (and ndckpt -> ndckpt)
     ndckpt demo [...]                         kill-and-resume simulation demo
     ndckpt bench [ARGS...]                    the peer benchmark suite (source checkout only)
@@ -148,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="[NAME=]STYLE",
-        help="frame style of ndckpt output, raw or lz4: STYLE for every array (default: raw), NAME=STYLE for an "
+        help="frame style of ndckpt output: raw, lz4, lz4+shuffle, lz4+delta or auto (LZ4 after a byte shuffle, "
+        "a shuffle and byte delta, or the better of the three chosen per frame; for numeric arrays): "
+        "STYLE for every array (default: raw), NAME=STYLE for an "
         "array or a group (the most specific name wins); repeat for several, e.g. --style lz4 --style step=raw",
     )
     q.add_argument("-f", "--force", action="store_true", help="write ndckpt data to stdout even if it is a terminal")

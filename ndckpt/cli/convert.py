@@ -30,7 +30,7 @@ from .numpy_files import flat_names, nest_names, read_numpy, write_npy, write_np
 
 __all__ = ["STYLES", "cmd_convert", "style_arg"]
 
-STYLES = ("raw", "lz4")
+STYLES = ("raw", "lz4", "lz4+shuffle", "lz4+delta", "auto")
 
 
 def _out_kind(out: str) -> str:
@@ -42,10 +42,12 @@ def _out_kind(out: str) -> str:
 
 def style_arg(value: str) -> tuple[str | None, str]:
     """``--style`` values: ``STYLE`` (every array not named otherwise) or ``NAME=STYLE`` (an array or
-    a group; split at the last ``=``), STYLE being raw or lz4."""
+    a group; split at the last ``=``), STYLE one of :data:`STYLES`."""
     name, eq, style = value.rpartition("=")
     if style not in STYLES:
-        raise argparse.ArgumentTypeError(f"expected raw, lz4, NAME=raw or NAME=lz4, got {value!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected STYLE or NAME=STYLE, STYLE one of {', '.join(STYLES)}; got {value!r}"
+        )
     if eq and not name:
         raise argparse.ArgumentTypeError(f"empty NAME in {value!r}")
     return (name if eq else None), style

@@ -17,11 +17,26 @@ from .layout import Layout
 from .values import decode as decode_value
 from .values import type_name
 
-__all__ = ["array_rows", "listing", "stored_nbytes", "value_rows"]
+__all__ = ["array_rows", "listing", "stored_nbytes", "style_text", "value_rows"]
 
 
-def _style_name(style: FrameStyle) -> str:
-    return "raw" if style == FrameStyle.RAW else "lz4"
+def style_text(layout: Layout, ai: int) -> str:
+    """How array ``ai`` is stored, for people: "raw", "lz4", "lz4+delta/8" (every frame
+    filtered alike, format §2.8: the kind and item size), or the mix of its frames' filters
+    when they differ (what style "auto" makes): "auto: delta/8 x3, lz4 x1", most frames first."""
+    loc = layout.locs[ai]
+    if loc.style == FrameStyle.RAW:
+        return "raw"
+    counts: dict[str, int] = {}
+    for fi in loc.frames:
+        filt = layout.head.frames[fi].filter
+        key = "lz4" if filt is None else f"{filt[0]}/{filt[1]}"
+        counts[key] = counts.get(key, 0) + 1
+    if len(counts) <= 1:
+        key = next(iter(counts), "lz4")
+        return key if key == "lz4" else f"lz4+{key}"
+    mix = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return "auto: " + ", ".join(f"{k} x{n}" for k, n in mix)
 
 
 def stored_nbytes(layout: Layout, ai: int) -> int:
@@ -45,7 +60,7 @@ def array_rows(layout: Layout) -> list[dict[str, Any]]:
                 "dtype": str(spec.dtype),
                 "shape": spec.shape,
                 "order": spec.order,
-                "style": _style_name(loc.style),
+                "style": style_text(layout, ai),
                 "nbytes": spec.nbytes,
                 "stored_nbytes": stored_nbytes(layout, ai),
                 "frames": loc.frames,
@@ -79,7 +94,7 @@ def listing(layout: Layout, node: Node, title: str, top: bool) -> Listing:
             out.nbytes += spec.nbytes
             out.stored += stored
             if len(out.arrays) < ROWS_SHOWN:
-                style = _style_name(layout.locs[v].style)
+                style = style_text(layout, v)
                 out.arrays.append((rel, str(spec.dtype), str(spec.shape), style, spec.nbytes, stored))
             continue
         out.nvalues += 1
