@@ -18,6 +18,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from helpers import assert_same_tree, readers
 
@@ -38,6 +39,10 @@ SHA256_BY_VERSION: dict[int, tuple[Path, dict[str, str]]] = {
         "lz4.ndckpt": "7871b0fb5054d51745e08e71e4f6c4823a1c4e156e1c9424ab6994e67682072d",
         "mixed.ndckpt": "5c4a10545dadf6baab215e256d7a77357a5593c3890846ce9d8442a2232f1326",
         "verbatim.ndckpt": "64040420f02b1d847c8b9f89a205fcb438c330dd71a19f7500b478d189d510c3",
+        # feature "filters" (format §2.8)
+        "shuffle.ndckpt": "9dbb4a8b72ee532e409dda1a31d101d0f9bffaab524855ac299caffc3efd39d4",
+        "delta.ndckpt": "0ec0bb467ab82394d66267c6a708d70af38d374bfeb08dc0fb46f3a2f1046b07",
+        "auto.ndckpt": "0d6244f920dcc0753f0d6f7de3698639f0a3964bb46a8a8d064a4f7235f567ad",
     }),
 }  # fmt: skip
 
@@ -160,3 +165,77 @@ def test_verbatim_golden_details() -> None:
     got = ndckpt.load(DATA / "verbatim.ndckpt")
     assert got["noise"].flags.writeable, "an LZ4 array is never a view, even when stored verbatim"
     assert not got["plain"].flags.writeable, "a RAW array is mapped"
+
+
+#: What each filter golden's frames record, in file order: (filter, arrays), and which are verbatim.
+FILTER_FRAMES = {
+    "shuffle.ndckpt": ([(["shuffle", 2], ["i16"]), (["shuffle", 4], ["f32"]), (["shuffle", 8], ["f64"])], set()),
+    "delta.ndckpt": (
+        [(["delta", 1], ["mask"]), (["delta", 2], ["i16"]), (["delta", 4], ["f32"]), (["delta", 8], ["f64"])],
+        set(),
+    ),
+    "auto.ndckpt": ([(["delta", 8], ["smooth"]), (None, ["spikes"]), (["delta", 8], ["noise"])], {2}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FILTER_FRAMES))
+def test_filter_goldens_decode_with_the_reference_restorer_to_the_filtered_bytes(name: str) -> None:
+    """fd_checkpt's LZ4 decoding alone (tests/fdvectors.py) gives ``filters.filter_into`` of each
+    frame's buffer; a frame stored verbatim holds the unfiltered buffer (format §2.8)."""
+    from fdvectors import decode_lz4_frame
+    from forge import parse
+
+    from ndckpt.filters import filter_into
+
+    data = (DATA / name).read_bytes()
+    p = parse(data)
+    want_frames, verbatim = FILTER_FRAMES[name]
+    paths = ["/".join(x) for x in p.head["arrays"]["path"]]
+    assert p.head["features"] == ["filters"]
+    got = [(f.get("filter"), [paths[ai] for ai in f["parts"][::4]]) for f in p.head["frames"]]
+    assert got == want_frames
+    assert p.verbatim == verbatim
+    arrays = GEN.GOLDENS[name][0]()
+    for fi, f in enumerate(p.head["frames"]):
+        buf = bytearray(f["nbytes"])
+        parts = f["parts"]
+        for k in range(0, len(parts), 4):
+            ai, start, n, at = parts[k : k + 4]
+            buf[at : at + n] = arrays[paths[ai]].tobytes()[start : start + n]
+        if fi in verbatim:
+            assert p.stored[fi] == bytes(buf)
+            continue
+        (decoded,), _, end = decode_lz4_frame(p.stored[fi], 0, [f["nbytes"]])
+        assert end == len(p.stored[fi])
+        if f.get("filter") is None:
+            assert decoded == bytes(buf)
+            continue
+        kind, size = f["filter"]
+        want = np.empty(len(buf), np.uint8)
+        filter_into(kind, np.frombuffer(bytes(buf), np.uint8), want, size)
+        assert decoded == want.tobytes(), (name, fi)
+
+
+def test_filter_vectors() -> None:
+    """tests/data/filters: the files match SHA256SUMS, the input is what make_goldens defines,
+    and ndckpt's filters and inverses map the input to each vector and back."""
+    from ndckpt.filters import FILTERS, filter_into, unfilter_into
+
+    d = DATA / "filters"
+    sums = dict(reversed(line.split("  ")) for line in (d / "SHA256SUMS").read_text().splitlines())
+    expected = {"input.bin"} | {f"{k}-{s}.bin" for k in FILTERS for s in GEN.VECTOR_ITEMSIZES}
+    assert set(sums) == expected
+    for fname, digest in sums.items():
+        assert hashlib.sha256((d / fname).read_bytes()).hexdigest() == digest, fname
+    src = np.fromfile(d / "input.bin", np.uint8)
+    assert np.array_equal(src, GEN.vector_input())
+    for kind in FILTERS:
+        for s in GEN.VECTOR_ITEMSIZES:
+            want = np.fromfile(d / f"{kind}-{s}.bin", np.uint8)
+            got = np.empty_like(src)
+            filter_into(kind, src, got, s)
+            assert np.array_equal(got, want), (kind, s)
+            back = np.empty_like(src)
+            unfilter_into(kind, want, back, s)
+            assert np.array_equal(back, src), (kind, s)
+    assert (d / "shuffle-1.bin").read_bytes() == (d / "input.bin").read_bytes()

@@ -85,11 +85,41 @@ def verbatim_arrays() -> dict[str, Any]:
     }
 
 
+def filter_arrays() -> dict[str, Any]:
+    """Arrays for the filter goldens (format §2.8): "f64" spans 3 full filter blocks and a
+    4,424-byte one; "f32" and "i16" are packed, one frame per filter group (item sizes 4, 2)."""
+    return {
+        "f64": (np.arange(25_001, dtype="<i8") // 7).astype("<f8") / 4,
+        "f32": (np.arange(1000, dtype="<f4") / 8).astype("<f4"),
+        "i16": (np.arange(999, dtype="<i2") % 300 - 150).astype("<i2"),
+    }
+
+
+def delta_arrays() -> dict[str, Any]:
+    """filter_arrays plus a uint8 mask (filtered by delta with item size 1)."""
+    return {**filter_arrays(), "mask": ((np.arange(5000) // 100) % 2).astype("<u1")}
+
+
+def auto_arrays() -> dict[str, Any]:
+    """For style "auto": a smooth field (a filter pays), spikes (plain LZ4: no "filter" key), and
+    noise with "lz4+delta" that LZ4 cannot shrink (stored verbatim, unfiltered)."""
+    spikes = np.zeros(140_000, "<f8")  # over 1 MiB: a frame of its own, not packed with "smooth"
+    spikes[::4999] = 1.0
+    return {
+        "smooth": np.arange(20_000, dtype="<i8").astype("<f8") * 0.5 + 1000,
+        "spikes": spikes,
+        "noise": _splitmix64(4096).view("<f8"),
+    }
+
+
 #: name -> (arrays factory, save keyword arguments)
 GOLDENS: dict[str, tuple[Any, dict[str, Any]]] = {
     "raw.ndckpt": (raw_arrays, {"style": "raw"}),
     "lz4.ndckpt": (lz4_arrays, {"style": "lz4"}),
     "verbatim.ndckpt": (verbatim_arrays, {"style": {"noise": "lz4", "tag": "lz4"}}),
+    "shuffle.ndckpt": (filter_arrays, {"style": "lz4+shuffle"}),
+    "delta.ndckpt": (delta_arrays, {"style": "lz4+delta"}),
+    "auto.ndckpt": (auto_arrays, {"style": {"smooth": "auto", "spikes": "auto", "noise": "lz4+delta"}}),
     "mixed.ndckpt": (
         mixed_arrays,
         {
@@ -100,6 +130,38 @@ GOLDENS: dict[str, tuple[Any, dict[str, Any]]] = {
 }
 
 
+#: The filter vectors (format §2.8, ``filters/``): item sizes and the input's length (three
+#: full blocks and a partial one; item sizes 3 and 12 leave tails in every block).
+VECTOR_ITEMSIZES = (1, 2, 3, 4, 8, 12, 16)
+VECTOR_NBYTES = 3 * 65536 + 13
+
+
+def vector_input() -> np.ndarray[Any, Any]:
+    """The filter vectors' input: ``(i * 2654435761) >> 7`` mod 256 for byte i."""
+    return ((np.arange(VECTOR_NBYTES, dtype=np.uint64) * np.uint64(2654435761)) >> np.uint64(7)).astype(np.uint8)
+
+
+def write_filter_vectors() -> None:
+    import hashlib
+
+    from ndckpt.filters import FILTERS, filter_into
+
+    d = HERE / "filters"
+    d.mkdir(exist_ok=True)
+    src = vector_input()
+    files = {"input.bin": src.tobytes()}
+    for kind in FILTERS:
+        for s in VECTOR_ITEMSIZES:
+            out = np.empty_like(src)
+            filter_into(kind, src, out, s)
+            files[f"{kind}-{s}.bin"] = out.tobytes()
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    sums = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(files.items()))
+    (d / "SHA256SUMS").write_text(sums)
+    print(f"wrote {len(files)} filter vectors in {d}")
+
+
 def main() -> int:
     import ndckpt
 
@@ -107,6 +169,7 @@ def main() -> int:
         path = HERE / name
         ndckpt.save(path, make(), **kw)
         print(f"wrote {path} ({path.stat().st_size} bytes)")
+    write_filter_vectors()
     return 0
 
 
