@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_filters.py                  # everything, ~2-4 min
     .venv/bin/python benchmarks/bench_filters.py --no-speed       # ratios and chooser only
     .venv/bin/python benchmarks/bench_filters.py --fields smooth_f64,counters_i64 --repeat 9
+    .venv/bin/python benchmarks/bench_filters.py --real-only      # ndckpt.save/load vs blosc2, memory
 
 Ratios (uncompressed / stored; stored = the data frames' stored bytes, LZ4 records and the
 head left out, which are the same for every column):
@@ -326,6 +327,128 @@ def print_speeds(rows: list[dict[str, Any]]) -> None:
         print("| " + " | ".join(map(str, vals)) + " |")
 
 
+# -- the real thing: ndckpt.save / ndckpt.load with the styles, against blosc2 -------------------
+
+REAL_STYLES = ("lz4", "lz4+shuffle", "lz4+delta", "auto")
+
+
+def _b2_kind(style: str) -> str | None:
+    return {"lz4+shuffle": "shuffle", "lz4+delta": "delta"}.get(style)
+
+
+def real_rows(names: tuple[str, ...], n: int, repeat: int) -> list[dict[str, Any]]:
+    """Per field and style: the file's ratio (uncompressed / file size), save to memory and
+    load into ``out=`` at 1 and 2 threads, and blosc2 compress2 / decompress2(dst=) with the
+    matching filter (lz4: blosc2 shuffle; auto: the better of blosc2 shuffle and bytedelta for
+    the ratio, shuffle for the speeds), LZ4 clevel 5, at the same threads."""
+    rows = []
+    for name in names:
+        arr = _zoo.field(name, n)
+        b2 = {k: blosc2_ratio(arr, k) for k in ("shuffle", "delta")}
+        rows += [real_row(name, arr, style, b2, repeat) for style in REAL_STYLES]
+        print(f"  {name}: save/load done", file=sys.stderr)
+    return rows
+
+
+def real_row(name: str, arr: Array, style: str, b2: dict[str, float], repeat: int) -> dict[str, Any]:
+    import blosc2
+
+    nb = arr.nbytes
+    row: dict[str, Any] = {"field": name, "style": style}
+    buf = io.BytesIO()
+    ndckpt.save(buf, {"a": arr}, style=style)
+    data = buf.getvalue()
+    row["ratio"] = nb / len(data)
+    kind = _b2_kind(style)
+    row["b2 ratio"] = max(b2.values()) if kind is None else b2[kind]
+    out = np.empty_like(arr)
+    b2out = np.empty_like(arr)
+    for threads in (1, 2):
+        wall = threads > 1
+        cp, dp = blosc2_params(kind or "shuffle", arr.dtype.itemsize, threads)
+        comp = blosc2.compress2(arr, cparams=cp)
+        row[f"save{threads}"] = nb / best_of(
+            lambda t=threads: ndckpt.save(io.BytesIO(), {"a": arr}, style=style, threads=t), repeat, wall=wall
+        ) / 1e9
+        row[f"load{threads}"] = nb / best_of(
+            lambda t=threads: ndckpt.load(data, out={"a": out}, threads=t), repeat, wall=wall
+        ) / 1e9
+        assert np.array_equal(out.view(np.uint8), arr.view(np.uint8))
+        row[f"b2c{threads}"] = nb / best_of(lambda cp=cp: blosc2.compress2(arr, cparams=cp), repeat, wall=wall) / 1e9
+        row[f"b2d{threads}"] = nb / best_of(
+            lambda dp=dp, comp=comp: blosc2.decompress2(comp, dst=b2out, dparams=dp), repeat, wall=wall
+        ) / 1e9
+    return row
+
+
+def print_real(rows: list[dict[str, Any]]) -> None:
+    cols = ["field", "style", "ratio", "b2 ratio", "ratio/b2", "save1/b2", "save2/b2", "load1/b2", "load2/b2"]
+    cols += ["save1", "b2c1", "save2", "b2c2", "load1", "b2d1", "load2", "b2d2"]
+    print("\n### ndckpt.save / ndckpt.load(out=) vs blosc2 (LZ4 clevel 5), GB/s of uncompressed bytes\n")
+    print("ratio = uncompressed / file size (head, records and index included); b2 ratio: blosc2 with the same")
+    print("filter (lz4 and auto: the better of shuffle and bytedelta). Targets: auto ratio/b2 >= 0.98")
+    print("(vs shuffle) everywhere; save and load >= 0.8x blosc2 at equal threads.\n")
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        rel = [r["ratio"] / r["b2 ratio"]]
+        rel += [r[f"{k}{t}"] / r[f"{b}{t}"] for k, b in (("save", "b2c"), ("load", "b2d")) for t in (1, 2)]
+        vals = [r["field"], r["style"], f"{r['ratio']:.3f}", f"{r['b2 ratio']:.3f}"] + [f"{v:.2f}" for v in rel]
+        vals += [f"{r[c]:.2f}" for c in cols[9:]]
+        print("| " + " | ".join(vals) + " |")
+
+
+def memory_case(style: str, threads: int, n: int) -> tuple[float, float]:
+    """(save, load into out=) peak memory in frames, in a fresh process: tracemalloc (numpy's
+    buffers included) from before the first call, so the scratch buffers the calls keep for
+    reuse count; the array, the output array and the file's bytes are left out (the save
+    writes to a sink that keeps nothing)."""
+    import tracemalloc
+
+    class Discard(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: Any) -> int:
+            return memoryview(b).nbytes
+
+    arr = _zoo.field("smooth_f64", n)
+    out = np.empty_like(arr)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    ndckpt.save(Discard(), {"a": arr}, style=style, threads=threads)
+    save_peak = tracemalloc.get_traced_memory()[1] - base
+    sink = io.BytesIO()
+    ndckpt.save(sink, {"a": arr}, style=style, threads=threads)
+    data = sink.getvalue()
+    del sink
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    ndckpt.load(data, out={"a": out}, threads=threads)
+    load_peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    assert np.array_equal(out, arr)
+    return save_peak / FRAME, load_peak / FRAME
+
+
+def memory_peaks(n: int) -> None:
+    import json
+    import subprocess
+
+    print(f"\n### Extra peak memory, smooth_f64 {n}x{n} float64, in 4 MiB frames (tracemalloc, fresh process)\n")
+    print("| style | threads | save | load(out=) |")
+    print("|---|---|---|---|")
+    for style in REAL_STYLES:
+        for threads in (1, 2):
+            code = (
+                f"import sys, json; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import bench_filters; "
+                f"print(json.dumps(bench_filters.memory_case({style!r}, {threads}, {n})))"
+            )
+            res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            save_f, load_f = json.loads(res.stdout.strip().splitlines()[-1])
+            print(f"| {style} | {threads} | {save_f:.2f} | {load_f:.2f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fields", default=",".join(_zoo.FIELDS), help="comma-separated zoo fields")
@@ -341,16 +464,22 @@ def main(argv: list[str] | None = None) -> int:
         "2-thread runs always use wall time)",
     )
     p.add_argument("--no-speed", action="store_true", help="ratios and chooser only")
+    p.add_argument("--no-real", action="store_true", help="skip ndckpt.save/load with the styles vs blosc2")
+    p.add_argument("--real-only", action="store_true", help="only ndckpt.save/load vs blosc2 and memory")
     p.add_argument("--no-ratio", action="store_true", help="speeds only")
     args = p.parse_args(argv)
     if args.clock == "cpu":
         CLOCK[0] = time.process_time
     names = tuple(args.fields.split(","))
     samples = tuple(int(x) for x in args.samples.split(","))
-    if not args.no_ratio:
-        print_ratios(ratios(names, args.n, samples), samples)
-    if not args.no_speed:
-        print_speeds(speeds(names, args.speed_n, args.repeat))
+    if not args.real_only:
+        if not args.no_ratio:
+            print_ratios(ratios(names, args.n, samples), samples)
+        if not args.no_speed:
+            print_speeds(speeds(names, args.speed_n, args.repeat))
+    if not args.no_real:
+        print_real(real_rows(names, args.n, args.repeat))
+        memory_peaks(args.n)
     return 0
 
 
