@@ -77,9 +77,12 @@ def save(
         ``None``, or a list, tuple or (inside those) dict with str keys of
         values (docs/guide.md, "Python values and numpy scalars").
     style
-        ``"raw"`` (zero-copy on load), ``"lz4"``, a FrameStyle, or a mapping
-        from array names (flat "a/b" or nested like ``arrays``) to styles;
-        unnamed arrays are RAW.
+        ``"raw"`` (zero-copy on load), ``"lz4"``, ``"lz4+shuffle"`` (a byte
+        shuffle by item size before LZ4), ``"lz4+delta"`` (shuffle, then a
+        byte delta per byte plane), ``"auto"`` (per frame the smallest of
+        those three LZ4 styles, judged from sampled chunks), a FrameStyle, or
+        a mapping from array names (flat "a/b" or nested like ``arrays``) to
+        styles; unnamed arrays are RAW (docs/format.md §2.8 for the filters).
     threads
         Worker threads for checksumming and compression (None: all cores).
         The bytes written never depend on it.

@@ -197,7 +197,8 @@ class CheckpointManager:
         such permanent checkpoints).
     style
         Frame style for every save, as in :func:`ndckpt.save` (``"raw"``,
-        ``"lz4"``, a FrameStyle or a per-name mapping).
+        ``"lz4"``, ``"lz4+shuffle"``, ``"lz4+delta"``, ``"auto"``, a
+        FrameStyle or a per-name mapping).
     threads
         Worker threads for writing and reading, as in :func:`ndckpt.save`
         and :func:`ndckpt.load` (None: all cores). Asynchronous saves copy

@@ -80,7 +80,7 @@ SAVE_CASES: list[tuple[str, Any, dict[str, Any], type[Exception], str]] = [
         GOOD,
         {"style": 3},
         InvalidArgumentError,
-        r"style: 3 is not a frame style; use 'raw' \(or 0, 1\) or 'lz4' \(or 2\)",
+        r"style: 3 is not a frame style; use 'raw' \(or 0, 1\), 'lz4' \(or 2\), 'lz4\+shuffle', 'lz4\+delta' or 'auto'",
     ),
     ("style-float", GOOD, {"style": 1.5}, InvalidArgumentError, r"style: frame style must be an int.*got float"),
     ("style-none", GOOD, {"style": None}, InvalidArgumentError, r"style: .*None"),

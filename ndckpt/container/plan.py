@@ -393,10 +393,12 @@ def parse_style_arg(v: Any, what: str) -> FrameStyle:
         s = parse_style(v)
     except UnsupportedError:  # an int that is no frame style: a bad argument here, not a missing feature
         raise InvalidArgumentError(f"{what}: {v} is not a frame style; use {_STYLE_NAMES}") from None
-    except CheckptError as e:
+    except CheckptError:
         if isinstance(v, str):
             raise InvalidArgumentError(f"{what}: unknown frame style {v!r}: expected {_STYLE_NAMES}") from None
-        raise type(e)(f"{what}: {e}") from None
+        raise InvalidArgumentError(
+            f"{what}: frame style must be an int, a FrameStyle or a name ({_STYLE_NAMES}), got {type(v).__name__}"
+        ) from None
     if s == FrameStyle.LZ4 and not _lz4.available():
         raise UnsupportedError(f"{what}: LZ4 is unavailable (no LZ4 library found)")
     return s

@@ -133,8 +133,11 @@ def save(
         of a global array) or to numpy arrays/scalars (rank-private state,
         stored at ``ranks/<rank>/<name>``). The same names on every rank.
     style
-        As in :func:`ndckpt.save`: ``"raw"``, ``"lz4"``, a FrameStyle or a
-        mapping from names to styles (the same on every rank).
+        As in :func:`ndckpt.save`: ``"raw"``, ``"lz4"``, ``"lz4+shuffle"``,
+        ``"lz4+delta"``, ``"auto"``, a FrameStyle or a mapping from names to
+        styles (the same on every rank). An ``"auto"`` frame is decided by the
+        rank that holds its bytes, and the decisions are exchanged before the
+        head is written, so every rank writes the same head.
     metadata
         JSON-compatible dict stored with the checkpoint (the same on every rank).
     subfiles
