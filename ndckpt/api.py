@@ -77,12 +77,9 @@ def save(
         ``None``, or a list, tuple or (inside those) dict with str keys of
         values (docs/guide.md, "Python values and numpy scalars").
     style
-        ``"raw"`` (zero-copy on load), ``"lz4"``, ``"lz4+shuffle"`` (a byte
-        shuffle by item size before LZ4), ``"lz4+delta"`` (shuffle, then a
-        byte delta per byte plane), ``"auto"`` (per frame the smallest of
-        those three LZ4 styles, judged from sampled chunks), a FrameStyle, or
-        a mapping from array names (flat "a/b" or nested like ``arrays``) to
-        styles; unnamed arrays are RAW (docs/format.md §2.8 for the filters).
+        ``"raw"`` (zero-copy on load), ``"lz4"``, ``"lz4+shuffle"``, ``"lz4+delta"``,
+        ``"auto"`` (format §2.8), a FrameStyle, or a mapping from array names (flat
+        "a/b" or nested like ``arrays``) to styles; unnamed arrays are RAW.
     threads
         Worker threads for checksumming and compression (None: all cores).
         The bytes written never depend on it.
@@ -633,9 +630,8 @@ class Reader(Mapping[str, Any]):
         """Per array, in storage order: name, dtype, shape, order, style, nbytes, stored_nbytes,
         frames, blocks, offsets (of those frames in the file).
 
-        style is "raw", "lz4", "lz4+shuffle/S" or "lz4+delta/S" (every frame filtered by that
-        kind and item size S), or, for an array whose frames have different filters (style
-        "auto"), their mix, most frames first: "auto: delta/8 x3, lz4 x1".
+        style: "raw", "lz4", "lz4+shuffle/S", "lz4+delta/S" (item size S), or the mix of the
+        frames' filters of an "auto" array, most first ("auto: delta/8 x3, lz4 x1").
         For arrays packed with others in one LZ4 frame, stored_nbytes is the frame's stored size
         shared in proportion to the array's bytes. blocks is None except for a global array
         stored as blocks (:mod:`ndckpt.mpi`): then each block's ``[start, shape]``.

@@ -347,7 +347,7 @@ def test_block_check_agrees_with_brute_force(tmp_path: Path, cuts: list[int], se
     for (r0, c0), (h, w) in blocks:
         paint[r0 : r0 + h, c0 : c0 + w] += 1
     exact = bool((paint == 1).all())
-    import ndckpt.container.head as c
+    import ndckpt.container.blocks as c
 
     old = c.BLOCKS_ANY_MAX
     try:
