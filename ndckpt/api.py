@@ -26,6 +26,7 @@ from ._memory import buffer_view, gc_paused
 from ._subfiles import check_subfile_index
 from .container.layout import parse_layout
 from .container.mapped import FileRegion, map_path
+from .container.objects import MARKER, from_tree, rebuild
 from .container.plan import DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES, Prepared, prepare
 from .container.read import Loader, flatten_out, loader_for, nest, verify_frames
 from .container.stream import load_stream
@@ -541,7 +542,8 @@ class Reader(Mapping[str, Any]):
         key = "/".join(path)
         if key in self._layout.by_name or key in self._layout.value_names:
             return self.read(key)
-        self._node(path)  # KeyError for a name that is neither a leaf nor a group
+        if MARKER in self._node(path):  # (KeyError for a name that is neither a leaf nor a group)
+            return from_tree(self._load_group(path, None), key)  # a pandas or xarray object
         return Group(self, path)
 
     def __getitem__(self, key: str | tuple[str, ...]) -> Any:
@@ -613,18 +615,14 @@ class Reader(Mapping[str, Any]):
         arrays = self._loader().load([v for _, v in walk(node) if not isinstance(v, dict) and v >= 0], outs)
         values = self._layout.head.values
 
-        def build(n: Node, where: tuple[str, ...]) -> dict[str, Any]:
-            res: dict[str, Any] = {}
-            for k, v in n.items():
-                if isinstance(v, dict):
-                    res[k] = build(v, (*where, k))
-                elif v >= 0:
-                    res[k] = arrays[v]
-                else:
-                    res[k] = decode_value(values[-1 - v][1], f"value {'/'.join((*where, k))!r}")
-            return res
+        def build(n: Node, where: tuple[str, ...]) -> dict[str, Any]:  # groups, arrays (>= 0), values (< 0)
+            return {
+                k: build(v, (*where, k)) if isinstance(v, dict) else arrays[v] if v >= 0
+                else decode_value(values[-1 - v][1], f"value {'/'.join((*where, k))!r}")
+                for k, v in n.items()
+            }
 
-        return build(node, path)
+        return rebuild(build(node, path), "/".join(path))
 
     def info(self) -> list[dict[str, Any]]:
         """Per array, in storage order: name, dtype, shape, order, style, nbytes, stored_nbytes,

@@ -35,7 +35,7 @@ LAYERS: list[set[str]] = [
     {"ndckpt.engine", "ndckpt.filters"},
     {"ndckpt.container.spec"},
     {"ndckpt.container.dtype"},
-    {"ndckpt.container.values"},
+    {"ndckpt.container.values", "ndckpt.container.objects"},
     {"ndckpt.container.head"},
     {"ndckpt.container.plan", "ndckpt.container.layout", "ndckpt.container.mapped"},
     {"ndckpt.container.write", "ndckpt.container.read", "ndckpt.container.summary"},

@@ -49,6 +49,7 @@ from ..errors import CheckptError, InvalidArgumentError, UnsupportedError
 from ..format import FrameStyle, parse_style
 from .dtype import encode_dtype
 from .head import ArraySpec, FrameSpec, Head, Part, check_name
+from .objects import MARKER, array_like, is_object, to_tree
 from .spec import ARRAYS_MAX, HEAD_MAX, NAME_MAX, PART_ALIGN, PATH_DEPTH_MAX, RAW_ALIGN
 from .values import encode as encode_value
 from .values import json_metadata
@@ -140,7 +141,7 @@ def flatten_tree(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[t
 
     ndarray = np.ndarray
 
-    def walk(m: Mapping[Any, Any], prefix: tuple[str, ...]) -> None:
+    def walk(m: Mapping[Any, Any], prefix: tuple[str, ...], own: bool = False) -> None:
         if len(prefix) >= PATH_DEPTH_MAX:
             raise InvalidArgumentError(
                 f"arrays: group {'/'.join(prefix)[:200]!r} is nested {len(prefix)} deep; names may have at most "
@@ -150,13 +151,22 @@ def flatten_tree(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[t
             if (type(k) is not str and not isinstance(k, str)) or not k or "/" in k:
                 _bad_key(k, prefix)
             path = (*prefix, k)
-            if type(v) is not ndarray and isinstance(v, Mapping):  # (isinstance of an ABC is slow)
+            if k == MARKER and not own:
+                raise InvalidArgumentError(
+                    f"arrays: the name {'/'.join(path)[:200]!r} is reserved (ndckpt marks stored pandas and "
+                    f"xarray objects with a leaf {MARKER!r}); rename it"
+                )
+            if type(v) is ndarray:
+                items.append((path, v))
+            elif is_object(v):
+                walk(to_tree(v, f"array {'/'.join(path)[:200]!r}"), path, True)
+            elif isinstance(v, Mapping):  # (isinstance of an ABC is slow)
                 if v:
                     walk(v, path)
                 else:
                     groups.append(path)
             else:
-                items.append((path, v))
+                items.append((path, _leaf(path, v)))
 
     walk(arrays, ())
     paths = [p for p, _ in items] + groups
@@ -180,6 +190,18 @@ def flatten_tree(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[t
                 raise InvalidArgumentError(f"arrays: names {seen[name]} and {path} both flatten to {name!r}")
             seen[name] = path
     return items, groups
+
+
+def _leaf(path: tuple[str, ...], v: Any) -> Any:
+    """A leaf as stored: an array-like converted to an ndarray (no copy where numpy allows), anything else as is."""
+    try:
+        a = array_like(v)
+    except Exception as e:  # the object's own conversion failed (a GPU tensor, a broken __array__...)
+        raise InvalidArgumentError(
+            f"array {'/'.join(path)[:200]!r}: {type(v).__name__} could not be converted to a numpy array "
+            f"({type(e).__name__}: {e}); move it to host memory or convert it with np.asarray first"
+        ) from e
+    return v if a is None else a
 
 
 def _bad_key(k: Any, prefix: tuple[str, ...]) -> None:

@@ -28,6 +28,7 @@ from ..parallel import Progress, ProgressCallback, ScratchPool, run_all
 from .head import ArraySpec, Head, Part, block_offsets, stored_bound
 from .layout import MANY_ARRAYS, Layout, parse_layout
 from .mapped import FileRegion
+from .objects import MARKER, rebuild
 from .plan import bytes_of
 
 __all__ = [
@@ -549,6 +550,8 @@ def nest(head: Head, arrays: dict[int, np.ndarray[Any, Any]], *, groups: bool = 
         for k in path[:-1]:
             d = d.setdefault(k, {})
         d[path[-1]] = {} if a is None else a.v if type(a) is _Value else a
+    if groups and head.values and any(p[-1] == MARKER for p, _ in head.values):
+        rebuild(out)
     return out
 
 
