@@ -31,14 +31,14 @@ from __future__ import annotations
 import importlib
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import numpy as np
 
 from ..errors import FormatError, InvalidArgumentError
 
-__all__ = ["MARKER", "array_like", "from_tree", "is_object", "rebuild", "to_tree"]
+__all__ = ["MARKER", "array_like", "from_tree", "is_object", "rebuild", "to_tree", "variable_data"]
 
 #: The reserved name of the value leaf that marks a group as an encoded object.
 MARKER: Final = "__ndckpt__"
@@ -447,6 +447,20 @@ def _unstrings(t: dict[str, Any]) -> list[Any]:
     return out
 
 
+def variable_data(m: dict[str, Any], member: Callable[[str], Any]) -> Any:
+    """The data of an xarray variable described by ``m`` (a ``"vars"`` entry), its arrays got by
+    ``member(name)`` ("data", "utf8", ...). ValueError for an unknown kind or bad strings."""
+    if m["kind"] == "numpy":
+        return member("data")
+    if m["kind"] != "object":
+        raise ValueError(f"unknown variable kind {m['kind']!r}")
+    t = {k: member(k) for k in ("utf8", "offsets", "missing", "shape")}
+    items = _unstrings(t)
+    a = np.empty(len(items), dtype=object)
+    a[:] = items
+    return a.reshape(tuple(int(n) for n in t["shape"]))
+
+
 def _xarray(meta: dict[str, Any], g: dict[str, Any], where: str) -> Any:
     xr: Any = importlib.import_module("xarray")
     data_vars: dict[Any, Any] = {}
@@ -454,13 +468,7 @@ def _xarray(meta: dict[str, Any], g: dict[str, Any], where: str) -> Any:
     main = None
     for i, m in enumerate(meta["vars"]):
         t = g["vars"][str(i)]
-        if m["kind"] == "object":
-            shape = tuple(int(n) for n in t["shape"])
-            data = np.array(_unstrings(t), dtype=object).reshape(shape)
-        elif m["kind"] == "numpy":
-            data = t["data"]
-        else:
-            raise ValueError(f"unknown variable kind {m['kind']!r}")
+        data = variable_data(m, t.__getitem__)
         var = xr.Variable(tuple(m["dims"]), data, attrs=_attrs_of(m, t))
         if m["role"] == "data" and meta["type"] == "xarray.DataArray":
             main = var
