@@ -46,7 +46,7 @@ LAYERS: list[set[str]] = [
     {"ndckpt.mpi._planning", "ndckpt.mpi._loading"},
     {"ndckpt.mpi._writing"},
     {"ndckpt.mpi", "ndckpt._ckptdir", "ndckpt._staging"},
-    {"ndckpt.manager", "ndckpt.xarray_backend"},
+    {"ndckpt.manager", "ndckpt.xarray_backend", "ndckpt.daskarray"},
     {"ndckpt", "ndckpt.demo.model"},
     {"ndckpt.demo.job"},
     {"ndckpt.demo"},

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import FormatError, InvalidArgumentError
 
-__all__ = ["MARKER", "array_like", "from_tree", "is_object", "rebuild", "to_tree", "variable_data"]
+__all__ = ["MARKER", "array_like", "from_tree", "is_dask", "is_object", "rebuild", "to_tree", "variable_data"]
 
 #: The reserved name of the value leaf that marks a group as an encoded object.
 MARKER: Final = "__ndckpt__"
@@ -68,6 +68,12 @@ def is_object(v: Any) -> bool:
 
 def _root_cls(c: type) -> str:
     return c.__module__.partition(".")[0]
+
+
+def is_dask(v: Any) -> bool:
+    """Whether ``v`` is a dask array (by its class; dask is not imported)."""
+    t = type(v)
+    return t.__name__ == "Array" and t.__module__.partition(".")[0] == "dask"
 
 
 def array_like(v: Any) -> np.ndarray[Any, Any] | None:
@@ -275,7 +281,7 @@ def _xarray_tree(obj: Any, where: str) -> dict[str, Any]:
     tree: dict[str, Any] = {"vars": {}}
     for i, (name, var, role) in enumerate(main + ds_vars):
         w = f"{where}: variable {name!r}"
-        data = np.asarray(var.values)
+        data = var.data if is_dask(var.data) else np.asarray(var.values)  # dask data stays lazy (plan.DaskBytes)
         vattrs, varrays, vkeys = _check_attrs(var.attrs, f"{w}: attrs")
         m: dict[str, Any] = {"name": name, "dims": list(var.dims), "role": role, "attrs": vattrs}
         if vkeys:
