@@ -41,7 +41,8 @@ def test_a_dask_array_saves_the_bytes_of_its_computed_array(
     if shape:
         x = x[::-1]  # a graph, not only stored blocks
     computed = np.asarray(x.compute())  # (a 0-d result is a numpy scalar: stored as an array here too)
-    want = _bytes({"x": computed if computed.flags.c_contiguous else computed.copy(), "s": 1}, style=style, threads=threads)
+    contiguous = computed if computed.flags.c_contiguous else computed.copy()
+    want = _bytes({"x": contiguous, "s": 1}, style=style, threads=threads)
     assert _bytes({"x": x, "s": 1}, style=style, threads=threads) == want
 
 
