@@ -277,6 +277,13 @@ class Loader:
         run_all(lambda c: verify_hash(c[1], lay.xxh[c[0]], lay.where(c[0])), checks, self.threads)
         return kept
 
+    def _frames_of(self, which: list[int]) -> list[int]:
+        """The frames holding arrays ``which`` (all frames for a whole load)."""
+        if len(which) == len(self.layout.head.arrays):
+            return list(range(len(self.layout.head.frames)))
+        locs = self.layout.locs
+        return sorted({fi for ai in which for fi, _ in locs[ai].parts})
+
     def _piece(self, dst: np.ndarray[Any, np.dtype[np.uint8]], off: int, prog: Progress) -> None:
         self.src.read(dst, off)
         prog.advance(dst.nbytes)
@@ -358,6 +365,8 @@ class Loader:
         lay = self.layout
         head = lay.head
         arrays, frames = head.arrays, head.frames
+        if self.src.fetches:
+            self.src.want(lay, self._frames_of(which))
         result: dict[int, np.ndarray[Any, Any]] = {}
         jobs: dict[int, list[CopyJob]] = {}
         keep: set[int] = set()
@@ -435,6 +444,8 @@ class Loader:
         spec = self.layout.head.arrays[ai]
         box = normalise_region(region, spec.shape, spec.name)
         shape = tuple(hi - lo for lo, hi in box)
+        if self.src.fetches:
+            self.src.want(self.layout, self._frames_of([ai]))
         if out is not None:
             _check_region_out(spec, shape, out)
         if spec.blocks is None and self._mapped(ai) and not (self.cow and spec.nbytes < COW_MIN):
@@ -617,7 +628,8 @@ def verify_frames(src: FileRegion, threads: int, progress: ProgressCallback | No
     not SIGBUS.
     """
     region = src.region
-    layout = parse_layout(region)
+    layout = parse_layout(region, records=not src.fetches)
+    src.want(layout, list(range(len(layout.head.frames))))
 
     def read(off: int, n: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
         buf = np.empty(n, np.uint8)
