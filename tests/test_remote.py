@@ -8,7 +8,7 @@ import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -79,7 +79,7 @@ def test_unseekable_file_objects_are_refused_by_open() -> None:
         def seekable(self) -> bool:
             return False
 
-    with pytest.raises(InvalidArgumentError, match="not seekable; use ndckpt.load"):
+    with pytest.raises(InvalidArgumentError, match=r"not seekable; use ndckpt\.load"):
         ndckpt.open(Pipe())
     with pytest.raises(FormatError):
         open_ranged(io.BytesIO(b""))
@@ -125,7 +125,7 @@ def test_unknown_url_schemes_are_refused_clearly() -> None:
 
 class _RangeHandler(http.server.BaseHTTPRequestHandler):
     data = b""
-    sent: list[int] = []  # bytes of body sent, per request
+    sent: ClassVar[list[int]] = []  # bytes of body sent, per request (each fixture makes its own class)
     lock = threading.Lock()
 
     def log_message(self, *args: Any) -> None:
