@@ -195,3 +195,10 @@ def test_http_open_and_read_one_array_transfers_head_index_and_its_frames(
     handler.sent.clear()
     np.testing.assert_array_equal(ndckpt.load(url)["ints"], state["ints"])  # load reads it all, in few reads
     assert len(handler.sent) <= 6
+    if style == "lz4":  # a region read fetches only the frames holding the region
+        handler.sent.clear()
+        with ndckpt.open(url) as r:
+            np.testing.assert_array_equal(r.read("ints", region=(slice(10, 20),)), state["ints"][10:20])
+            frames = next(x for x in r.info() if x["name"] == "ints")["frames"]
+        assert len(frames) > 2
+        assert sum(handler.sent[2:]) <= r._layout.stored[frames[0]] + 4096 + 16, handler.sent

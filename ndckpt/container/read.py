@@ -444,7 +444,7 @@ class Loader:
         spec = self.layout.head.arrays[ai]
         box = normalise_region(region, spec.shape, spec.name)
         shape = tuple(hi - lo for lo, hi in box)
-        if self.src.fetches:
+        if self.src.fetches and self._mapped(ai):  # views of the array's bytes: fetch them first
             self.src.want(self.layout, self._frames_of([ai]))
         if out is not None:
             _check_region_out(spec, shape, out)
@@ -488,6 +488,8 @@ class Loader:
             )
             dst_sel = tuple(slice(lo - blo, hi - blo) for (lo, hi), (blo, _) in zip(inter, box, strict=True))
             pieces.append((src_sel, dst_sel, tuple(sub_shape), stored))
+        if self.src.fetches:
+            self.src.want(self.layout, sorted(jobs))  # only the frames holding the region
         self._run(jobs, set())
         for src_sel, dst_sel, piece_shape, stored in pieces:
             sub = np.ndarray(piece_shape, spec.dtype, buffer=stored, order=order)  # type: ignore[call-overload,arg-type,unused-ignore]
