@@ -202,3 +202,38 @@ def test_http_open_and_read_one_array_transfers_head_index_and_its_frames(
             frames = next(x for x in r.info() if x["name"] == "ints")["frames"]
         assert len(frames) > 2
         assert sum(handler.sent[2:]) <= r._layout.stored[frames[0]] + 4096 + 16, handler.sent
+
+
+def test_a_huge_hostile_file_is_refused_after_reading_its_ends() -> None:
+    """The fetch buffer is address space only, and a hostile trailer cannot make open read the file."""
+
+    class Sparse(io.RawIOBase):
+        """A 64 GiB file of zeros (its trailer says: index at offset 0): refused after reading its ends."""
+
+        size = 64 << 30
+
+        def __init__(self) -> None:
+            self.pos = 0
+            self.read_bytes = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def seekable(self) -> bool:
+            return True
+
+        def seek(self, pos: int, whence: int = 0) -> int:
+            self.pos = pos if whence == 0 else self.size + pos if whence == 2 else self.pos + pos
+            return self.pos
+
+        def readinto(self, b: Any) -> int:
+            n = min(len(b), self.size - self.pos)
+            b[:n] = bytes(n)
+            self.pos += n
+            self.read_bytes += n
+            return n
+
+    f = Sparse()
+    with pytest.raises(FormatError):
+        ndckpt.open(f)
+    assert f.read_bytes <= 64 << 10

@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import importlib
 import mmap
+import sys
 import threading
 from typing import Any
 
@@ -37,13 +38,22 @@ __all__ = ["RangedFile", "is_url", "open_ranged", "open_url", "url_fs"]
 FIRST_READ = 1 << 15
 
 
+#: mmap's MAP_NORESERVE (Linux's value; Python < 3.13 does not name it): address space without a
+#: swap reservation, so a remote file larger than RAM + swap can still be read in part.
+_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswith("linux") else 0)
+
+
 class RangedFile(FileRegion):
     """A FileRegion whose bytes are fetched from a file object on demand (:meth:`want`)."""
 
     fetches = True
 
     def __init__(self, fobj: Any, size: int, owned: bool) -> None:
-        self._map = mmap.mmap(-1, size)  # anonymous: pages are allocated only where bytes are fetched
+        try:  # anonymous, private, unreserved: pages are allocated only where bytes are fetched
+            self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | getattr(mmap, "MAP_ANONYMOUS", 0) | _NORESERVE)
+        except (OSError, OverflowError, ValueError) as e:
+            code = getattr(e, "errno", None)
+            raise CheckptIOError(code, f"cannot map a {size}-byte file's worth of memory: {e}") from e
         super().__init__(memoryview(self._map).toreadonly(), None)
         self.fobj, self.size, self.owned = fobj, size, owned
         self._have: list[tuple[int, int]] = []  # fetched [lo, hi) runs, sorted, disjoint
@@ -165,7 +175,7 @@ def open_ranged(fobj: Any, owned: bool = False) -> RangedFile:
         src.fetch(size - FIRST_READ, size)
         if size >= TRAILER.size:
             index_offset, nframes = TRAILER.unpack(src.region[size - TRAILER.size :])[:2]
-            if 0 <= index_offset <= size and 0 <= nframes * INDEX_DTYPE.itemsize <= size:
+            if index_offset + nframes * INDEX_DTYPE.itemsize == size - TRAILER.size:  # else parse_layout refuses it
                 src.fetch(index_offset, size)
     except BaseException:
         if owned:
