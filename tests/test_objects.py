@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import io
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -211,10 +212,22 @@ def test_what_cannot_be_kept_is_refused(tmp_path: Any, obj: Any, match: str) -> 
     assert not (tmp_path / "x.ndckpt").exists()
 
 
-@pytest.mark.parametrize("leaf", [[1], np.zeros(2), {"a": np.zeros(1)}])
+@pytest.mark.parametrize("leaf", [[1], np.zeros(2), {"a": np.zeros(1)}, [{"kind": 1}], "pandas.DataFrame"])
 def test_the_marker_name_is_reserved(leaf: Any) -> None:
     with pytest.raises(InvalidArgumentError, match="reserved"):
         ndckpt.save(io.BytesIO(), {"g": {MARKER: leaf}})
+
+
+def test_objects_through_an_async_manager(tmp_path: Path) -> None:
+    """The staged copy of a state is a plain tree holding the descriptions: saved as the object would be."""
+    df = pd.DataFrame({"a": np.arange(5.0), "c": pd.Categorical(list("abcab"))})
+    ds = _dataset()
+    with ndckpt.CheckpointManager(tmp_path / "ck", async_save=True, keep=2) as mgr:
+        mgr.save(1, {"df": df, "ds": ds})
+        mgr.wait()
+        got = mgr.restore()
+    strict_frame(df, got["df"])
+    xr.testing.assert_identical(ds, got["ds"])
 
 
 def test_without_pandas_a_reader_gets_the_arrays_and_a_warning(monkeypatch: Any) -> None:

@@ -38,7 +38,17 @@ import numpy as np
 
 from ..errors import FormatError, InvalidArgumentError
 
-__all__ = ["MARKER", "array_like", "from_tree", "is_dask", "is_object", "rebuild", "to_tree", "variable_data"]
+__all__ = [
+    "MARKER",
+    "array_like",
+    "from_tree",
+    "is_dask",
+    "is_description",
+    "is_object",
+    "rebuild",
+    "to_tree",
+    "variable_data",
+]
 
 #: The reserved name of the value leaf that marks a group as an encoded object.
 MARKER: Final = "__ndckpt__"
@@ -68,6 +78,12 @@ def is_object(v: Any) -> bool:
 
 def _root_cls(c: type) -> str:
     return c.__module__.partition(".")[0]
+
+
+def is_description(v: Any) -> bool:
+    """Whether ``v`` is a :data:`MARKER` leaf's value as :func:`to_tree` makes it (a one-item list
+    of a dict with a str "type"): a tree that holds one was flattened from an object before."""
+    return type(v) is list and len(v) == 1 and isinstance(v[0], dict) and isinstance(v[0].get("type"), str)
 
 
 def is_dask(v: Any) -> bool:

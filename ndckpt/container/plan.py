@@ -51,7 +51,7 @@ from ..errors import CheckptError, InvalidArgumentError, UnsupportedError
 from ..format import FrameStyle, parse_style
 from .dtype import encode_dtype
 from .head import ArraySpec, FrameSpec, Head, Part, check_name
-from .objects import MARKER, array_like, is_dask, is_object, to_tree
+from .objects import MARKER, array_like, is_dask, is_description, is_object, to_tree
 from .spec import ARRAYS_MAX, HEAD_MAX, NAME_MAX, PART_ALIGN, PATH_DEPTH_MAX, RAW_ALIGN
 from .values import encode as encode_value
 from .values import json_metadata
@@ -158,7 +158,7 @@ def flatten_tree(arrays: Any, lazy: bool = False) -> tuple[list[tuple[tuple[str,
             if (type(k) is not str and not isinstance(k, str)) or not k or "/" in k:
                 _bad_key(k, prefix)
             path = (*prefix, k)
-            if k == MARKER and not own:
+            if k == MARKER and not own and not is_description(v):  # (a tree flattened before: a staged copy)
                 raise InvalidArgumentError(
                     f"arrays: the name {'/'.join(path)[:200]!r} is reserved (ndckpt marks stored pandas and "
                     f"xarray objects with a leaf {MARKER!r}); rename it"
