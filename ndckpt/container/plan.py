@@ -202,7 +202,10 @@ def flatten_tree(arrays: Any, lazy: bool = False) -> tuple[list[tuple[tuple[str,
 
 
 def _leaf(path: tuple[str, ...], v: Any) -> Any:
-    """A leaf as stored: an array-like converted to an ndarray (no copy where numpy allows), anything else as is."""
+    """A leaf as stored: an array-like converted to an ndarray (no copy where numpy allows), anything else as is
+    (ndarray subclasses too: :func:`as_array` decides, and refuses masked arrays)."""
+    if isinstance(v, np.ndarray):
+        return v
     try:
         a = array_like(v)
     except Exception as e:  # the object's own conversion failed (a GPU tensor, a broken __array__...)
