@@ -157,7 +157,10 @@ def test_save_rejects(tmp_path: Path, arrays: Any, kw: dict[str, Any], err: type
     ("target", "err", "match"),
     [
         pytest.param(
-            1.5, InvalidArgumentError, r"target: expected a path, a URL, a binary file object or an fd, got float", id="float"
+            1.5,
+            InvalidArgumentError,
+            r"target: expected a path, a URL, a binary file object or an fd, got float",
+            id="float",
         ),
         pytest.param(None, InvalidArgumentError, r"target: expected .* got NoneType", id="none"),
         pytest.param(["x"], InvalidArgumentError, r"target: expected .* got list", id="list"),
