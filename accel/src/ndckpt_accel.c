@@ -57,6 +57,29 @@ static inline void store64(u8 *p, uint64_t x)
 }
 #endif
 
+/* GCC's generic vectors (vector_size and __builtin_shuffle; element k is memory byte k). */
+#if defined(__GNUC__) && !defined(__clang__) && !defined(NDCKPT_ACCEL_NO_VECTOR)
+#define USE_VECTORS 1
+typedef u8 v16 __attribute__((vector_size(16)));
+
+static inline v16 load16(const u8 *p)
+{
+    v16 v;
+    memcpy(&v, p, 16);
+    return v;
+}
+
+/* Interleave the low (LO) or high (HI) halves of a and b in elements of 1, 2, 4 bytes. */
+#define LO8(a, b) __builtin_shuffle(a, b, (v16){0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23})
+#define HI8(a, b) __builtin_shuffle(a, b, (v16){8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31})
+#define LO16(a, b) __builtin_shuffle(a, b, (v16){0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23})
+#define HI16(a, b) __builtin_shuffle(a, b, (v16){8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31})
+#define LO32(a, b) __builtin_shuffle(a, b, (v16){0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23})
+#define HI32(a, b) __builtin_shuffle(a, b, (v16){8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31})
+#else
+#define USE_VECTORS 0
+#endif
+
 /* Swap the bits of a and b selected by m << k in a with those selected by m in b. */
 #define SWAP(a, b, k, m)                          \
     do {                                          \
@@ -93,22 +116,23 @@ static inline uint64_t add8(uint64_t a, uint64_t b)
 
 /* ---- shuffle / unshuffle of the n whole items of one block ------------------------------ */
 
-#define GENERIC(S)                                                                                \
-    static void shuf_##S(const u8 *restrict in, u8 *restrict out, size_t n)                      \
-    {                                                                                             \
-        for (size_t j = 0; j < (S); j++)                                                          \
-            for (size_t i = 0; i < n; i++) out[j * n + i] = in[i * (S) + j];                      \
-    }                                                                                             \
-    static void unshuf_##S(const u8 *restrict in, u8 *restrict out, size_t n)                    \
-    {                                                                                             \
-        size_t i0 = 0;                                                                            \
-        for (; i0 + 16 <= n; i0 += 16)                                                            \
-            for (size_t i = 0; i < 16; i++)                                                       \
-                for (size_t j = 0; j < (S); j++) out[(i0 + i) * (S) + j] = in[j * n + i0 + i];    \
-        for (size_t j = 0; j < (S); j++)                                                          \
-            for (size_t i = i0; i < n; i++) out[i * (S) + j] = in[j * n + i];                     \
-    }
-GENERIC(4)
+static void shuf_4(const u8 *restrict in, u8 *restrict out, size_t n)
+{
+    for (size_t j = 0; j < 4; j++)
+        for (size_t i = 0; i < n; i++) out[j * n + i] = in[i * 4 + j];
+}
+
+#if !USE_VECTORS
+static void unshuf_4(const u8 *restrict in, u8 *restrict out, size_t n)
+{
+    size_t i0 = 0;
+    for (; i0 + 16 <= n; i0 += 16)
+        for (size_t i = 0; i < 16; i++)
+            for (size_t j = 0; j < 4; j++) out[(i0 + i) * 4 + j] = in[j * n + i0 + i];
+    for (size_t j = 0; j < 4; j++)
+        for (size_t i = i0; i < n; i++) out[i * 4 + j] = in[j * n + i];
+}
+#endif
 
 static void shuf_2(const u8 *restrict in, u8 *restrict out, size_t n)
 {
@@ -120,6 +144,7 @@ static void shuf_2(const u8 *restrict in, u8 *restrict out, size_t n)
         for (size_t i = i0; i < n; i++) out[j * n + i] = in[i * 2 + j];
 }
 
+#if !USE_VECTORS
 /* Bytes 0..3 of x spread to bytes 0, 2, 4, 6. */
 static inline uint64_t spread2(uint64_t x)
 {
@@ -142,6 +167,8 @@ static void unshuf_2(const u8 *restrict in, u8 *restrict out, size_t n)
         out[2 * i + 1] = p1[i];
     }
 }
+
+#endif
 
 /* s a multiple of 8: 8 items x 8 byte planes at a time through TRANSPOSE8. */
 static inline void shuf_8k(const u8 *restrict in, u8 *restrict out, size_t n, size_t s)
@@ -193,6 +220,62 @@ static inline void unshuf_8k(const u8 *restrict in, u8 *restrict out, size_t n, 
 }
 
 /* Any s: 8 items at a time, each byte plane's 8 bytes gathered into (or scattered from) one word. */
+#if USE_VECTORS
+/* Unshuffle 16 items at a time by interleaving byte planes: planes (j, j+1) in byte pairs, then
+ * pairs of pairs, ...: log2(s) rounds of shuffles per 16 items of each plane. */
+static void vunshuf_2(const u8 *restrict in, u8 *restrict out, size_t n)
+{
+    size_t whole = n & ~(size_t)15;
+    for (size_t i = 0; i < whole; i += 16) {
+        v16 a = load16(in + i), b = load16(in + n + i);
+        v16 lo = LO8(a, b), hi = HI8(a, b);
+        memcpy(out + 2 * i, &lo, 16);
+        memcpy(out + 2 * i + 16, &hi, 16);
+    }
+    for (size_t i = whole; i < n; i++) out[2 * i] = in[i], out[2 * i + 1] = in[n + i];
+}
+
+static void vunshuf_4(const u8 *restrict in, u8 *restrict out, size_t n)
+{
+    size_t whole = n & ~(size_t)15;
+    for (size_t i = 0; i < whole; i += 16) {
+        v16 a = load16(in + i), b = load16(in + n + i), c = load16(in + 2 * n + i), d = load16(in + 3 * n + i);
+        v16 abl = LO8(a, b), abh = HI8(a, b), cdl = LO8(c, d), cdh = HI8(c, d);
+        v16 o[4] = {LO16(abl, cdl), HI16(abl, cdl), LO16(abh, cdh), HI16(abh, cdh)};
+        memcpy(out + 4 * i, o, 64);
+    }
+    for (size_t j = 0; j < 4; j++)
+        for (size_t i = whole; i < n; i++) out[i * 4 + j] = in[j * n + i];
+}
+
+/* s a multiple of 8: 8 planes at a time; each output vector holds 8 bytes of two items. */
+static inline void vunshuf_8k(const u8 *restrict in, u8 *restrict out, size_t n, size_t s)
+{
+    size_t whole = n & ~(size_t)15;
+    for (size_t g = 0; g < s; g += 8)
+        for (size_t i = 0; i < whole; i += 16) {
+            const u8 *p = in + g * n + i;
+            v16 p0 = load16(p), p1 = load16(p + n), p2 = load16(p + 2 * n), p3 = load16(p + 3 * n);
+            v16 p4 = load16(p + 4 * n), p5 = load16(p + 5 * n), p6 = load16(p + 6 * n), p7 = load16(p + 7 * n);
+            v16 a0 = LO8(p0, p1), a1 = HI8(p0, p1), a2 = LO8(p2, p3), a3 = HI8(p2, p3);
+            v16 a4 = LO8(p4, p5), a5 = HI8(p4, p5), a6 = LO8(p6, p7), a7 = HI8(p6, p7);
+            /* bytes 0-3 (b0..b3) and 4-7 (b4..b7) of items 0-3, 4-7, 8-11, 12-15 */
+            v16 b0 = LO16(a0, a2), b1 = HI16(a0, a2), b2 = LO16(a1, a3), b3 = HI16(a1, a3);
+            v16 b4 = LO16(a4, a6), b5 = HI16(a4, a6), b6 = LO16(a5, a7), b7 = HI16(a5, a7);
+            v16 o[8] = {LO32(b0, b4), HI32(b0, b4), LO32(b1, b5), HI32(b1, b5),
+                        LO32(b2, b6), HI32(b2, b6), LO32(b3, b7), HI32(b3, b7)}; /* items 2k, 2k+1 */
+            if (s == 8) {
+                memcpy(out + i * 8, o, 128);
+            } else {
+                const u8 *ob = (const u8 *)o;
+                for (size_t k = 0; k < 16; k++) memcpy(out + (i + k) * s + g, ob + 8 * k, 8);
+            }
+        }
+    for (size_t j = 0; j < s; j++)
+        for (size_t i = whole; i < n; i++) out[i * s + j] = in[j * n + i];
+}
+#endif
+
 static void shuf_any(const u8 *restrict in, u8 *restrict out, size_t n, size_t s)
 {
     size_t whole = n & ~(size_t)7;
@@ -239,11 +322,19 @@ static void shuffle(const u8 *restrict in, u8 *restrict out, size_t n, size_t s)
 static void unshuffle(const u8 *restrict in, u8 *restrict out, size_t n, size_t s)
 {
     if (s == 1) memcpy(out, in, n);
+#if USE_VECTORS
+    else if (s == 2) vunshuf_2(in, out, n);
+    else if (s == 4) vunshuf_4(in, out, n);
+    else if (s == 8) vunshuf_8k(in, out, n, 8);
+    else if (s == 16) vunshuf_8k(in, out, n, 16);
+    else if (s % 8 == 0) vunshuf_8k(in, out, n, s);
+#else
     else if (s == 2) unshuf_2(in, out, n);
     else if (s == 4) unshuf_4(in, out, n);
     else if (s == 8) unshuf_8k(in, out, n, 8, 0);
     else if (s == 16) unshuf_8k(in, out, n, 16, 0);
     else if (s % 8 == 0) unshuf_8k(in, out, n, s, 0);
+#endif
     else unshuf_any(in, out, n, s);
 }
 
@@ -267,9 +358,7 @@ static void item_diff(const u8 *restrict in, u8 *restrict out, size_t len, size_
  * bytes per step in a 64-bit word: its even and odd bytes in 16-bit lanes, multiplied by
  * LANES, hold their prefix sums within the word (every lane stays below 2**16); the carry
  * between words is the running total mod 256. */
-#if defined(__GNUC__) && !defined(__clang__) && !defined(NDCKPT_ACCEL_NO_VECTOR)
-#define VECTOR_PREFIX 1
-typedef u8 v16 __attribute__((vector_size(16)));
+#if USE_VECTORS
 
 static void plane_prefix(const u8 *restrict in, u8 *restrict out, size_t n)
 {
@@ -295,7 +384,6 @@ static void plane_prefix(const u8 *restrict in, u8 *restrict out, size_t n)
     }
 }
 #else
-#define VECTOR_PREFIX 0
 static void plane_prefix(const u8 *restrict in, u8 *restrict out, size_t n)
 {
     uint64_t carry = 0;
@@ -341,7 +429,7 @@ static void unfilter_buf(int delta, const u8 *in, u8 *out, size_t len, size_t s,
         const u8 *src = in + a;
         memcpy(out + a + body, src + body, L - body);
         if (!n) continue;
-        if (delta && s % 8 == 0 && !VECTOR_PREFIX) {
+        if (delta && s % 8 == 0 && !USE_VECTORS) {
             /* unshuffle and prefix sums in one pass (the vector prefix sum + unshuffle is faster) */
             if (s == 8) unshuf_8k(src, out + a, n, 8, 1);
             else if (s == 16) unshuf_8k(src, out + a, n, 16, 1);
@@ -419,6 +507,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "ndckpt_accel",
     "Compiled shuffle and delta filters for ndckpt.filters (byte-identical to its numpy code).", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit_ndckpt_accel(void)
