@@ -15,12 +15,13 @@
  * kernels run. Scratch: one block-sized buffer for delta, allocated per call and freed
  * before return; on allocation failure MemoryError is raised and dst is untouched.
  *
- * C99, with one optional use of GCC's vector extensions (plane_prefix; another compiler, or
- * -DNDCKPT_ACCEL_NO_VECTOR, selects its plain C version: same results). The 8x8 byte
- * transposes and the byte-plane prefix sums work on 64-bit words whose byte k is memory byte k (load64/store64 assemble little-endian explicitly, which
- * compilers turn into single moves on little-endian machines), so the results do not
- * depend on the machine's byte order (on a known little-endian target they are plain 8-byte
- * memcpy moves).
+ * C99, plus GCC's generic vectors where the compiler is GCC (vector_size and __builtin_shuffle,
+ * no intrinsics or target flags; vector element k is memory byte k): the unshuffle and the
+ * byte-plane prefix sum of delta's inverse. Other compilers, or -DNDCKPT_ACCEL_NO_VECTOR, get
+ * plain C versions with the same results: 8x8 byte transposes and SWAR sums on 64-bit words
+ * whose byte k is memory byte k (load64/store64 are 8-byte memcpy moves on a known
+ * little-endian target and assemble little-endian explicitly elsewhere), so no result
+ * depends on the machine's byte order.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
