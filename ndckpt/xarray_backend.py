@@ -37,7 +37,7 @@ from xarray.core import indexing
 
 from .api import Reader
 from .api import open as open_checkpoint
-from .container.objects import MARKER, variable_data
+from .container.objects import MARKER, decode_encoding, variable_data
 from .container.spec import MAGIC
 from .errors import InvalidArgumentError
 
@@ -121,13 +121,15 @@ def _dataset(reader: Reader, group: str | None, drop: set[str]) -> xr.Dataset:
             data: Any = indexing.LazilyIndexedArray(lazy)
         else:  # strings: decoded now, as ndckpt.load does
             data = variable_data(m, functools.partial(_member, reader, base))
-        var = xr.Variable(tuple(m["dims"]), data, attrs=attrs)
+        var = xr.Variable(tuple(m["dims"]), data, attrs=attrs, encoding=decode_encoding(m.get("encoding", [])))
         name = m["name"] if m["name"] is not None else "__xarray_dataarray_variable__"  # xarray's own spelling
         (coords if m["role"] == "coord" else variables)[name] = var
     attrs = dict(meta.get("attrs", {}))
     for j, k in enumerate(meta.get("array_attrs", [])):
         attrs[k] = np.asarray(reader.read(f"{group}/attrs/{j}"))
-    return xr.Dataset(variables, coords=coords, attrs=attrs)
+    ds = xr.Dataset(variables, coords=coords, attrs=attrs)
+    ds.encoding = decode_encoding(meta.get("encoding", []))
+    return ds
 
 
 def _member(reader: Reader, base: str, name: str) -> np.ndarray[Any, Any]:

@@ -301,6 +301,20 @@ def test_datasets_and_dataarrays_roundtrip_identically(style: str) -> None:
         assert got.name == da.name
 
 
+def test_xarray_encoding_is_kept() -> None:
+    ds = _dataset()
+    ds["T"].encoding = {"dtype": np.dtype("int16"), "scale_factor": 0.01, "_FillValue": -999, "chunksizes": (2, 3, 5),
+                        "zlib": True, "source": "/data/x.nc"}
+    ds.encoding = {"source": "/data/x.nc", "format": "NETCDF4"}
+    back = roundtrip(ds)
+    assert back["T"].encoding == ds["T"].encoding
+    assert back.encoding == ds.encoding
+    bad = _dataset()
+    bad["T"].encoding = {"filters": object()}
+    with pytest.raises(InvalidArgumentError, match=r"encoding"):
+        ndckpt.save(io.BytesIO(), {"ds": bad})
+
+
 def test_dataset_nested_in_a_state_with_a_frame(tmp_path: Any) -> None:
     state = {"fields": _dataset(), "table": pd.DataFrame({"a": [1, 2]}), "step": 7}
     ndckpt.save(tmp_path / "s.ndckpt", state)

@@ -101,3 +101,11 @@ def test_the_entry_point_is_installed_and_guessed(tmp_path: Path) -> None:
     ndckpt.save(tmp_path / "x.anything", {"ds": _ds()})
     with xr.open_dataset(tmp_path / "x.anything") as opened:  # engine guessed from the magic bytes
         xr.testing.assert_identical(opened.load(), _ds())
+
+
+def test_encoding_reaches_the_lazy_dataset(tmp_path: Path) -> None:
+    ds = _ds()
+    ds["T"].encoding = {"dtype": np.dtype("float32"), "zlib": True}
+    ndckpt.save(tmp_path / "e.ndckpt", {"fields": ds})
+    with xr.open_dataset(tmp_path / "e.ndckpt", engine=ENGINE) as opened:
+        assert opened["T"].encoding == ds["T"].encoding

@@ -19,8 +19,7 @@ the container handles them without knowing them:
 What cannot be kept exactly is refused with :class:`InvalidArgumentError`
 naming the leaf and the reason (object columns of arbitrary Python objects,
 period and interval data, xarray multi-indexes...): nothing is dropped
-silently, except xarray's ``encoding`` dicts (hints for netCDF/zarr writers,
-which every writer consumes rather than stores).
+silently. xarray's ``encoding`` dicts are kept too (numpy dtypes by name).
 
 pandas and xarray are imported only when such an object is met (their
 module is then already imported) or when a file holding one is read.
@@ -41,6 +40,7 @@ from ..errors import FormatError, InvalidArgumentError
 __all__ = [
     "MARKER",
     "array_like",
+    "decode_encoding",
     "from_tree",
     "is_dask",
     "is_description",
@@ -300,6 +300,8 @@ def _xarray_tree(obj: Any, where: str) -> dict[str, Any]:
         data = var.data if is_dask(var.data) else np.asarray(var.values)  # dask data stays lazy (plan.DaskBytes)
         vattrs, varrays, vkeys = _check_attrs(var.attrs, f"{w}: attrs")
         m: dict[str, Any] = {"name": name, "dims": list(var.dims), "role": role, "attrs": vattrs}
+        if var.encoding:
+            m["encoding"] = _encoding(var.encoding, f"{w}: encoding")
         if vkeys:
             m["array_attrs"] = vkeys
         if data.dtype.kind == "O":
@@ -315,6 +317,8 @@ def _xarray_tree(obj: Any, where: str) -> dict[str, Any]:
         tree["vars"][str(i)] = t
     ameta, atree = _attrs_meta(obj.attrs, f"{where}: attrs")
     meta: dict[str, Any] = {"type": typ, "version": _VERSION, "vars": metas}
+    if obj.encoding:
+        meta["encoding"] = _encoding(obj.encoding, f"{where}: encoding")
     if typ == "xarray.DataArray":
         meta["name"] = obj.name
     meta.update(ameta)
@@ -491,7 +495,8 @@ def _xarray(meta: dict[str, Any], g: dict[str, Any], where: str) -> Any:
     for i, m in enumerate(meta["vars"]):
         t = g["vars"][str(i)]
         data = variable_data(m, t.__getitem__)
-        var = xr.Variable(tuple(m["dims"]), data, attrs=_attrs_of(m, t))
+        encoding = decode_encoding(m.get("encoding", []))
+        var = xr.Variable(tuple(m["dims"]), data, attrs=_attrs_of(m, t), encoding=encoding)
         if m["role"] == "data" and meta["type"] == "xarray.DataArray":
             main = var
         elif m["role"] == "data":
@@ -502,5 +507,25 @@ def _xarray(meta: dict[str, Any], g: dict[str, Any], where: str) -> Any:
     if meta["type"] == "xarray.DataArray":
         if main is None:
             raise ValueError("no data variable")
-        return xr.DataArray(main, coords=coords, name=meta["name"], attrs=attrs)
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+        out = xr.DataArray(main, coords=coords, name=meta["name"], attrs=attrs)
+    else:
+        out = xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    out.encoding = decode_encoding(meta.get("encoding", []))
+    return out
+
+
+def _encoding(enc: Any, where: str) -> list[list[Any]]:
+    """An xarray ``encoding`` dict as [key, "dtype" or "value", value] triples (numpy dtypes by name)."""
+    if not isinstance(enc, Mapping):
+        raise InvalidArgumentError(f"{where}: expected a dict, got {type(enc).__name__}")
+    out: list[list[Any]] = []
+    for k, v in enc.items():
+        if type(k) is not str:
+            raise InvalidArgumentError(f"{where}: key {k!r} is a {type(k).__name__}; ndckpt stores str keys")
+        out.append([k, "dtype", np.dtype(v).str] if isinstance(v, np.dtype) else [k, "value", v])
+    return out
+
+
+def decode_encoding(triples: list[list[Any]]) -> dict[str, Any]:
+    """The ``encoding`` dict of :func:`_encoding`'s triples."""
+    return {k: np.dtype(v) if kind == "dtype" else v for k, kind, v in triples}
