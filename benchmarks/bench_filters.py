@@ -24,12 +24,19 @@ head left out, which are the same for every column):
 Targets (issue 15): ``auto >= 0.98 b2 shuf`` on every field, ``auto >= max(b2 shuf, b2 bd)``
 on the smooth ones (``_zoo.SMOOTH``), and auto never more than 1 % worse than lz4.
 
-Speeds (GB/s of uncompressed bytes, best of ``--repeat``, on ``--speed-n`` square fields):
+Speeds (GB/s of uncompressed bytes, best of ``--repeat``, on ``--speed-n`` square fields),
+for each filter implementation of ``--impl`` (``numpy``, and ``accel``: the optional compiled
+kernels of ``accel/``, selected with ``ndckpt._accel.use``):
 filter and unfilter alone (4 MiB frames; ``--clock cpu`` times 1-thread runs in CPU time), memcpy of the same frames; *save* = filter into a
 scratch buffer + engine LZ4 per frame, *load* = engine LZ4 decode of each frame into a
 scratch buffer + unfilter into the destination, at 1 and 2 threads (frames split between
 threads), against blosc2 ``compress2`` / ``decompress2(dst=)`` with the same filter and
-``nthreads``. Targets: save and load >= 0.8x blosc2 at equal threads.
+``nthreads``. Targets: save and load >= 0.8x blosc2 at equal threads. A second table gives
+filter and unfilter alone at 1 and 2 threads (frames split between threads) as fractions of
+memcpy at the same thread count, and the load (LZ4 decode + unfilter, what a filtered load
+into ``out=`` does per frame) against blosc2's decompress.
+
+    .venv/bin/python benchmarks/bench_filters.py --no-ratio --impl numpy,accel --fields smooth_f64
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ import _zoo
 from _datasets import aligned_empty
 
 import ndckpt
-from ndckpt import filters
+from ndckpt import _accel, filters
 from ndckpt.engine import Checkpt, Restore
 from ndckpt.format import FrameStyle, lz4_frame_bound
 
@@ -270,6 +277,28 @@ def speed_row(name: str, fx: Frames, kind: str, repeat: int, pool: ThreadPoolExe
     row["unfilter"] = nb / best_of(unfilt, repeat) / 1e9
     assert np.array_equal(dst, data)
     row["memcpy"] = nb / best_of(memcpy, repeat) / 1e9
+    # The same three at 2 threads, each thread on every other frame (wall time).
+    halves = split(fx.spans, 2)
+
+    def two(fn: Callable[[list[tuple[int, int]], int], None]) -> float:
+        return nb / best_of(lambda: list(pool.map(fn, halves, range(2))), repeat, wall=True) / 1e9
+
+    def filt_part(part: list[tuple[int, int]], t: int) -> None:
+        for a, b in part:
+            filters.filter_into(kind, data[a:b], fx.scratch[t][: b - a], s)
+
+    def unfilt_part(part: list[tuple[int, int]], t: int) -> None:
+        for a, b in part:
+            filters.unfilter_into(kind, filtered[a:b], dst[a:b], s)
+
+    def memcpy_part(part: list[tuple[int, int]], t: int) -> None:
+        for a, b in part:
+            np.copyto(dst[a:b], data[a:b])
+
+    dst.fill(0)
+    row["filter2"], row["unfilter2"] = two(filt_part), two(unfilt_part)
+    assert np.array_equal(dst, data)
+    row["memcpy2"] = two(memcpy_part)
     fx.stored = [fx.regions[0][: fx.encode(kind, i, 0)].copy() for i in range(len(fx.spans))]
     for threads in (1, 2):
         parts = split(list(range(len(fx.spans))), threads)
@@ -305,25 +334,33 @@ def speed_row(name: str, fx: Frames, kind: str, repeat: int, pool: ThreadPoolExe
     return row
 
 
-def speeds(names: tuple[str, ...], n: int, repeat: int) -> list[dict[str, Any]]:
+def speeds(names: tuple[str, ...], n: int, repeat: int, impls: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Speed rows per field, kind and filter implementation ("numpy", or "accel": ndckpt_accel)."""
     rows = []
     with ThreadPoolExecutor(2) as pool:
         for name in names:
             fx = Frames(_zoo.field(name, n))
-            rows += [speed_row(name, fx, kind, repeat, pool) for kind in ("shuffle", "delta")]
+            for kind in ("shuffle", "delta"):
+                for impl in impls:
+                    _accel.use(impl == "accel")
+                    try:
+                        rows.append({"impl": impl, **speed_row(name, fx, kind, repeat, pool)})
+                    finally:
+                        _accel.use(None)
             print(f"  {name}: speeds done", file=sys.stderr)
     return rows
 
 
 def print_speeds(rows: list[dict[str, Any]]) -> None:
-    cols = ["field", "kind", "MiB", "memcpy", "filter", "unfilter", "save1", "b2c1", "save2", "b2c2"]
+    cols = ["field", "kind", "impl", "MiB", "memcpy", "filter", "unfilter", "save1", "b2c1", "save2", "b2c2"]
     cols += ["load1", "b2d1", "load2", "b2d2", "save/b2 1T", "save/b2 2T", "load/b2 1T", "load/b2 2T"]
     print("\n### Speeds, GB/s of uncompressed bytes (best of the rounds); ratios vs blosc2, target >= 0.8\n")
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:
         rel = [r["save1"] / r["b2c1"], r["save2"] / r["b2c2"], r["load1"] / r["b2d1"], r["load2"] / r["b2d2"]]
-        vals = [r["field"], r["kind"], r["MiB"]] + [f"{r[c]:.2f}" for c in cols[3:14]] + [f"{v:.2f}" for v in rel]
+        vals = [r["field"], r["kind"], r["impl"], r["MiB"]] + [f"{r[c]:.2f}" for c in cols[4:15]]
+        vals += [f"{v:.2f}" for v in rel]
         print("| " + " | ".join(map(str, vals)) + " |")
 
 
@@ -449,6 +486,22 @@ def memory_peaks(n: int) -> None:
             print(f"| {style} | {threads} | {save_f:.2f} | {load_f:.2f} |")
 
 
+def print_impls(rows: list[dict[str, Any]]) -> None:
+    """Filter and unfilter alone by implementation, as fractions of memcpy at the same threads."""
+    cols = ["field", "kind", "impl", "memcpy1", "filter1", "unfilter1", "memcpy2", "filter2", "unfilter2"]
+    cols += ["filt/cp 1T", "unf/cp 1T", "filt/cp 2T", "unf/cp 2T", "unf 2T/1T", "load1/b2d1", "load2/b2d2"]
+    print("\n### Filter implementations: GB/s alone (4 MiB frames), x memcpy at equal threads; load vs blosc2\n")
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        speeds = [r["memcpy"], r["filter"], r["unfilter"], r["memcpy2"], r["filter2"], r["unfilter2"]]
+        rel = [r["filter"] / r["memcpy"], r["unfilter"] / r["memcpy"], r["filter2"] / r["memcpy2"]]
+        rel += [r["unfilter2"] / r["memcpy2"], r["unfilter2"] / r["unfilter"], r["load1"] / r["b2d1"]]
+        rel += [r["load2"] / r["b2d2"]]
+        vals = [r["field"], r["kind"], r["impl"]] + [f"{v:.2f}" for v in speeds + rel]
+        print("| " + " | ".join(vals) + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fields", default=",".join(_zoo.FIELDS), help="comma-separated zoo fields")
@@ -463,6 +516,11 @@ def main(argv: list[str] | None = None) -> int:
         help="time 1-thread runs with wall time or this process's CPU time (steadier on a shared machine; "
         "2-thread runs always use wall time)",
     )
+    p.add_argument(
+        "--impl",
+        default="numpy,accel" if _accel.available() else "numpy",
+        help="filter implementations to time: numpy and/or accel (ndckpt_accel; default both when installed)",
+    )
     p.add_argument("--no-speed", action="store_true", help="ratios and chooser only")
     p.add_argument("--no-real", action="store_true", help="skip ndckpt.save/load with the styles vs blosc2")
     p.add_argument("--real-only", action="store_true", help="only ndckpt.save/load vs blosc2 and memory")
@@ -476,7 +534,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_ratio:
             print_ratios(ratios(names, args.n, samples), samples)
         if not args.no_speed:
-            print_speeds(speeds(names, args.speed_n, args.repeat))
+            impls = tuple(args.impl.split(","))
+            if "accel" in impls and not _accel.available():
+                p.error("--impl accel: ndckpt_accel is not installed (pip install ./accel)")
+            rows = speeds(names, args.speed_n, args.repeat, impls)
+            print_speeds(rows)
+            print_impls(rows)
     if not args.no_real:
         print_real(real_rows(names, args.n, args.repeat))
         memory_peaks(args.n)

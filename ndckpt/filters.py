@@ -35,6 +35,12 @@ a :class:`ndckpt.parallel.ScratchPool` buffer; the inverse writes the array's by
 ``SCRATCH_MAX`` bytes of scratch, whatever the span's length, and never a span-sized
 temporary. Blocks are processed ``BATCH`` at a time (one numpy call per byte plane and batch),
 so what one call touches stays in the L2 cache.
+
+Implementations: the numpy code below is the reference. When the optional compiled
+accelerator is installed (``pip install ./accel``; see :mod:`ndckpt._accel`, and
+``NDCKPT_NO_ACCEL=1`` to refuse it) :func:`filter_into` and :func:`unfilter_into` run its
+kernels instead, after the same argument checks: the same bytes, with the GIL released, and
+at most one block of scratch.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from . import _lz4
+from . import _accel, _lz4
 from .errors import InvalidArgumentError
 from .format import CHUNK_USZ_MAX, chunk_csz_max
 
@@ -141,6 +147,10 @@ def filter_into(kind: str, src: Any, dst: Any, itemsize: int, *, block: int = BL
     unequal lengths, overlapping or read-only buffers; ``dst`` is then untouched.
     """
     s, d = _check(kind, src, dst, itemsize, block, "filter_into")
+    accel = _accel.kernels()
+    if accel is not None:  # the same bytes from compiled code (ndckpt._accel)
+        accel.filter(FILTERS.index(kind), s, d, itemsize, block)
+        return
     scratch: np.ndarray[Any, np.dtype[np.uint8]] | None = None
     for start, k, blen in _groups(s.nbytes, block):
         n = blen // itemsize
@@ -176,6 +186,10 @@ def unfilter_into(kind: str, src: Any, dst: Any, itemsize: int, *, block: int = 
     Raises InvalidArgumentError as :func:`filter_into`; ``dst`` is then untouched.
     """
     s, d = _check(kind, src, dst, itemsize, block, "unfilter_into")
+    accel = _accel.kernels()
+    if accel is not None:  # the same bytes from compiled code (ndckpt._accel)
+        accel.unfilter(FILTERS.index(kind), s, d, itemsize, block)
+        return
     work: list[np.ndarray[Any, Any]] = []
     for start, k, blen in _groups(s.nbytes, block):
         n = blen // itemsize

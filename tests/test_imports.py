@@ -26,7 +26,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ndckpt"
 #: The layers, lowest first. A module may import only modules of strictly lower layers.
 LAYERS: list[set[str]] = [
     {"ndckpt.errors"},
-    {"ndckpt._platform", "ndckpt._argtypes", "ndckpt._text", "ndckpt._progress", "ndckpt._memory"},
+    {"ndckpt._platform", "ndckpt._argtypes", "ndckpt._text", "ndckpt._progress", "ndckpt._memory", "ndckpt._accel"},
     {"ndckpt._background"},
     {"ndckpt._files", "ndckpt.parallel", "ndckpt._browse", "ndckpt._subfiles"},
     {"ndckpt._lz4", "ndckpt._backend"},
