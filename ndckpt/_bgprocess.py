@@ -14,15 +14,19 @@ another process, which has its own GIL:
   replaced by its place in the arena (:class:`ArenaRef`); the writer
   (:mod:`ndckpt._bgworker`) rebuilds the tree, calls :func:`ndckpt.save` and
   rotates, and replies ``None`` or the error;
-- the writer is one ``python -c`` child per manager (started on first use,
-  restarted after it dies), so the user's ``__main__`` is never re-imported
-  and no threaded process is forked.
+- the writer is one ``python -c`` child per manager, started by the
+  manager's own thread (:meth:`WriterProcess.ensure_started`: at
+  construction, and again by a save after the writer died or the manager
+  was closed), so the user's ``__main__`` is never re-imported and no
+  threaded process is forked; its startup (about half a second: importing
+  numpy and ndckpt) is paid once per manager, beside the caller.
 
 Crash safety is :func:`ndckpt.save`'s: a temporary file renamed into place
-after fsync. A SIGKILL of the parent leaves the writer to finish the save it
-has (it exits at end of file on its socket); a SIGKILL of the writer leaves
-its temporary file (removed later as stale, by pid) and the previous
-checkpoint the latest, and the parent raises :class:`WriterDiedError`.
+after fsync. The writer dies with its parent (``PR_SET_PDEATHSIG``), as a
+writer thread would: a SIGKILL of either leaves at most the writer's
+temporary file (removed later as stale: its pid is dead) and the previous
+checkpoint the latest; the parent raises :class:`WriterDiedError` for a
+save whose writer died.
 
 Linux only (:func:`available`). Stdlib and numpy only; the socket protocol is
 private to this module and :mod:`ndckpt._bgworker` (length-prefixed pickles).
@@ -180,10 +184,21 @@ class WriterProcess:
                 return ArenaRef(tree.dtype, tuple(int(n) for n in tree.shape), order, addr - arena.base)
         return tree
 
+    def ensure_started(self) -> None:
+        """Start the writer unless one runs (reaping one that died idle: nothing was lost then).
+
+        Call from the manager's thread (the writer dies with the thread that
+        started it). OSError if the process cannot be started.
+        """
+        if self._proc is not None and self._proc.poll() is not None:
+            self._died(-1)  # reap it and close its socket
+        if self._proc is None:
+            self._start()
+
     def _start(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            env = dict(os.environ, NDCKPT_WRITER_FD=str(child.fileno()))
+            env = dict(os.environ, NDCKPT_WRITER_FD=str(child.fileno()), NDCKPT_WRITER_PARENT=str(os.getpid()))
             self._proc = subprocess.Popen(
                 _worker_command(), pass_fds=[child.fileno()], stdin=subprocess.DEVNULL, env=env, close_fds=True
             )
@@ -225,13 +240,13 @@ class WriterProcess:
     def run(self, step: int, job: dict[str, Any]) -> None:
         """Have the writer save ``job`` (the manager's fields plus ``tree``, a :meth:`skeleton`); block until done.
 
-        Starts the writer if none runs. Raises the save's own error as the
-        writer raised it, or :class:`WriterDiedError` if the writer died first.
+        Precondition: :meth:`ensure_started` was called since the last
+        :meth:`shutdown`. Raises the save's own error as the writer raised it,
+        or :class:`WriterDiedError` if the writer died before it answered (the
+        next :meth:`ensure_started` starts a new one).
         """
-        if self._proc is not None and self._proc.poll() is not None:
-            raise self._died(step)  # died while idle: say so, the next job starts a new one
         if self._proc is None:
-            self._start()
+            raise self._died(step)
         arena = self._arena
         assert self._sock is not None and arena is not None
         fds: list[int] = []
@@ -247,6 +262,13 @@ class WriterProcess:
         self._sent_arena = arena.ident
         if reply is not None:
             raise reply
+
+    def __del__(self) -> None:
+        # Unreachable means idle (a save in flight holds this object): the writer exits at end of file.
+        try:
+            self.shutdown()
+        except Exception:  # interpreter teardown: nothing left to report to
+            pass
 
     def shutdown(self) -> None:
         """Stop the writer (it finishes nothing: call only with no save in flight) and free the arena."""

@@ -1,10 +1,11 @@
 """The writer process of an ``async_save="process"`` manager: child side (see :mod:`ndckpt._bgprocess`).
 
 Run as ``python -c "...; from ndckpt._bgworker import main; main()"`` with
-the socket's fd in ``NDCKPT_WRITER_FD``. Serves one job at a time until end
-of file on the socket (the parent closed it or died), then exits 0: a job
-in progress when the parent dies is finished first, so its checkpoint is
-complete or absent, never partial.
+the socket's fd in ``NDCKPT_WRITER_FD`` and the parent's pid in
+``NDCKPT_WRITER_PARENT``. Serves one job at a time until end of file on the
+socket (the parent closed it), then exits 0. It is SIGKILLed when its parent
+dies (``PR_SET_PDEATHSIG``), like a writer thread; its checkpoint is then
+absent (a temporary file with its dead pid is left), never partial.
 
 Each job maps the arena it names (the fd of a new arena comes with the job),
 rebuilds the staged tree from its skeleton, then does what the manager's
@@ -18,6 +19,7 @@ not die of it (SIGKILL still ends the process).
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import pickle
@@ -68,11 +70,29 @@ def _picklable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc} (in the writer process)\n{text}")
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Be SIGKILLed when the parent dies; exit now if it already has (reparented before the prctl)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: the writer still exits at end of file
+        pass
+    if os.getppid() != parent:
+        os._exit(0)
+
+
 def main() -> None:
     """Serve jobs on the socket ``NDCKPT_WRITER_FD`` until end of file."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
         signal.signal(sig, signal.SIG_IGN)
+    _die_with_parent(int(os.environ.pop("NDCKPT_WRITER_PARENT")))
     sock = socket.socket(fileno=int(os.environ.pop("NDCKPT_WRITER_FD")))
+    if os.environ.get("H7_NICE"):
+        os.nice(int(os.environ["H7_NICE"]))
+    force_threads = int(os.environ.get("H7_THREADS", "0"))
     arena: mmap.mmap | None = None
     ident: int | None = None
     while True:
@@ -90,6 +110,8 @@ def main() -> None:
         try:
             if arena is None or ident != want:
                 raise RuntimeError(f"ndckpt writer process: arena {want} was never sent")
+            if force_threads:
+                job["threads"] = force_threads
             run_job(job, arena)
         except BaseException as e:  # every failure goes back to the parent, which raises it once
             reply = _picklable(e)

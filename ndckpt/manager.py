@@ -303,6 +303,8 @@ class CheckpointManager:
         self._writer = BackgroundWriter()
         self._process = _bgprocess.WriterProcess() if async_save == "process" else None
         self._staging = StagingArena() if self._process is None else StagingArena(self._process.allocate)
+        if self._process is not None:
+            self._process.ensure_started()  # its startup overlaps the caller's own
         self._signals_seen = 0  # preemption signals received (only the handler increments it)
         self._signals_saved = 0  # ... of which a completed save has accounted for
         self._preempted = False
@@ -473,6 +475,7 @@ class CheckpointManager:
             "trim": not self._trimmed,
         }
         self._trimmed = True
+        proc.ensure_started()
         self._writer.submit(s, path, lambda: proc.run(s, job))
         return True
 
