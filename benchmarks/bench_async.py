@@ -288,8 +288,10 @@ def bench_beside(
     )
     alone = {name: statistics.median(loop_rate(fn, 0.3) for _ in range(3)) for name, fn in LOOPS.items()}
     out: dict[str, Any] = {"nbytes": total, "memcpy_s": t_copy, "loop_alone_per_s": alone, "cases": []}
-    print(f"  {'style':<6}{'writer':<9}{'idle ms':>9}{'pause x':>9}" + "".join(
-        f"{name + ' save x':>15}{name + ' loop x':>15}" for name in LOOPS))
+    print(
+        f"  {'style':<6}{'writer':<9}{'idle ms':>9}{'pause x':>9}"
+        + "".join(f"{name + ' save x':>15}{name + ' loop x':>15}" for name in LOOPS)
+    )
     for style in styles:
         for mode in modes:
             work = root / f"beside-{style}-{mode}"
@@ -328,8 +330,10 @@ def bench_beside(
                 "loop_ratio": {n: statistics.median(v) for n, v in loop_x.items()},
             }
             out["cases"].append(case)
-            print(f"  {style:<6}{mode:<9}{idle_m * 1e3:9.1f}{case['pause_ratio']:9.2f}" + "".join(
-                f"{case['save_ratio'][n]:15.2f}{case['loop_ratio'][n]:15.2f}" for n in LOOPS))
+            print(
+                f"  {style:<6}{mode:<9}{idle_m * 1e3:9.1f}{case['pause_ratio']:9.2f}"
+                + "".join(f"{case['save_ratio'][n]:15.2f}{case['loop_ratio'][n]:15.2f}" for n in LOOPS)
+            )
     return out
 
 

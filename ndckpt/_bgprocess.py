@@ -45,7 +45,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -71,7 +71,7 @@ class ArenaRef:
 
     dtype: np.dtype[Any]
     shape: tuple[int, ...]
-    order: str
+    order: Literal["C", "F"]
     offset: int
 
 
@@ -180,7 +180,7 @@ class WriterProcess:
         if isinstance(tree, np.ndarray) and arena is not None and tree.nbytes > 0:
             addr = int(tree.ctypes.data)
             if arena.base <= addr < arena.base + arena.nbytes:
-                order = "C" if tree.flags.c_contiguous else "F"
+                order: Literal["C", "F"] = "C" if tree.flags.c_contiguous else "F"
                 return ArenaRef(tree.dtype, tuple(int(n) for n in tree.shape), order, addr - arena.base)
         return tree
 
@@ -248,7 +248,8 @@ class WriterProcess:
         if self._proc is None:
             raise self._died(step)
         arena = self._arena
-        assert self._sock is not None and arena is not None
+        assert self._sock is not None
+        assert arena is not None
         fds: list[int] = []
         if self._sent_arena != arena.ident:
             assert arena.fd is not None

@@ -512,7 +512,7 @@ class CheckpointManager:
         self._writer.wait()
 
     def close(self) -> None:
-        """Wait for the save in flight, stop the writer thread (and process), free staging memory, restore signal handlers.
+        """Wait for the save in flight, stop the writer (thread or process), free staging, restore signal handlers.
 
         Raises the error of the save in flight, as :meth:`wait` (the rest is
         still done). The manager stays usable: a later asynchronous save
