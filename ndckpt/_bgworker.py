@@ -90,9 +90,6 @@ def main() -> None:
         signal.signal(sig, signal.SIG_IGN)
     _die_with_parent(int(os.environ.pop("NDCKPT_WRITER_PARENT")))
     sock = socket.socket(fileno=int(os.environ.pop("NDCKPT_WRITER_FD")))
-    if os.environ.get("H7_NICE"):
-        os.nice(int(os.environ["H7_NICE"]))
-    force_threads = int(os.environ.get("H7_THREADS", "0"))
     arena: mmap.mmap | None = None
     ident: int | None = None
     while True:
@@ -110,8 +107,6 @@ def main() -> None:
         try:
             if arena is None or ident != want:
                 raise RuntimeError(f"ndckpt writer process: arena {want} was never sent")
-            if force_threads:
-                job["threads"] = force_threads
             run_job(job, arena)
         except BaseException as e:  # every failure goes back to the parent, which raises it once
             reply = _picklable(e)
