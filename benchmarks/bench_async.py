@@ -216,6 +216,127 @@ def bench_size(nbytes: int, rounds: int, root: Path, threads: int | None) -> dic
     return res
 
 
+def py_chunk() -> int:
+    """One unit of a GIL-bound pure-Python main loop (about 0.3 ms)."""
+    x = 0
+    for i in range(3000):
+        x += i * i
+    return x
+
+
+_SMALL = np.ones(64)
+
+
+def np_chunk() -> int:
+    """One unit of a main loop of many small numpy calls (each releases and retakes the GIL quickly)."""
+    a = _SMALL
+    for _ in range(100):
+        a = np.add(a, 1.0) * 0.5
+    return int(a.size)
+
+
+LOOPS = {"python": py_chunk, "numpy": np_chunk}
+
+
+def loop_rate(chunk: Any, seconds: float) -> float:
+    """Chunks per second of ``chunk`` run alone for ``seconds``."""
+    n, t0 = 0, time.perf_counter()
+    while (t := time.perf_counter()) - t0 < seconds:
+        chunk()
+        n += 1
+    return n / (t - t0)
+
+
+def timed_save(mgr: CheckpointManager, step: int, state: dict[str, Any], chunk: Any) -> tuple[float, float, float]:
+    """(pause, save time, loop chunks per second meanwhile): ``save`` then ``chunk`` until the save is written."""
+    t0 = time.perf_counter()
+    mgr.save(step, state)
+    t1 = time.perf_counter()
+    job = mgr._writer.inflight
+    n = 0
+    if chunk is not None:
+        while job is not None and not job.future.done():
+            chunk()
+            n += 1
+    mgr.wait()
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t0, n / (t2 - t1) if n else 0.0
+
+
+def bench_beside(
+    nbytes: int, rounds: int, root: Path, threads: int | None, modes: list[str], styles: list[str]
+) -> dict[str, Any]:
+    """Background saves beside a GIL-bound main loop, per style and writer, as ratios measured in this run.
+
+    For each (style, writer): ``idle`` is save-to-written with the caller
+    waiting; ``python``/``numpy`` the same while the caller runs that loop;
+    ``save x`` is that over ``idle`` of the same writer (target <= 1.5),
+    ``loop x`` the loop's speed meanwhile over its speed alone (measured
+    around each save; target >= 0.95), ``pause x`` what ``save`` blocks over a
+    1-thread ``np.copyto`` of the state (target <= 1.1). Medians of ``rounds``.
+    """
+    state = make_state(nbytes)
+    src = leaves(state)
+    total = sum(a.nbytes for a in src)
+    dst = [np.empty_like(a) for a in src]
+    for d in dst:
+        d.fill(0)
+    t_copy = statistics.median(copy_all(dst, src) for _ in range(max(rounds, 3)))
+    print(
+        f"\n== beside a main loop: state {total / 2**20:.0f} MiB, threads={resolve_threads(threads)}, "
+        f"switchinterval {sys.getswitchinterval() * 1e3:g} ms, memcpy {t_copy * 1e3:.1f} ms"
+    )
+    alone = {name: statistics.median(loop_rate(fn, 0.3) for _ in range(3)) for name, fn in LOOPS.items()}
+    out: dict[str, Any] = {"nbytes": total, "memcpy_s": t_copy, "loop_alone_per_s": alone, "cases": []}
+    print(
+        f"  {'style':<6}{'writer':<9}{'idle ms':>9}{'pause x':>9}"
+        + "".join(f"{name + ' save x':>15}{name + ' loop x':>15}" for name in LOOPS)
+    )
+    for style in styles:
+        for mode in modes:
+            work = root / f"beside-{style}-{mode}"
+            shutil.rmtree(work, ignore_errors=True)
+            mgr = CheckpointManager(work, keep=1, async_save=mode, threads=threads, style=style)
+            mgr.save(0, state)  # allocates staging, starts the writer
+            mgr.wait()
+            step = 1
+            idle, pause = [], []
+            save_x: dict[str, list[float]] = {n: [] for n in LOOPS}
+            loop_x: dict[str, list[float]] = {n: [] for n in LOOPS}
+            for _ in range(rounds):
+                p, t, _r = timed_save(mgr, step, state, None)
+                idle.append(t)
+                pause.append(p)
+                step += 1
+                for name, fn in LOOPS.items():
+                    before = loop_rate(fn, 0.2)
+                    p, t, rate = timed_save(mgr, step, state, fn)
+                    after = loop_rate(fn, 0.2)
+                    step += 1
+                    pause.append(p)
+                    save_x[name].append(t)
+                    loop_x[name].append(rate / ((before + after) / 2))
+            mgr.close()
+            shutil.rmtree(work, ignore_errors=True)
+            idle_m = statistics.median(idle)
+            case = {
+                "style": style,
+                "writer": mode,
+                "idle_s": idle_m,
+                "idle_times_s": idle,
+                "pause_ratio": statistics.median(pause) / t_copy,
+                "save_ratio": {n: statistics.median(v) / idle_m for n, v in save_x.items()},
+                "save_times_s": save_x,
+                "loop_ratio": {n: statistics.median(v) for n, v in loop_x.items()},
+            }
+            out["cases"].append(case)
+            print(
+                f"  {style:<6}{mode:<9}{idle_m * 1e3:9.1f}{case['pause_ratio']:9.2f}"
+                + "".join(f"{case['save_ratio'][n]:15.2f}{case['loop_ratio'][n]:15.2f}" for n in LOOPS)
+            )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--sizes", default="256M,1G", help="comma-separated state sizes (e.g. 256M,1G)")
@@ -223,13 +344,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", type=Path, default=None, help="where to write (default: a temp dir in /tmp)")
     ap.add_argument("--threads", type=int, default=None, help="manager/save threads (default: all cores)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--beside", default="192M", help="state size for the saves beside a main loop ('' skips them)")
+    ap.add_argument("--writers", default="thread,process", help="async_save writers compared beside the loop")
+    ap.add_argument("--styles", default="raw,lz4", help="styles of the saves beside the loop")
     args = ap.parse_args(argv)
     root = args.dir or Path(tempfile.mkdtemp(prefix="ndckpt-bench-async-", dir="/tmp"))
     root.mkdir(parents=True, exist_ok=True)
     print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}")
     results = []
     try:
-        results.extend(bench_size(parse_size(size), args.rounds, root, args.threads) for size in args.sizes.split(","))
+        if args.sizes:
+            results.extend(
+                bench_size(parse_size(size), args.rounds, root, args.threads) for size in args.sizes.split(",")
+            )
+        if args.beside:
+            writers = args.writers.split(",")
+            styles = args.styles.split(",")
+            results.append(bench_beside(parse_size(args.beside), args.rounds, root, args.threads, writers, styles))
     finally:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)

@@ -49,10 +49,14 @@ class StagingArena:
     """Page-aligned memory for one in-flight save, reused across saves.
 
     Owned by one manager; not thread-safe (the manager never captures while
-    its previous save still writes from the arena).
+    its previous save still writes from the arena). ``allocate(nbytes)``
+    returns the memory (a new page-aligned uint8 array of ``nbytes``; by
+    default private memory, :func:`ndckpt._memory.aligned_empty`; a writer
+    process passes memory it shares).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, allocate: Callable[[int], np.ndarray[Any, np.dtype[np.uint8]]] = aligned_empty) -> None:
+        self._allocate = allocate
         self.arena: np.ndarray[Any, np.dtype[np.uint8]] | None = None
         self._key: tuple[ArraySpec, ...] | None = None
         self._views: list[np.ndarray[Any, Any]] = []
@@ -83,7 +87,7 @@ class StagingArena:
         if self.arena is None or self.arena.nbytes < pos:
             self.arena = None  # let the old arena go before the new one is touched
             self._key, self._views = None, []
-            self.arena = aligned_empty(max(pos, 1))
+            self.arena = self._allocate(max(pos, 1))
             self.allocations += 1
         views: list[np.ndarray[Any, Any]] = []
         for (dtype, shape, order), off in zip(specs, offsets, strict=True):

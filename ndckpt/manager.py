@@ -27,10 +27,14 @@ Rotation
 Asynchronous saves
     With ``async_save=True``, ``save`` copies the state into staging memory
     (page-aligned, allocated once, reused while the state's layout fits, and
-    freed by :meth:`~CheckpointManager.close`) and returns; one background
-    thread writes the staged copy. The caller may modify its arrays as soon
-    as ``save`` returns. At most one save is in flight: a save that comes
-    while one is in flight first waits for it.
+    freed by :meth:`~CheckpointManager.close`) and returns; the staged copy is
+    written in the background, by a writer process that maps the staging
+    memory (``"process"``, the default on Linux: it needs no GIL of the
+    caller's, so a main loop in Python neither slows it nor is slowed by it)
+    or by a thread of this process (``"thread"``, the default elsewhere).
+    The caller may modify its arrays as soon as ``save`` returns. At most one
+    save is in flight: a save that comes while one is in flight first waits
+    for it.
 Errors
     An error of a background save is raised by :meth:`~CheckpointManager.wait`
     or by the next :meth:`~CheckpointManager.save` call (whichever comes
@@ -53,7 +57,8 @@ the host, and in the pid namespace, that wrote it).
 
 The parts: :mod:`ndckpt._ckptdir` (file names, discovery, the rotation policy),
 :mod:`ndckpt._staging` (the staging copy of an asynchronous save),
-:mod:`ndckpt._background` (the writer thread, its errors, the exit hooks); this
+:mod:`ndckpt._background` (the writer thread, its errors, the exit hooks),
+:mod:`ndckpt._bgprocess` and :mod:`ndckpt._bgworker` (the writer process); this
 module holds the schedule, the preemption signals and the manager itself.
 """
 
@@ -69,7 +74,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol, TypeVar, Union
 
-from . import _platform
+from . import _bgprocess, _platform
 from ._background import BackgroundWriter
 from ._ckptdir import CheckpointDirectory, check_step, rotation_victims
 from ._staging import StagingArena, capture
@@ -204,7 +209,13 @@ class CheckpointManager:
         and :func:`ndckpt.load` (None: all cores). Asynchronous saves copy
         the state with ``min(2, threads)`` threads.
     async_save
-        Write in the background; see :meth:`save`.
+        Write in the background; see :meth:`save`. ``True`` picks the
+        writer: ``"process"`` where available (Linux), else ``"thread"``;
+        either may be named. ``"process"`` starts one writer child
+        (``python -c``, the user's ``__main__`` is not imported) on the first
+        save and keeps it until :meth:`close`; it writes with ``threads``
+        threads, and is restarted by the next save if it dies (that save's
+        error is then WriterDiedError, a CheckptIOError). ``False``: synchronous.
     comm
         An mpi4py communicator (``pip install -e '.[mpi]'`` from a checkout): every rank of
         it makes the same calls, ``state`` may hold :class:`ndckpt.mpi.Block`
@@ -214,6 +225,11 @@ class CheckpointManager:
         collective and agree on all ranks (rank 0 lists and deletes); a
         preemption signal on any rank makes every rank save the same step.
         Not combinable with ``async_save`` (UnsupportedError).
+
+    Raises
+    ------
+    UnsupportedError
+        ``async_save="process"`` where no writer process can be used.
 
     Raises
     ------
@@ -245,7 +261,7 @@ class CheckpointManager:
         keep_every: int | None = None,
         style: Any = "raw",
         threads: int | None = None,
-        async_save: bool = False,
+        async_save: bool | str = False,
         comm: Any = None,
     ) -> None:
         self._every = _check_positive(every, "every")
@@ -256,9 +272,14 @@ class CheckpointManager:
             parse_style_arg(style, "style")
         self._style = style
         self._threads = resolve_threads(threads)
-        if not isinstance(async_save, bool):
-            raise InvalidArgumentError(f"async_save must be a bool, got {async_save!r}")
-        self._async = async_save
+        if async_save is True:
+            async_save = "process" if _bgprocess.available() else "thread"
+        if not (async_save is False or (isinstance(async_save, str) and async_save in ("thread", "process"))):
+            raise InvalidArgumentError(f"async_save must be a bool, 'thread' or 'process', got {async_save!r}")
+        if async_save == "process" and not _bgprocess.available():
+            raise UnsupportedError("async_save='process' needs Linux (memfd_create and fd passing); use 'thread'")
+        self._async = async_save is not False
+        self._async_mode: str | bool = async_save
         self._coord: _Coordinator
         if comm is None:
             self._coord = _Local()
@@ -281,7 +302,10 @@ class CheckpointManager:
             raise CheckptIOError(e.errno, f"cannot create directory {str(self._dir)!r}: {e.strerror}") from e
         self._files = CheckpointDirectory(self._dir)
         self._writer = BackgroundWriter()
-        self._staging = StagingArena()
+        self._process = _bgprocess.WriterProcess() if async_save == "process" else None
+        self._staging = StagingArena() if self._process is None else StagingArena(self._process.allocate)
+        if self._process is not None:
+            self._process.ensure_started()  # its startup overlaps the caller's own
         self._signals_seen = 0  # preemption signals received (only the handler increments it)
         self._signals_saved = 0  # ... of which a completed save has accounted for
         self._preempted = False
@@ -328,7 +352,7 @@ class CheckpointManager:
     def __repr__(self) -> str:
         return (
             f"CheckpointManager({str(self._dir)!r}, every={self._every}, keep={self._keep}, "
-            f"keep_every={self._keep_every}, style={self._style!r}, async_save={self._async})"
+            f"keep_every={self._keep_every}, style={self._style!r}, async_save={self._async_mode!r})"
         )
 
     # ------------------------------------------------------------------------------------------
@@ -435,7 +459,25 @@ class CheckpointManager:
         helper = self._writer.start_helper if self._threads >= 2 else None
         staged = capture(state, self._style, self._staging, helper)
         path = self.path(s)
-        self._writer.submit(s, path, lambda: self._write(s, path, staged, meta))
+        proc = self._process
+        if proc is None:
+            self._writer.submit(s, path, lambda: self._write(s, path, staged, meta))
+            return True
+        job = {
+            "tree": proc.skeleton(staged),
+            "path": str(path),
+            "directory": str(self._dir),
+            "style": self._style,
+            "threads": self._threads,
+            "metadata": meta,
+            "keep": self._keep,
+            "keep_every": self._keep_every,
+            "step": s,
+            "trim": not self._trimmed,
+        }
+        self._trimmed = True
+        proc.ensure_started()
+        self._writer.submit(s, path, lambda: proc.run(s, job))
         return True
 
     def _write(self, step: int, path: Path, staged: dict[str, Any], metadata: Any) -> None:
@@ -471,16 +513,18 @@ class CheckpointManager:
         self._writer.wait()
 
     def close(self) -> None:
-        """Wait for the save in flight, stop the writer thread, free staging memory, restore signal handlers.
+        """Wait for the save in flight, stop the writer (thread or process), free staging, restore signal handlers.
 
         Raises the error of the save in flight, as :meth:`wait` (the rest is
         still done). The manager stays usable: a later asynchronous save
-        starts a new writer thread and allocates staging memory again.
+        starts a new writer and allocates staging memory again.
         """
         try:
             self.wait()
         finally:
             self._writer.shutdown()
+            if self._process is not None:
+                self._process.shutdown()
             self._staging.release()
             self.restore_signal_handlers()
 

@@ -27,7 +27,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ndckpt"
 LAYERS: list[set[str]] = [
     {"ndckpt.errors"},
     {"ndckpt._platform", "ndckpt._argtypes", "ndckpt._text", "ndckpt._progress", "ndckpt._memory", "ndckpt._accel"},
-    {"ndckpt._background"},
+    {"ndckpt._background", "ndckpt._bgprocess"},
     {"ndckpt._files", "ndckpt.parallel", "ndckpt._browse", "ndckpt._subfiles"},
     {"ndckpt._lz4", "ndckpt._backend"},
     {"ndckpt.format"},
@@ -48,7 +48,7 @@ LAYERS: list[set[str]] = [
     {"ndckpt.mpi._planning", "ndckpt.mpi._loading"},
     {"ndckpt.mpi._writing"},
     {"ndckpt.mpi", "ndckpt._ckptdir", "ndckpt._staging"},
-    {"ndckpt.manager", "ndckpt.xarray_backend", "ndckpt.daskarray"},
+    {"ndckpt.manager", "ndckpt._bgworker", "ndckpt.xarray_backend", "ndckpt.daskarray"},
     {"ndckpt", "ndckpt.demo.model"},
     {"ndckpt.demo.job"},
     {"ndckpt.demo"},

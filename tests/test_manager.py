@@ -396,7 +396,7 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path: Path) -> None:
 
 
 def test_mutating_right_after_async_save_does_not_change_what_is_written(tmp_path: Path, faulty_os: FaultyOS) -> None:
-    mgr = CheckpointManager(tmp_path, async_save=True)
+    mgr = CheckpointManager(tmp_path, async_save="thread")
     u = np.arange(3 << 20, dtype=np.float64)  # 24 MiB: copied by two threads
     f = np.asfortranarray(np.arange(600.0).reshape(20, 30))
     strided = np.arange(1000, dtype=np.int32)[::3]
@@ -508,7 +508,7 @@ def test_staging_is_allocated_once_and_reused(tmp_path: Path) -> None:
 
 
 def test_a_save_while_one_is_in_flight_waits_for_it(tmp_path: Path, faulty_os: FaultyOS) -> None:
-    mgr = CheckpointManager(tmp_path, async_save=True, keep=None)
+    mgr = CheckpointManager(tmp_path, async_save="thread", keep=None)
     x = np.full(1 << 16, 1.0)
     faulty_os.gate.clear()
     mgr.save(1, {"x": x})
@@ -540,7 +540,7 @@ def test_invalid_state_fails_synchronously_in_async_mode(tmp_path: Path) -> None
 
 
 def test_async_metadata_is_captured_at_save(tmp_path: Path, faulty_os: FaultyOS) -> None:
-    mgr = CheckpointManager(tmp_path, async_save=True)
+    mgr = CheckpointManager(tmp_path, async_save="thread")
     meta: dict[str, Any] = {"loss": [1.0]}
     faulty_os.gate.clear()
     mgr.save(1, small_state(1), metadata=meta)
@@ -551,7 +551,7 @@ def test_async_metadata_is_captured_at_save(tmp_path: Path, faulty_os: FaultyOS)
 
 
 def test_disk_full_in_the_background_surfaces_at_wait(tmp_path: Path, faulty_os: FaultyOS) -> None:
-    mgr = CheckpointManager(tmp_path, async_save=True)
+    mgr = CheckpointManager(tmp_path, async_save="thread")
     mgr.save(1, small_state(1))
     mgr.wait()
     faulty_os.fail_after = faulty_os.written + 100
@@ -571,7 +571,7 @@ def test_disk_full_in_the_background_surfaces_at_wait(tmp_path: Path, faulty_os:
 
 
 def test_disk_full_in_the_background_surfaces_at_the_next_save(tmp_path: Path, faulty_os: FaultyOS) -> None:
-    mgr = CheckpointManager(tmp_path, async_save=True, every=2)
+    mgr = CheckpointManager(tmp_path, async_save="thread", every=2)
     faulty_os.fail_after = 1000
     assert mgr.save(2, small_state(2))
     job = mgr._writer.inflight
@@ -651,7 +651,7 @@ def test_interpreter_exit_reports_a_failure_nobody_waited_for(tmp_path: Path) ->
         "    def __getattr__(self, n): return getattr(os, n)\n"
         "    def write(self, fd, data): raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
         "_backend.os = Full()\n"
-        "mgr = CheckpointManager(sys.argv[1], async_save=True)\n"
+        "mgr = CheckpointManager(sys.argv[1], async_save='thread')\n"
         "mgr.save(5, {'a': np.ones(100)})\n"
     )
     r = run_python(code, str(tmp_path))
@@ -803,10 +803,11 @@ from ndckpt.demo import GrayScott
 
 directory, n, seed, every, async_save, until = sys.argv[1:7]
 n, seed, every, until = int(n), int(seed), int(every), int(until)
-with CheckpointManager(directory, every=every, keep=3, async_save=async_save == "1") as mgr:
+with CheckpointManager(directory, every=every, keep=3, async_save=False if async_save == "0" else async_save) as mgr:
     mgr.install_signal_handlers()
     sim = GrayScott(n, seed) if mgr.latest() is None else GrayScott.from_state(mgr.restore())
-    print("start", sim.step_count, flush=True)
+    writer = mgr._process.pid if mgr._process is not None else None
+    print("start", sim.step_count, writer, flush=True)
     while sim.step_count < until:
         sim.step(1)
         mgr.save(sim.step_count, sim.state())
@@ -819,6 +820,18 @@ print("done", sim.step_count, sim.digest(), flush=True)
 N, SEED = 40, 11
 FOREVER = 10**9
 KILLS = 15  # per mode
+
+
+def wait_gone(pid: int, timeout: float = 30.0) -> bool:
+    """Whether process ``pid`` is gone (reaped: stale-file removal asks the kernel) within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.005)
+    return False
 
 
 class Reference:
@@ -835,8 +848,9 @@ class Reference:
         return self.digests[step]
 
 
-def spawn(d: Path, every: int, async_save: bool, until: int) -> subprocess.Popen[str]:
-    args = [str(d), str(N), str(SEED), str(every), "1" if async_save else "0", str(until)]
+def spawn(d: Path, every: int, async_save: str, until: int) -> subprocess.Popen[str]:
+    """The simulation child; ``async_save`` "0" (synchronous), "thread" or "process"."""
+    args = [str(d), str(N), str(SEED), str(every), async_save, str(until)]
     return subprocess.Popen(
         [sys.executable, "-c", SIM_CHILD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -850,10 +864,10 @@ def finish(d: Path, every: int, until: int) -> tuple[int, str]:
     return int(step), digest
 
 
-@pytest.mark.parametrize("async_save", [False, True], ids=["sync", "async"])
-def test_sigkill_at_random_points_never_loses_a_complete_checkpoint(tmp_path: Path, async_save: bool) -> None:
+@pytest.mark.parametrize("async_save", ["0", "thread", "process"])
+def test_sigkill_at_random_points_never_loses_a_complete_checkpoint(tmp_path: Path, async_save: str) -> None:
     ref = Reference()
-    rnd = random.Random(1234 + async_save)
+    rnd = random.Random(f"1234{async_save}")
     d = tmp_path / "ckpts"
     previous = -1
     torn = 0
@@ -863,9 +877,14 @@ def test_sigkill_at_random_points_never_loses_a_complete_checkpoint(tmp_path: Pa
             assert p.stderr is not None
             line = p.stdout.readline()
             assert line.startswith("start"), p.stderr.read()
+            deadline = time.monotonic() + 60
+            while not list(d.glob("ckpt-*.ndckpt")) and time.monotonic() < deadline:
+                time.sleep(0.005)  # a background writer's first checkpoint (a process writer starts first)
             time.sleep(rnd.uniform(0.0, 0.3))
             p.kill()
             p.wait(timeout=60)
+        if line.split()[2] != "None":  # the writer process dies with its parent, a moment later
+            assert wait_gone(int(line.split()[2])), "the writer process outlived its killed parent"
         torn += bool(hidden(d))
         mgr = CheckpointManager(d, keep=3)  # removes the killed writer's temporary file
         assert hidden(d) == []
@@ -888,8 +907,8 @@ def test_sigkill_at_random_points_never_loses_a_complete_checkpoint(tmp_path: Pa
     assert digest == ref.digest(step)
 
 
-@pytest.mark.parametrize("async_save", [False, True], ids=["sync", "async"])
-def test_sigterm_saves_a_final_checkpoint_and_exits_zero(tmp_path: Path, async_save: bool) -> None:
+@pytest.mark.parametrize("async_save", ["0", "thread", "process"])
+def test_sigterm_saves_a_final_checkpoint_and_exits_zero(tmp_path: Path, async_save: str) -> None:
     ref = Reference()
     d = tmp_path / "ckpts"
     every = 10**6  # regular saves never happen: only the preemption save writes
@@ -947,9 +966,9 @@ def test_ndckpt_exports_the_manager() -> None:
     assert "CheckpointManager" in ndckpt.__all__
 
 
-@pytest.mark.parametrize("async_save", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("async_save", [False, "thread"], ids=["sync", "async"])  # the spy is in this process
 def test_first_save_trims_what_an_interrupted_run_left_beyond_keep(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, async_save: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, async_save: bool | str
 ) -> None:
     """A run killed between a save and its rotation leaves keep + 1; a second such kill must not make it
     keep + 2: before its first write a manager rotates, so at most keep + 1 exist at any moment."""
