@@ -72,6 +72,7 @@ from typing import Any, Protocol, TypeVar, Union
 from . import _platform
 from ._background import BackgroundWriter
 from ._ckptdir import CheckpointDirectory, check_step, rotation_victims
+from ._incremental import IncrementalStore, is_manifest_metadata, load_manifest
 from ._staging import StagingArena, capture
 from .api import MmapMode, check_mmap, load, save
 from .api import open as open_checkpoint
@@ -213,6 +214,16 @@ class CheckpointManager:
         collective and agree on all ranks (rank 0 lists and deletes); a
         preemption signal on any rank makes every rank save the same step.
         Not combinable with ``async_save`` (UnsupportedError).
+    incremental
+        Write each checkpoint as pieces of about 1 MiB that no retained
+        checkpoint already holds, plus a manifest referencing the rest
+        (``docs/incremental.md``). Checkpoints restore alone and exactly;
+        rotation deletes a piece pack once no checkpoint references it. Not
+        combinable with ``comm`` (UnsupportedError).
+    full_every
+        With ``incremental``: every ``full_every``-th save writes every piece
+        anew, so a checkpoint references at most the packs of the last
+        ``full_every`` saves (None: pieces are shared as long as retained).
 
     Raises
     ------
@@ -246,6 +257,8 @@ class CheckpointManager:
         threads: int | None = None,
         async_save: bool = False,
         comm: Any = None,
+        incremental: bool = False,
+        full_every: int | None = None,
     ) -> None:
         self._every = _check_positive(every, "every")
         self._keep = _check_optional_positive(keep, "keep")
@@ -279,6 +292,15 @@ class CheckpointManager:
         except OSError as e:
             raise CheckptIOError(e.errno, f"cannot create directory {str(self._dir)!r}: {e.strerror}") from e
         self._files = CheckpointDirectory(self._dir)
+        if not isinstance(incremental, bool):
+            raise InvalidArgumentError(f"incremental must be a bool, got {incremental!r}")
+        full_every = _check_optional_positive(full_every, "full_every")
+        if full_every is not None and not incremental:
+            raise InvalidArgumentError("full_every applies to incremental=True managers only")
+        if incremental and comm is not None:
+            raise UnsupportedError("incremental=True cannot be combined with comm (MPI checkpoints are written whole)")
+        self._incr = IncrementalStore(self._dir, full_every) if incremental else None
+        self.last_save_bytes: dict[str, int] | None = None
         self._writer = BackgroundWriter()
         self._staging = StagingArena()
         self._signals_seen = 0  # preemption signals received (only the handler increments it)
@@ -368,6 +390,7 @@ class CheckpointManager:
         *,
         metadata: Mapping[str, Any] | None = None,
         force: bool = False,
+        unchanged: Sequence[str] | None = None,
     ) -> bool:
         """Write checkpoint ``step`` if it is due; return whether it was written (or started).
 
@@ -387,6 +410,13 @@ class CheckpointManager:
             A JSON-compatible dict stored with the checkpoint (:meth:`metadata`).
         force
             Save even when ``every`` says no.
+        unchanged
+            With ``incremental=True``: names (``"group/name"``) of arrays the
+            caller promises are bitwise equal to the previous checkpoint's;
+            they are not hashed but referenced. A false promise stores the old
+            data; ``ndckpt verify`` reports it (it compares a sample of the
+            caller's bytes recorded at save time). InvalidArgumentError without
+            ``incremental`` or for a name that is no array of ``state``.
 
         Returns
         -------
@@ -414,6 +444,13 @@ class CheckpointManager:
         the checkpoint is on disk when ``save`` returns.
         """
         s = check_step(step)
+        hint: tuple[str, ...] = ()
+        if unchanged is not None:
+            if self._incr is None:
+                raise InvalidArgumentError("unchanged= applies to incremental=True managers only")
+            if isinstance(unchanged, str) or not all(isinstance(n, str) for n in unchanged):
+                raise InvalidArgumentError(f"unchanged must be a sequence of array names, got {unchanged!r}")
+            hint = tuple(unchanged)
         self._writer.raise_finished()
         signals = self._signals_seen
         preempt = signals > self._signals_saved
@@ -423,7 +460,7 @@ class CheckpointManager:
         if not self._async or preempt:
             self.wait()
             self._trim_once()
-            self._coord.save(self.path(s), state, style=self._style, threads=self._threads, metadata=metadata)
+            self._save_file(self.path(s), state, metadata, hint)
             if preempt:
                 self._signals_saved = signals
                 self._preempted = True
@@ -434,14 +471,23 @@ class CheckpointManager:
         helper = self._writer.start_helper if self._threads >= 2 else None
         staged = capture(state, self._style, self._staging, helper)
         path = self.path(s)
-        self._writer.submit(s, path, lambda: self._write(s, path, staged, meta))
+        self._writer.submit(s, path, lambda: self._write(s, path, staged, meta, hint))
         return True
 
-    def _write(self, step: int, path: Path, staged: dict[str, Any], metadata: Any) -> None:
+    def _write(self, step: int, path: Path, staged: dict[str, Any], metadata: Any, hint: tuple[str, ...] = ()) -> None:
         """Background job: write the staged state, then rotate."""
         self._trim_once()
-        self._coord.save(path, staged, style=self._style, threads=self._threads, metadata=metadata)
+        self._save_file(path, staged, metadata, hint)
         self._rotate(step)
+
+    def _save_file(self, path: Path, state: Mapping[str, Any], metadata: Any, hint: tuple[str, ...]) -> None:
+        """Write one checkpoint file: whole (the coordinator's save) or incremental (the piece store)."""
+        if self._incr is None:
+            self._coord.save(path, state, style=self._style, threads=self._threads, metadata=metadata)
+        else:
+            self.last_save_bytes = self._incr.save(
+                path, state, style=self._style, threads=self._threads, metadata=metadata, unchanged=hint
+            )
 
     def _trim_once(self) -> None:
         """Before this manager's first write: rotate away what an interrupted run left beyond ``keep``."""
@@ -451,12 +497,16 @@ class CheckpointManager:
 
     def _rotate(self, just_written: int) -> None:
         if self._keep is None:
+            if self._incr is not None:
+                self._incr.collect()
             return
 
         def rotate() -> None:
             assert self._keep is not None
             victims = rotation_victims(self._files.scan(), self._keep, self._keep_every, just_written)
             self._files.delete(victims, just_written)
+            if self._incr is not None:  # after the manifests: only packs nothing references go
+                self._incr.collect()
 
         self._coord.root_call(rotate, "CheckpointManager rotation")  # the root deletes; everyone learns how it went
 
@@ -581,6 +631,10 @@ class CheckpointManager:
         raise first
 
     def _load(self, s: int, out: Any, mmap: MmapMode, verify: bool | None, select: Any) -> dict[str, Any]:
+        if self._incr is not None:
+            man = self._incr.manifest(self.path(s))
+            if man is not None:
+                return load_manifest(self.path(s), out=out, mmap=mmap, verify=verify, man=man)
         return self._coord.load(self.path(s), out=out, mmap=mmap, threads=self._threads, verify=verify, select=select)
 
     def metadata(self, step: int | None = None) -> Any:
@@ -593,7 +647,8 @@ class CheckpointManager:
         if s is None:
             raise CheckptIOError(errno.ENOENT, f"no complete checkpoint in {str(self._dir)!r}")
         with open_checkpoint(self.path(s)) as r:
-            return r.metadata
+            md = r.metadata
+        return md["user"] if is_manifest_metadata(md) else md
 
     # ------------------------------------------------------------------------------------------
     # Maintenance and preemption
@@ -610,7 +665,10 @@ class CheckpointManager:
         of other hosts on a shared file system are left alone. Called at
         construction; each :func:`ndckpt.save` also does this for its own target.
         """
-        return self._files.remove_stale_temporaries()
+        gone = self._files.remove_stale_temporaries()
+        if self._incr is not None:
+            gone += self._incr.remove_stale_temporaries()
+        return gone
 
     def install_signal_handlers(self, signals: Sequence[int] | None = None) -> None:
         """Make ``signals`` request a final checkpoint instead of killing the process.

@@ -46,6 +46,7 @@ LAYERS: list[set[str]] = [
     {"ndckpt.mpi._planning", "ndckpt.mpi._loading"},
     {"ndckpt.mpi._writing"},
     {"ndckpt.mpi", "ndckpt._ckptdir", "ndckpt._staging"},
+    {"ndckpt._incremental"},
     {"ndckpt.manager"},
     {"ndckpt", "ndckpt.demo.model"},
     {"ndckpt.demo.job"},
