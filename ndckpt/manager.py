@@ -260,6 +260,8 @@ class CheckpointManager:
         incremental: bool = False,
         full_every: int | None = None,
     ) -> None:
+        if incremental is True and comm is not None:
+            raise UnsupportedError("incremental=True cannot be combined with comm (MPI checkpoints are written whole)")
         self._every = _check_positive(every, "every")
         self._keep = _check_optional_positive(keep, "keep")
         self._keep_every = _check_optional_positive(keep_every, "keep_every")
@@ -297,8 +299,6 @@ class CheckpointManager:
         full_every = _check_optional_positive(full_every, "full_every")
         if full_every is not None and not incremental:
             raise InvalidArgumentError("full_every applies to incremental=True managers only")
-        if incremental and comm is not None:
-            raise UnsupportedError("incremental=True cannot be combined with comm (MPI checkpoints are written whole)")
         self._incr = IncrementalStore(self._dir, full_every) if incremental else None
         self.last_save_bytes: dict[str, int] | None = None
         self._writer = BackgroundWriter()
