@@ -53,7 +53,8 @@ def same(a: dict[str, Any], b: dict[str, Any]) -> None:
             assert digest({k: a[k]}) == digest({k: b[k]}), k
             assert a[k].flags.f_contiguous == b[k].flags.f_contiguous, k
         else:
-            assert type(a[k]) is type(b[k]) and a[k] == b[k], k
+            assert type(a[k]) is type(b[k]), k
+            assert a[k] == b[k], k
 
 
 def make_state(rng: np.random.Generator) -> dict[str, Any]:
@@ -107,7 +108,8 @@ def test_raw_arrays_written_whole_come_back_as_zero_copy_views(tmp_path: Path) -
         mgr.save(0, state)
         got = mgr.restore()
     for name in ("mesh", "field", "front"):
-        assert not got[name].flags.writeable and not got[name].flags.owndata, name
+        assert not got[name].flags.writeable, name
+        assert not got[name].flags.owndata, name
     same(got, snapshot(state))
 
 
@@ -120,7 +122,8 @@ def test_out_is_filled_in_place_for_raw_and_lz4(tmp_path: Path) -> None:
         mgr.save(1, state)
         out = {"field": np.empty_like(state["field"]), "front": np.empty_like(state["front"])}
         got = mgr.restore(out=out)
-    assert got["field"] is out["field"] and got["front"] is out["front"]
+    assert got["field"] is out["field"]
+    assert got["front"] is out["front"]
     same(got, snapshot(state))
     with CheckpointManager(tmp_path, incremental=True) as mgr, pytest.raises(InvalidArgumentError):
         mgr.restore(out={"field": np.empty(3)})
@@ -133,7 +136,8 @@ def test_nothing_changed_writes_no_pack(tmp_path: Path) -> None:
         mgr.save(0, state)
         before = packs_on_disk(tmp_path)
         mgr.save(1, state)
-        assert mgr.last_save_bytes is not None and mgr.last_save_bytes["new"] == 0
+        assert mgr.last_save_bytes is not None
+        assert mgr.last_save_bytes["new"] == 0
         assert packs_on_disk(tmp_path) == before
         assert mgr.path(1).stat().st_size < 64 * 1024
         same(mgr.restore(1), snapshot(state))
@@ -188,7 +192,8 @@ def test_missing_pack_names_it_and_restore_falls_back(tmp_path: Path) -> None:
         (tmp_path / own).unlink()
         with pytest.raises(CheckptIOError, match=own) as ei:
             mgr.restore(1)
-        assert "piece p" in str(ei.value) and "'field'" in str(ei.value)
+        assert "piece p" in str(ei.value)
+        assert "'field'" in str(ei.value)
         with pytest.warns(CorruptCheckpointWarning, match="step 1"):
             got = mgr.restore()
         assert mgr.restored_step == 0
@@ -213,7 +218,7 @@ def test_damaged_piece_is_caught_by_verify_and_restore_verify(tmp_path: Path, ca
         capsys.readouterr()
         assert cli_main(["verify", str(mgr.path(0))]) == 1
         assert "FAILED" in capsys.readouterr().err
-        with pytest.raises(FormatError, match="p000000000|damaged|checksum"):
+        with pytest.raises(FormatError, match=r"p000000000|damaged|checksum"):
             mgr.restore(0, verify=True)
         assert verify_manifest(mgr.path(0))
 
@@ -231,7 +236,9 @@ def test_unchanged_hint_skips_hashing_and_a_false_hint_is_caught_by_verify(tmp_p
         state["mesh"] += 1.0  # the caller changes it ...
         mgr.save(2, state, unchanged=["mesh"])  # ... and still promises it did not
         problems = verify_manifest(mgr.path(2))
-        assert len(problems) == 1 and "'mesh'" in problems[0] and "unchanged" in problems[0]
+        assert len(problems) == 1
+        assert "'mesh'" in problems[0]
+        assert "unchanged" in problems[0]
         assert cli_main(["verify", str(mgr.path(2))]) == 1
         with pytest.raises(InvalidArgumentError, match="nope"):
             mgr.save(3, state, unchanged=["nope"])
@@ -250,7 +257,9 @@ def test_info_and_convert(tmp_path: Path, capsys: Any) -> None:
     capsys.readouterr()
     assert cli_main(["info", str(path)]) == 0
     text = capsys.readouterr().out
-    assert "incremental" in text and "shared" in text and "mesh" in text
+    assert "incremental" in text
+    assert "shared" in text
+    assert "mesh" in text
     d = describe(path)
     assert d["new"] == state["field"].nbytes + PIECE_BYTES
     out = tmp_path / "alone.ndckpt"
