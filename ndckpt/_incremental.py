@@ -66,9 +66,11 @@ __all__ = [
     "PIECE_BYTES",
     "IncrementalStore",
     "Manifest",
+    "check_unchanged",
     "describe",
     "is_manifest_metadata",
     "load_manifest",
+    "make_store",
     "read_manifest",
     "verify_manifest",
 ]
@@ -618,6 +620,30 @@ class IncrementalStore:
             return _files.remove_stale_temps(self.directory, lambda stem: PACK_RE.fullmatch(stem) is not None)
         except OSError as e:
             raise CheckptIOError(e.errno, f"cannot list {str(self.directory)!r}: {e.strerror}") from e
+
+
+def make_store(directory: Path, incremental: Any, full_every: Any) -> IncrementalStore | None:
+    """The store of a manager's ``incremental`` / ``full_every`` arguments (None: whole checkpoints);
+    InvalidArgumentError for bad values or ``full_every`` without ``incremental``."""
+    if not isinstance(incremental, bool):
+        raise InvalidArgumentError(f"incremental must be a bool, got {incremental!r}")
+    if full_every is not None and (isinstance(full_every, bool) or not isinstance(full_every, int) or full_every < 1):
+        raise InvalidArgumentError(f"full_every must be None or a positive int, got {full_every!r}")
+    if full_every is not None and not incremental:
+        raise InvalidArgumentError("full_every applies to incremental=True managers only")
+    return IncrementalStore(directory, full_every) if incremental else None
+
+
+def check_unchanged(unchanged: Any, incremental: bool) -> tuple[str, ...]:
+    """A save's ``unchanged`` argument as a tuple of names; InvalidArgumentError if it is malformed
+    or given to a manager that is not incremental."""
+    if unchanged is None:
+        return ()
+    if not incremental:
+        raise InvalidArgumentError("unchanged= applies to incremental=True managers only")
+    if isinstance(unchanged, str) or not all(isinstance(n, str) for n in unchanged):
+        raise InvalidArgumentError(f"unchanged must be a sequence of array names, got {unchanged!r}")
+    return tuple(unchanged)
 
 
 def _value_names(values: Mapping[str, Any], prefix: str = "") -> Iterator[str]:

@@ -72,7 +72,7 @@ from typing import Any, Protocol, TypeVar, Union
 from . import _platform
 from ._background import BackgroundWriter
 from ._ckptdir import CheckpointDirectory, check_step, rotation_victims
-from ._incremental import IncrementalStore, is_manifest_metadata, load_manifest
+from ._incremental import check_unchanged, is_manifest_metadata, load_manifest, make_store
 from ._staging import StagingArena, capture
 from .api import MmapMode, check_mmap, load, save
 from .api import open as open_checkpoint
@@ -214,16 +214,10 @@ class CheckpointManager:
         collective and agree on all ranks (rank 0 lists and deletes); a
         preemption signal on any rank makes every rank save the same step.
         Not combinable with ``async_save`` (UnsupportedError).
-    incremental
-        Write each checkpoint as pieces of about 1 MiB that no retained
-        checkpoint already holds, plus a manifest referencing the rest
-        (``docs/incremental.md``). Checkpoints restore alone and exactly;
-        rotation deletes a piece pack once no checkpoint references it. Not
-        combinable with ``comm`` (UnsupportedError).
-    full_every
-        With ``incremental``: every ``full_every``-th save writes every piece
-        anew, so a checkpoint references at most the packs of the last
-        ``full_every`` saves (None: pieces are shared as long as retained).
+    incremental, full_every
+        Write only the ~1 MiB pieces no retained checkpoint holds, plus a manifest
+        referencing the rest (:mod:`ndckpt._incremental`, ``docs/incremental.md``;
+        not with ``comm``: UnsupportedError). Every ``full_every``-th save rewrites all.
 
     Raises
     ------
@@ -294,12 +288,7 @@ class CheckpointManager:
         except OSError as e:
             raise CheckptIOError(e.errno, f"cannot create directory {str(self._dir)!r}: {e.strerror}") from e
         self._files = CheckpointDirectory(self._dir)
-        if not isinstance(incremental, bool):
-            raise InvalidArgumentError(f"incremental must be a bool, got {incremental!r}")
-        full_every = _check_optional_positive(full_every, "full_every")
-        if full_every is not None and not incremental:
-            raise InvalidArgumentError("full_every applies to incremental=True managers only")
-        self._incr = IncrementalStore(self._dir, full_every) if incremental else None
+        self._incr = make_store(self._dir, incremental, full_every)
         self.last_save_bytes: dict[str, int] | None = None
         self._writer = BackgroundWriter()
         self._staging = StagingArena()
@@ -411,12 +400,9 @@ class CheckpointManager:
         force
             Save even when ``every`` says no.
         unchanged
-            With ``incremental=True``: names (``"group/name"``) of arrays the
-            caller promises are bitwise equal to the previous checkpoint's;
-            they are not hashed but referenced. A false promise stores the old
-            data; ``ndckpt verify`` reports it (it compares a sample of the
-            caller's bytes recorded at save time). InvalidArgumentError without
-            ``incremental`` or for a name that is no array of ``state``.
+            ``incremental`` only: names of arrays promised equal to the previous
+            checkpoint's: referenced without hashing (a false promise keeps the old
+            data, and ``ndckpt verify`` reports it from a sample taken at save time).
 
         Returns
         -------
@@ -444,13 +430,7 @@ class CheckpointManager:
         the checkpoint is on disk when ``save`` returns.
         """
         s = check_step(step)
-        hint: tuple[str, ...] = ()
-        if unchanged is not None:
-            if self._incr is None:
-                raise InvalidArgumentError("unchanged= applies to incremental=True managers only")
-            if isinstance(unchanged, str) or not all(isinstance(n, str) for n in unchanged):
-                raise InvalidArgumentError(f"unchanged must be a sequence of array names, got {unchanged!r}")
-            hint = tuple(unchanged)
+        hint = check_unchanged(unchanged, self._incr is not None)
         self._writer.raise_finished()
         signals = self._signals_seen
         preempt = signals > self._signals_saved
