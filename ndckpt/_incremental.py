@@ -44,15 +44,17 @@ import re
 import secrets
 import threading
 from collections.abc import Collection, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from . import _files
 from ._ckptdir import NAME_RE, checkpoint_name
 from ._lz4 import xxh64
+from ._stitch import stitch
 from .api import MmapMode, save
 from .api import open as open_checkpoint
 from .container.dtype import decode_dtype, encode_dtype
@@ -66,13 +68,13 @@ __all__ = [
     "PIECE_BYTES",
     "IncrementalStore",
     "Manifest",
+    "array_bytes",
     "check_unchanged",
-    "describe",
+    "checked_arrays",
     "is_manifest_metadata",
     "load_manifest",
     "make_store",
     "read_manifest",
-    "verify_manifest",
 ]
 
 #: The manifest metadata key (and the top-level group of the manifest's arrays).
@@ -208,6 +210,19 @@ class _Packs:
     def __init__(self, directory: Path, where: str, mmap: MmapMode, verify: bool | None) -> None:
         self.directory, self.where, self.mmap, self.verify = directory, where, mmap, verify
         self.readers: dict[str, Any] = {}
+        self.infos: dict[str, dict[str, dict[str, Any]]] = {}
+        self.futures: list[Any] = []
+
+    def piece(self, pack: str, piece: str, array: str) -> dict[str, Any]:
+        """The pack's ``Reader.info()`` row of ``piece`` (style, nbytes, frame offsets)."""
+        rows = self.infos.get(pack)
+        if rows is None:
+            r = self.get(pack, piece, array)
+            rows = self.infos[pack] = {row["name"]: row for row in r.info()}
+        row = rows.get(piece)
+        if row is None:
+            raise FormatError(f"{self.where}: piece {piece} of array {array!r} is missing from pack {pack!r}")
+        return row
 
     def get(self, pack: str, piece: str, array: str) -> Any:
         r = self.readers.get(pack)
@@ -266,56 +281,87 @@ def _target(e: ArrayEntry, given: Any) -> np.ndarray[Any, Any]:
     return given
 
 
-def _bytes(a: np.ndarray[Any, Any], order: str) -> np.ndarray[Any, np.dtype[np.uint8]]:
+def array_bytes(a: np.ndarray[Any, Any], order: str) -> np.ndarray[Any, np.dtype[np.uint8]]:
     if a.nbytes == 0:
         return np.empty(0, np.uint8)
     return (a.T if order == "F" else a).reshape(-1).view(np.uint8)
 
 
 def _read_entry(
-    man: Manifest, e: ArrayEntry, packs: _Packs, given: Any, mmap: MmapMode, check: bool
+    man: Manifest, e: ArrayEntry, packs: _Packs, given: Any, mmap: MmapMode, check: bool, pool: Any = None
 ) -> np.ndarray[Any, Any]:
-    """Array ``e`` of ``man`` (see :func:`load_manifest`)."""
+    """Array ``e`` of ``man`` (see :func:`load_manifest`); RAW copies may be left running in ``pool``
+    (an executor: the caller waits for every future it was given, through ``packs.futures``)."""
     refs = list(man.refs(e))
-    views: list[np.ndarray[Any, Any]] = []
+    shape_order: Literal["C", "F"] = "F" if e.order == "F" else "C"
     if given is None and mmap in (True, "r") and not check and refs:
-        # Zero-copy when all pieces are RAW views that lie back to back in one mapping.
-        for pi, o, _, _ in refs:
-            name = piece_name(o)
-            r = packs.get(man.packs[pi][0], name, e.name)
-            v = r[name]
-            if not isinstance(v, np.ndarray) or v.flags.writeable or v.base is None:
-                break  # decoded (LZ4) or copied: not a view of the mapping
-            views.append(v)
-        if len(views) == len(refs):
+        infos = [packs.piece(man.packs[pi][0], piece_name(o), e.name) for pi, o, _, _ in refs]
+        if all(i["style"] == "raw" for i in infos):
+            # Zero-copy: one view when the pieces lie back to back in one pack, else the pack
+            # ranges mapped side by side (_stitch); a copy only where neither can be done.
+            views = [
+                packs.get(man.packs[pi][0], piece_name(o), e.name)[piece_name(o)].view(np.uint8) for pi, o, _, _ in refs
+            ]
             addrs = [int(v.ctypes.data) for v in views]
-            sizes = [v.nbytes for v in views]
-            if all(addrs[i] + sizes[i] == addrs[i + 1] for i in range(len(views) - 1)):
-                u8 = views[0].view(np.uint8)
-                if len(views) > 1:  # the mapping holds the following pieces right behind the first
-                    u8 = np.lib.stride_tricks.as_strided(u8, shape=(sum(sizes),), strides=(1,), writeable=False)
-                return u8.view(e.dtype).reshape(e.shape, order="F" if e.order == "F" else "C")
+            if all(addrs[k] + views[k].nbytes == addrs[k + 1] for k in range(len(views) - 1)):
+                u8: np.ndarray[Any, Any] = views[0]
+                if len(views) > 1:  # the same mapping holds the following pieces right behind the first
+                    u8 = np.lib.stride_tricks.as_strided(u8, shape=(e.nbytes,), strides=(1,), writeable=False)
+                return u8.view(e.dtype).reshape(e.shape, order=shape_order)
+            parts = []
+            for (pi, _, _, n), v in zip(refs, views, strict=True):
+                off = _file_offset(v, packs.directory / man.packs[pi][0])
+                if off is None:
+                    break
+                parts.append((str(packs.directory / man.packs[pi][0]), off, n))
+            u8s = stitch(parts) if len(parts) == len(refs) else None
+            if u8s is not None:
+                return u8s.view(e.dtype).reshape(e.shape, order=shape_order)
     dst = _target(e, given)
-    b = _bytes(dst, e.order)
+    b = array_bytes(dst, e.order)
     off = 0
     for pi, o, h, n in refs:
         name = piece_name(o)
         r = packs.get(man.packs[pi][0], name, e.name)
         seg = b[off : off + n]
-        if n % e.dtype.itemsize == 0 and e.dtype.itemsize and _read_into(r, name, seg.view(e.dtype)):
-            pass  # decoded / copied straight into the target
-        else:
-            src = r[name]
-            if not isinstance(src, np.ndarray) or src.nbytes != n:
-                got = src.nbytes if isinstance(src, np.ndarray) else type(src).__name__
-                raise FormatError(f"{packs.where}: piece {name} of array {e.name!r} holds {got} bytes, not {n}")
-            seg[:] = src.reshape(-1).view(np.uint8)
+        off += n
+        info = packs.piece(man.packs[pi][0], name, e.name)
+        if int(info["nbytes"]) != n:
+            raise FormatError(f"{packs.where}: piece {name} of array {e.name!r} holds {info['nbytes']} bytes, not {n}")
+        if info["style"] == "raw" and pool is not None:
+            packs.futures.append(
+                pool.submit(_copy_piece, r[name], seg, h if check else None, packs.where, name, e.name)
+            )
+            continue
+        if not (e.dtype.itemsize and n % e.dtype.itemsize == 0 and _read_into(r, name, seg.view(e.dtype))):
+            seg[:] = r[name].reshape(-1).view(np.uint8)  # stored with another dtype: same bytes
         if check and xxh64(seg) != h:
             raise FormatError(f"{packs.where}: piece {name} of array {e.name!r} is damaged (its XXH64 differs)")
-        off += n
     if off != e.nbytes:
         raise FormatError(f"{packs.where}: the pieces of array {e.name!r} hold {off} bytes, not {e.nbytes}")
     return dst
+
+
+def _file_offset(v: np.ndarray[Any, Any], path: Path) -> int | None:
+    """The file offset of ``v``, a RAW view into the mapping of the whole file ``path`` (None if it is not one)."""
+    base = v.base
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if not isinstance(base, memoryview):
+        return None
+    try:
+        if base.nbytes != path.stat().st_size:
+            return None
+    except OSError:
+        return None
+    return int(v.ctypes.data) - int(np.frombuffer(base, np.uint8).ctypes.data)
+
+
+def _copy_piece(src: Any, seg: np.ndarray[Any, Any], h: int | None, where: str, name: str, array: str) -> None:
+    """Copy a RAW piece (a view of its pack) into ``seg``; check its XXH64 when ``h`` is given."""
+    seg[:] = src.reshape(-1).view(np.uint8)
+    if h is not None and xxh64(seg) != h:
+        raise FormatError(f"{where}: piece {name} of array {array!r} is damaged (its XXH64 differs)")
 
 
 def _read_into(r: Any, name: str, dst: np.ndarray[Any, Any]) -> bool:
@@ -335,7 +381,13 @@ def _nest(tree: dict[str, Any], path: tuple[str, ...], v: Any) -> None:
 
 
 def load_manifest(
-    path: Path, *, out: Any = None, mmap: MmapMode = True, verify: bool | None = None, man: Manifest | None = None
+    path: Path,
+    *,
+    out: Any = None,
+    mmap: MmapMode = True,
+    verify: bool | None = None,
+    man: Manifest | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Restore the incremental checkpoint whose manifest is ``path``: the nested state, bit-exact.
 
@@ -349,50 +401,32 @@ def load_manifest(
     man = read_manifest(path) if man is None else man
     outs = _flat_out(out)
     packs = _Packs(path.parent, str(path), True, verify)
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
     try:
         tree: dict[str, Any] = dict(man.values)
         for e in man.arrays:
-            _nest(tree, e.path, _read_entry(man, e, packs, outs.get(e.name), mmap, verify is True))
+            _nest(tree, e.path, _read_entry(man, e, packs, outs.get(e.name), mmap, verify is True, pool))
+        for f in packs.futures:
+            f.result()  # the first failed copy's error
         return tree
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         packs.close()
 
 
-def verify_manifest(path: Path, threads: int | None = None) -> list[str]:
-    """Check everything the checkpoint at ``path`` references; return a line per problem (empty: sound).
-
-    Every referenced pack is verified as an ndckpt file (all frame checksums),
-    every piece must exist with its recorded size and XXH64, and every array
-    that a save was told was unchanged must match the spot check recorded
-    from the caller's data (a false hint).
-    """
-    from .api import verify as verify_file
-
-    problems: list[str] = []
-    man = read_manifest(path)
-    for pack, _ in dict.fromkeys(man.packs):
-        try:
-            verify_file(path.parent / pack, threads=threads)
-        except Exception as err:  # every failure is a finding
-            problems.append(f"pack {pack}: {err}")
-    if problems:
-        return problems
-    packs = _Packs(path.parent, str(path), False, True)
+def checked_arrays(path: Path, man: Manifest) -> Iterator[tuple[ArrayEntry, np.ndarray[Any, Any] | Exception]]:
+    """Each array of the manifest ``man`` (at ``path``) read as a new copy with every piece's XXH64
+    checked, or the exception reading it raised (missing pack or piece, damaged data)."""
+    packs = _Packs(path.parent, str(path), True, True)
     try:
         for e in man.arrays:
             try:
-                a = _read_entry(man, e, packs, None, False, True)
-            except Exception as ex:
-                problems.append(str(ex))
-                continue
-            if e.spot is not None and spot_hash(_bytes(a, e.order)) != e.spot:
-                problems.append(
-                    f"array {e.name!r} was declared unchanged when step was saved, but the data it references "
-                    "differs from the caller's (a false 'unchanged' hint)"
-                )
+                yield e, _read_entry(man, e, packs, None, False, True)
+            except Exception as ex:  # a finding, reported by the caller
+                yield e, ex
     finally:
         packs.close()
-    return problems
 
 
 def _piece_bounds(nbytes: int, itemsize: int) -> list[tuple[int, int]]:
@@ -652,33 +686,3 @@ def _value_names(values: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
         yield name
         if isinstance(v, Mapping):
             yield from _value_names(v, name)
-
-
-def describe(path: Path) -> dict[str, Any]:
-    """What the incremental checkpoint at ``path`` holds: per array, bytes written by its own save
-    (``new``) and bytes referenced from earlier saves' packs (``shared``); FormatError if no manifest."""
-    man = read_manifest(path)
-    rows = []
-    for e in man.arrays:
-        new = sum(n for pi, _, _, n in man.refs(e) if pi == man.own)
-        rows.append(
-            {
-                "name": e.name,
-                "dtype": str(e.dtype),
-                "shape": list(e.shape),
-                "nbytes": e.nbytes,
-                "pieces": e.count,
-                "new": new,
-                "shared": e.nbytes - new,
-                "hinted": e.spot is not None,
-            }
-        )
-    return {
-        "seq": man.seq,
-        "packs": [n for n, _ in man.packs],
-        "own_pack": None if man.own is None else man.packs[man.own][0],
-        "arrays": rows,
-        "new": sum(r["new"] for r in rows),
-        "shared": sum(r["shared"] for r in rows),
-        "metadata": man.user,
-    }

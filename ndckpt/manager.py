@@ -614,7 +614,7 @@ class CheckpointManager:
         if self._incr is not None:
             man = self._incr.manifest(self.path(s))
             if man is not None:
-                return load_manifest(self.path(s), out=out, mmap=mmap, verify=verify, man=man)
+                return load_manifest(self.path(s), out=out, mmap=mmap, verify=verify, man=man, threads=self._threads)
         return self._coord.load(self.path(s), out=out, mmap=mmap, threads=self._threads, verify=verify, select=select)
 
     def metadata(self, step: int | None = None) -> Any:

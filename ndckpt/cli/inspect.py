@@ -14,7 +14,8 @@ import numpy as np
 
 from .. import api as _api
 from .._browse import Group
-from .._incremental import describe, is_manifest_metadata, verify_manifest
+from .._incrcheck import describe, verify_manifest
+from .._incremental import is_manifest_metadata
 from .._progress import format_bytes
 from .._text import show as _show
 from ..container import VERSION
