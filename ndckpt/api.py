@@ -10,39 +10,30 @@ from __future__ import annotations
 
 import errno
 import functools
-import io
-import mmap
 import os
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any, BinaryIO, Literal, ParamSpec, TypeVar, Union
 
 import numpy as np
 
-from . import _files
-from ._backend import StreamSink
 from ._browse import Group, Keys, Listing, Node, build_tree, split_key, walk
-from ._memory import buffer_view, gc_paused
+from ._memory import gc_paused
+from ._sources import file_region, save_to
 from ._subfiles import check_subfile_index
 from .container.layout import parse_layout
-from .container.mapped import FileRegion, map_path
-from .container.plan import DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES, Prepared, prepare
+from .container.mapped import FileRegion
+from .container.objects import MARKER, from_tree, rebuild
+from .container.plan import DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES, prepare
 from .container.read import Loader, flatten_out, loader_for, nest, verify_frames
 from .container.stream import load_stream
 from .container.summary import array_rows, listing, value_rows
 from .container.values import decode as decode_value
-from .container.write import write_checkpoint
 from .errors import CheckptIOError, FormatError, InvalidArgumentError
-from .parallel import ProgressCallback, progress_phase, resolve_threads
+from .parallel import ProgressCallback, resolve_threads
 
 __all__ = ["Reader", "load", "open", "save", "verify"]
 
 PathLike = Union[str, "os.PathLike[str]"]
-_WBUF = 1 << 20
-
-
-def _is_pathlike(x: Any) -> bool:
-    return isinstance(x, str | os.PathLike)
 
 
 def save(
@@ -174,47 +165,7 @@ def save(
         raise InvalidArgumentError(f"durable must be a bool, got {durable!r}")
     with gc_paused():
         prep = prepare(arrays, style, metadata, DEFAULT_FRAME_BYTES, DEFAULT_RAW_FRAME_BYTES)
-    if _is_pathlike(target):
-        _save_path(Path(os.fspath(target)), prep, th, progress, durable=durable)  # type: ignore[arg-type]
-        return
-    if isinstance(target, bool | io.TextIOBase) or not (isinstance(target, int) or hasattr(target, "write")):
-        raise InvalidArgumentError(
-            f"target: expected a path, a binary file object or an fd, got {type(target).__name__}"
-        )
-    if isinstance(target, int) and target < 0:
-        raise InvalidArgumentError(f"target: bad file descriptor {target}")
-    write_checkpoint(StreamSink(target, _WBUF), prep, th, progress)
-
-
-def _save_path(
-    path: Path, prep: Prepared, threads: int, progress: ProgressCallback | None, *, durable: bool = True
-) -> None:
-    def before_sync() -> None:
-        progress_phase(progress, "fsync")
-
-    with _files.open_output(path, durable=durable, before_sync=before_sync) as fd:
-        write_checkpoint(StreamSink(fd, _WBUF), prep, threads, progress)
-
-
-def _file_region(source: Any) -> FileRegion | None:
-    """``source`` mapped read-only (a path: with its fd) or viewed (an in-memory buffer); None for a
-    stream (a file object or fd). InvalidArgumentError for anything else, naming ``source``."""
-    if _is_pathlike(source):
-        return map_path(source)
-    if isinstance(source, bytes | bytearray | memoryview | mmap.mmap | np.ndarray):
-        mv = buffer_view(source)
-        if not mv.c_contiguous:
-            raise InvalidArgumentError("source: in-memory buffer must be C-contiguous")
-        return FileRegion(mv.cast("B").toreadonly() if mv.format != "B" or mv.ndim != 1 else mv.toreadonly())
-    if isinstance(source, bool | io.TextIOBase) or not (
-        isinstance(source, int) or hasattr(source, "read") or hasattr(source, "readinto")
-    ):
-        raise InvalidArgumentError(
-            f"source: expected a path, a binary file object, an fd or a bytes-like buffer, got {type(source).__name__}"
-        )
-    if isinstance(source, int) and source < 0:
-        raise InvalidArgumentError(f"source: bad file descriptor {source}")
-    return None
+    save_to(target, prep, th, progress, durable)
 
 
 #: What ``mmap=`` accepts: True or "r" (read-only views), "c" (copy-on-write views), False (copies).
@@ -366,12 +317,12 @@ def load(
     """
     th = resolve_threads(threads)
     mode = _check_read_options(mmap, verify)
-    mapped = _file_region(source)
+    mapped = file_region(source)
     if mapped is None:
         return load_stream(source, out=out, verify=verify, progress=progress)
     with gc_paused():  # a head, its layout and the result: many acyclic objects
         try:
-            layout = parse_layout(mapped.region)
+            layout = parse_layout(mapped.region, records=not mapped.fetches)
             outs = flatten_out(out, layout)
             loader = loader_for(mapped, layout, mode, verify, th, progress)
             arrays = loader.load(list(range(len(layout.head.arrays))), outs)
@@ -423,7 +374,7 @@ def verify(
     ndckpt.errors.FormatError: frame 0 at offset 4096 (array 'u'): checksum mismatch (the file is corrupt)
     """
     th = resolve_threads(threads)
-    mapped = _file_region(source)
+    mapped = file_region(source)
     if mapped is None:
         load_stream(
             source,
@@ -484,15 +435,16 @@ class Reader(Mapping[str, Any]):
     ) -> None:
         self._threads = resolve_threads(threads)
         self._mode = _check_read_options(mmap, verify)
-        mapped = _file_region(source)
+        mapped = file_region(source, files=True)
         if mapped is None:
             raise InvalidArgumentError(
-                "open: needs a path or an in-memory buffer (random access); use ndckpt.load for streams"
+                "open: needs a path, a URL, a seekable file object or an in-memory buffer (random access); "
+                "use ndckpt.load for an fd or a stream"
             )
         self._mapped: FileRegion | None = mapped
         try:
             with gc_paused():
-                self._layout = parse_layout(mapped.region)
+                self._layout = parse_layout(mapped.region, records=not mapped.fetches)
         except BaseException:
             mapped.close()
             raise
@@ -501,6 +453,8 @@ class Reader(Mapping[str, Any]):
         self._root: Node | None = None  # the name tree, built on first use
         if isinstance(source, (str, os.PathLike)):
             self._title = f"ndckpt.Reader {os.fspath(source)!r}"
+        elif mapped.fetches:
+            self._title = f"ndckpt.Reader of a {self._size}-byte {type(source).__name__}"
         else:
             self._title = f"ndckpt.Reader of a {self._size}-byte buffer"
 
@@ -541,7 +495,8 @@ class Reader(Mapping[str, Any]):
         key = "/".join(path)
         if key in self._layout.by_name or key in self._layout.value_names:
             return self.read(key)
-        self._node(path)  # KeyError for a name that is neither a leaf nor a group
+        if MARKER in self._node(path):  # (KeyError for a name that is neither a leaf nor a group)
+            return from_tree(self._load_group(path, None), key)  # a pandas or xarray object
         return Group(self, path)
 
     def __getitem__(self, key: str | tuple[str, ...]) -> Any:
@@ -613,18 +568,14 @@ class Reader(Mapping[str, Any]):
         arrays = self._loader().load([v for _, v in walk(node) if not isinstance(v, dict) and v >= 0], outs)
         values = self._layout.head.values
 
-        def build(n: Node, where: tuple[str, ...]) -> dict[str, Any]:
-            res: dict[str, Any] = {}
-            for k, v in n.items():
-                if isinstance(v, dict):
-                    res[k] = build(v, (*where, k))
-                elif v >= 0:
-                    res[k] = arrays[v]
-                else:
-                    res[k] = decode_value(values[-1 - v][1], f"value {'/'.join((*where, k))!r}")
-            return res
+        def build(n: Node, where: tuple[str, ...]) -> dict[str, Any]:  # groups, arrays (>= 0), values (< 0)
+            return {
+                k: build(v, (*where, k)) if isinstance(v, dict) else arrays[v] if v >= 0
+                else decode_value(values[-1 - v][1], f"value {'/'.join((*where, k))!r}")
+                for k, v in n.items()
+            }
 
-        return build(node, path)
+        return rebuild(build(node, path), "/".join(path))
 
     def info(self) -> list[dict[str, Any]]:
         """Per array, in storage order: name, dtype, shape, order, style, nbytes, stored_nbytes,

@@ -88,6 +88,14 @@ def test_index_page_example_runs(tmp_path: Path) -> None:
     assert globs["restored"].nbytes == 800000
 
 
+def test_ecosystem_page_examples_run(tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    pytest.importorskip("xarray")
+    globs = run_blocks("ecosystem.md", tmp_path)
+    assert globs["back"]["step"] == 42  # the session ran to the page's last block
+    assert globs["likes"]["buf"].tolist() == [1.0, 2.0]
+
+
 def test_engine_page_examples_are_doctests() -> None:
     """Every example on the engine page shows its output, so doctest checks it."""
     for line, block in python_blocks("engine.md"):

@@ -324,7 +324,6 @@ UNSUPPORTED = [
     ),
     pytest.param({"lst": [1, {2}, 3]}, "'lst'", id="python-list-of-a-set"),
     pytest.param({"s": "te\udcffxt"}, "'s'.*surrogate", id="python-str-lone-surrogate"),
-    pytest.param({"b": bytearray(b"bytes")}, "'b'.*bytearray", id="python-bytearray"),
     pytest.param({"f": {"x": 1, "y": object()}}, "'f/y'", id="dict-of-non-values"),
     pytest.param({1: np.ones(3)}, "1", id="int-key"),
     pytest.param({"": np.ones(3)}, "''", id="empty-key"),

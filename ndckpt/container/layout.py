@@ -292,13 +292,15 @@ def parse_index(raw: bytes | bytearray | memoryview, xxh: int, at: int) -> np.nd
     return np.frombuffer(raw, INDEX_DTYPE)
 
 
-def parse_layout(region: memoryview) -> Layout:
+def parse_layout(region: memoryview, records: bool = True) -> Layout:
     """Validate the whole file in ``region`` (docs/format.md §2-§3) and return its Layout.
 
     Checks, in this order: size, superblock, head (checksum, then its JSON), trailer, index
     (placement, checksum), then every frame in file order: its record (LZ4) agreeing with the
     index, its offset, its stored size against the head. FormatError names the first problem;
     nothing of the data frames is read (checksums are the readers' job, pads :func:`verify`'s).
+    Without ``records`` the records are not read: the caller checks each frame's record before
+    it reads the frame (:meth:`ndckpt.container.ranged.RangedFile.want`).
     """
     size = region.nbytes
     if size < SUPERBLOCK.size + TRAILER.size:
@@ -321,7 +323,7 @@ def parse_layout(region: memoryview) -> Layout:
         if f.style == FrameStyle.LZ4:
             if pos + RECORD.size > io:
                 raise FormatError(f"frame {fi}: record at offset {pos} runs past the index")
-            if RECORD.unpack(region[pos : pos + RECORD.size]) != (stored[fi], xxh[fi]):
+            if records and RECORD.unpack(region[pos : pos + RECORD.size]) != (stored[fi], xxh[fi]):
                 raise FormatError(f"frame {fi}: record at offset {pos} disagrees with the index")
         pos = data_offset(pos, f.style, stored[fi])
         if offsets[fi] != pos:

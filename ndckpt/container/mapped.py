@@ -30,6 +30,9 @@ class FileRegion:
     says.
     """
 
+    #: Whether frames must be fetched (:meth:`want`) before they are read.
+    fetches = False
+
     def __init__(self, region: memoryview, fd: int | None = None) -> None:
         self.region, self.fd = region, fd
 
@@ -90,6 +93,11 @@ class FileRegion:
             code = getattr(e, "errno", None)
             raise CheckptIOError(code, f"cannot map bytes [{lo}, {hi}) copy-on-write: {e}") from e
         return memoryview(m), base
+
+    def want(self, layout: Any, frames: list[int]) -> None:
+        """Make these frames of ``layout`` (a :class:`~ndckpt.container.layout.Layout`) readable
+        before a reader reads them: a mapped file or buffer has them all (a
+        :class:`~ndckpt.container.ranged.RangedFile` fetches them)."""
 
     def close(self) -> None:
         if self.fd is not None:

@@ -35,9 +35,11 @@ Rules (``docs/format.md`` section "Plan"):
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import sys
+import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +51,7 @@ from ..errors import CheckptError, InvalidArgumentError, UnsupportedError
 from ..format import FrameStyle, parse_style
 from .dtype import encode_dtype
 from .head import ArraySpec, FrameSpec, Head, Part, check_name
+from .objects import MARKER, array_like, is_dask, is_description, is_object, to_tree
 from .spec import ARRAYS_MAX, HEAD_MAX, NAME_MAX, PART_ALIGN, PATH_DEPTH_MAX, RAW_ALIGN
 from .values import encode as encode_value
 from .values import json_metadata
@@ -56,12 +59,14 @@ from .values import json_metadata
 __all__ = [
     "DEFAULT_FRAME_BYTES",
     "DEFAULT_RAW_FRAME_BYTES",
+    "DaskBytes",
     "Prepared",
     "StoredBytes",
     "StridedBytes",
     "as_array",
     "build_head",
     "bytes_of",
+    "check_dtype",
     "check_metadata",
     "flat_names",
     "flatten_tree",
@@ -132,7 +137,10 @@ def plan(
     return order, frames
 
 
-def flatten_tree(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[tuple[str, ...]]]:
+def flatten_tree(arrays: Any, lazy: bool = False) -> tuple[list[tuple[tuple[str, ...], Any]], list[tuple[str, ...]]]:
+    """(leaves, empty groups) of a state tree, by path. pandas and xarray objects become their groups
+    (:mod:`.objects`), array-likes numpy arrays; with ``lazy``, dask arrays stay dask arrays (for
+    :class:`DaskBytes`), else they are computed."""
     if not isinstance(arrays, Mapping):
         raise InvalidArgumentError(f"arrays: expected a mapping of names to numpy arrays, got {type(arrays).__name__}")
     items: list[tuple[tuple[str, ...], Any]] = []
@@ -140,7 +148,7 @@ def flatten_tree(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[t
 
     ndarray = np.ndarray
 
-    def walk(m: Mapping[Any, Any], prefix: tuple[str, ...]) -> None:
+    def walk(m: Mapping[Any, Any], prefix: tuple[str, ...], own: bool = False) -> None:
         if len(prefix) >= PATH_DEPTH_MAX:
             raise InvalidArgumentError(
                 f"arrays: group {'/'.join(prefix)[:200]!r} is nested {len(prefix)} deep; names may have at most "
@@ -150,13 +158,24 @@ def flatten_tree(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[t
             if (type(k) is not str and not isinstance(k, str)) or not k or "/" in k:
                 _bad_key(k, prefix)
             path = (*prefix, k)
-            if type(v) is not ndarray and isinstance(v, Mapping):  # (isinstance of an ABC is slow)
+            if k == MARKER and not own and not is_description(v):  # (a tree flattened before: a staged copy)
+                raise InvalidArgumentError(
+                    f"arrays: the name {'/'.join(path)[:200]!r} is reserved (ndckpt marks stored pandas and "
+                    f"xarray objects with a leaf {MARKER!r}); rename it"
+                )
+            if type(v) is ndarray:
+                items.append((path, v))
+            elif is_object(v):
+                walk(to_tree(v, f"array {'/'.join(path)[:200]!r}"), path, True)
+            elif isinstance(v, Mapping):  # (isinstance of an ABC is slow)
                 if v:
                     walk(v, path)
                 else:
                     groups.append(path)
-            else:
+            elif lazy and is_dask(v):
                 items.append((path, v))
+            else:
+                items.append((path, _leaf(path, v)))
 
     walk(arrays, ())
     paths = [p for p, _ in items] + groups
@@ -180,6 +199,21 @@ def flatten_tree(arrays: Any) -> tuple[list[tuple[tuple[str, ...], Any]], list[t
                 raise InvalidArgumentError(f"arrays: names {seen[name]} and {path} both flatten to {name!r}")
             seen[name] = path
     return items, groups
+
+
+def _leaf(path: tuple[str, ...], v: Any) -> Any:
+    """A leaf as stored: an array-like converted to an ndarray (no copy where numpy allows), anything else as is
+    (ndarray subclasses too: :func:`as_array` decides, and refuses masked arrays)."""
+    if isinstance(v, np.ndarray):
+        return v
+    try:
+        a = array_like(v)
+    except Exception as e:  # the object's own conversion failed (a GPU tensor, a broken __array__...)
+        raise InvalidArgumentError(
+            f"array {'/'.join(path)[:200]!r}: {type(v).__name__} could not be converted to a numpy array "
+            f"({type(e).__name__}: {e}); move it to host memory or convert it with np.asarray first"
+        ) from e
+    return v if a is None else a
 
 
 def _bad_key(k: Any, prefix: tuple[str, ...]) -> None:
@@ -225,17 +259,22 @@ def as_array(path: tuple[str, ...], v: Any, checked: set[np.dtype[Any]] | None =
             f"array {'/'.join(path)!r}: expected a numpy array or scalar, got {type(v).__name__}"
         )
     if checked is None or a.dtype not in checked:
-        name = "/".join(path)
-        if a.dtype.hasobject:
-            raise InvalidArgumentError(
-                f"array {name!r}: dtype {a.dtype} holds Python objects, which ndckpt does not store in arrays; "
-                "convert it to a numeric, string or structured dtype, or store the objects themselves "
-                "(int, float, str, bytes, lists, ...) as a Python value, e.g. a.tolist()"
-            )
-        encode_dtype(a.dtype, what=f"array {name!r}")
-        if checked is not None:
-            checked.add(a.dtype)
+        check_dtype(path, a.dtype, checked)
     return a
+
+
+def check_dtype(path: tuple[str, ...], dtype: np.dtype[Any], checked: set[np.dtype[Any]] | None = None) -> None:
+    """InvalidArgumentError naming the array unless ndckpt stores ``dtype``; adds it to ``checked``."""
+    name = "/".join(path)
+    if dtype.hasobject:
+        raise InvalidArgumentError(
+            f"array {name!r}: dtype {dtype} holds Python objects, which ndckpt does not store in arrays; "
+            "convert it to a numeric, string or structured dtype, or store the objects themselves "
+            "(int, float, str, bytes, lists, ...) as a Python value, e.g. a.tolist()"
+        )
+    encode_dtype(dtype, what=f"array {name!r}")
+    if checked is not None:
+        checked.add(dtype)
 
 
 def bytes_of(a: np.ndarray[Any, Any], order: str) -> np.ndarray[Any, np.dtype[np.uint8]]:
@@ -247,7 +286,10 @@ def bytes_of(a: np.ndarray[Any, Any], order: str) -> np.ndarray[Any, np.dtype[np
 
 
 class StridedBytes:
-    """A non-contiguous array's bytes in C order, produced a frame at a time (never all at once)."""
+    """A non-contiguous array's bytes in C order, produced a frame at a time (never all at once).
+
+    The writer knows produced bytes only by :meth:`copy_into`; :class:`DaskBytes` produces them
+    from a dask array."""
 
     def __init__(self, a: np.ndarray[Any, Any]) -> None:
         # Copy whole items as opaque bytes: numpy copies structured items field by field and
@@ -261,6 +303,60 @@ class StridedBytes:
         block = np.ascontiguousarray(self.a.flat[e0:e1]).reshape(-1).view(np.uint8)
         lo = start - e0 * isz
         dst[:] = block[lo : lo + dst.nbytes]
+
+
+class DaskBytes(StridedBytes):
+    """A dask array's bytes in C order, computed one block row (along axis 0) at a time.
+
+    The writer asks for each frame's bytes in turn; the block rows that hold
+    them are computed (``dask.compute`` of ``x.blocks[b]``) and the last
+    :data:`DASK_ROWS_KEPT` are kept, so memory stays within a few block rows
+    whatever the array's size, and each block row is computed once when
+    frames are written in order. Errors of the computation propagate as
+    raised by dask, and end the save as any writer error does. Thread-safe.
+    """
+
+    def __init__(self, x: Any) -> None:  # (no super().__init__: there is no ndarray)
+        self.x, self.shape, self.dtype = x, tuple(int(n) for n in x.shape), np.dtype(x.dtype)
+        self.row_nbytes = math.prod(self.shape[1:]) * self.dtype.itemsize
+        bounds = [0, *itertools.accumulate(x.chunks[0])] if self.shape else [0, 1]
+        self.bounds = [b * self.row_nbytes for b in bounds] if self.shape else [0, self.dtype.itemsize]
+        self.kept: dict[int, np.ndarray[Any, np.dtype[np.uint8]]] = {}
+        self.lock = threading.Lock()
+
+    def _row(self, b: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
+        with self.lock:
+            got = self.kept.get(b)
+            if got is None:
+                block = self.x if not self.shape else self.x.blocks[b]
+                a = np.asarray(block.compute())
+                a = a if a.flags.c_contiguous else a.copy(order="C")  # (ascontiguousarray makes 0-d 1-d)
+                if a.shape != (tuple(block.shape) if self.shape else ()) or a.dtype != self.dtype:
+                    raise InvalidArgumentError(
+                        f"dask array: block {b} computed to shape {a.shape} dtype {a.dtype}, "
+                        f"not {tuple(block.shape)} {self.dtype}"
+                    )
+                got = a.reshape(-1).view(np.uint8) if a.nbytes else np.empty(0, np.uint8)
+                self.kept[b] = got
+                while len(self.kept) > DASK_ROWS_KEPT:
+                    del self.kept[min(self.kept)]
+            return got
+
+    def copy_into(self, dst: np.ndarray[Any, np.dtype[np.uint8]], start: int) -> None:
+        end = start + dst.nbytes
+        b = bisect.bisect_right(self.bounds, start) - 1
+        at = 0
+        while at < dst.nbytes:
+            lo, hi = self.bounds[b], self.bounds[b + 1]
+            n = min(end, hi) - (start + at)
+            if n > 0:
+                dst[at : at + n] = self._row(b)[start + at - lo : start + at - lo + n]
+                at += n
+            b += 1
+
+
+#: Block rows a DaskBytes keeps computed (the frames being written may straddle two).
+DASK_ROWS_KEPT = 3
 
 
 #: An array's stored bytes: a flat uint8 view of a contiguous array, or a StridedBytes.
@@ -348,7 +444,7 @@ class Prepared:
 
 
 def prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int, raw_frame_bytes: int | None = None) -> Prepared:
-    items, groups = flatten_tree(arrays)
+    items, groups = flatten_tree(arrays, lazy=True)
     specs: list[ArraySpec] = []
     array_bytes: list[StoredBytes] = []
     values: list[tuple[tuple[str, ...], Any]] = []
@@ -358,9 +454,13 @@ def prepare(arrays: Any, style: Any, metadata: Any, frame_bytes: int, raw_frame_
     for path, v in items:  # per-array loop: kept minimal (see the module docstring)
         if type(v) is ndarray and v.ndim == 1 and v.dtype in checked and v.flags.c_contiguous and v.itemsize:
             src, order, a = v.view(uint8), "C", v  # the common case of many small arrays
-        elif not isinstance(v, ndarray):  # a Python value or numpy scalar: stored in the head
-            values.append((path, encode_value(v, f"value {'/'.join(path)!r}")))
-            continue
+        elif not isinstance(v, ndarray):
+            if is_dask(v):  # computed a block row at a time while frames are written
+                src, order, a = DaskBytes(v), "C", v
+                check_dtype(path, np.dtype(v.dtype), checked)
+            else:  # a Python value or numpy scalar: stored in the head
+                values.append((path, encode_value(v, f"value {'/'.join(path)!r}")))
+                continue
         else:
             a = as_array(path, v, checked)
             src, order = stored_bytes(a)

@@ -28,6 +28,7 @@ from ..parallel import Progress, ProgressCallback, ScratchPool, run_all
 from .head import ArraySpec, Head, Part, block_offsets, stored_bound
 from .layout import MANY_ARRAYS, Layout, parse_layout
 from .mapped import FileRegion
+from .objects import MARKER, rebuild
 from .plan import bytes_of
 
 __all__ = [
@@ -276,6 +277,13 @@ class Loader:
         run_all(lambda c: verify_hash(c[1], lay.xxh[c[0]], lay.where(c[0])), checks, self.threads)
         return kept
 
+    def _frames_of(self, which: list[int]) -> list[int]:
+        """The frames holding arrays ``which`` (all frames for a whole load)."""
+        if len(which) == len(self.layout.head.arrays):
+            return list(range(len(self.layout.head.frames)))
+        locs = self.layout.locs
+        return sorted({fi for ai in which for fi, _ in locs[ai].parts})
+
     def _piece(self, dst: np.ndarray[Any, np.dtype[np.uint8]], off: int, prog: Progress) -> None:
         self.src.read(dst, off)
         prog.advance(dst.nbytes)
@@ -357,6 +365,8 @@ class Loader:
         lay = self.layout
         head = lay.head
         arrays, frames = head.arrays, head.frames
+        if self.src.fetches:
+            self.src.want(lay, self._frames_of(which))
         result: dict[int, np.ndarray[Any, Any]] = {}
         jobs: dict[int, list[CopyJob]] = {}
         keep: set[int] = set()
@@ -434,6 +444,8 @@ class Loader:
         spec = self.layout.head.arrays[ai]
         box = normalise_region(region, spec.shape, spec.name)
         shape = tuple(hi - lo for lo, hi in box)
+        if self.src.fetches and self._mapped(ai):  # views of the array's bytes: fetch them first
+            self.src.want(self.layout, self._frames_of([ai]))
         if out is not None:
             _check_region_out(spec, shape, out)
         if spec.blocks is None and self._mapped(ai) and not (self.cow and spec.nbytes < COW_MIN):
@@ -476,6 +488,8 @@ class Loader:
             )
             dst_sel = tuple(slice(lo - blo, hi - blo) for (lo, hi), (blo, _) in zip(inter, box, strict=True))
             pieces.append((src_sel, dst_sel, tuple(sub_shape), stored))
+        if self.src.fetches:
+            self.src.want(self.layout, sorted(jobs))  # only the frames holding the region
         self._run(jobs, set())
         for src_sel, dst_sel, piece_shape, stored in pieces:
             sub = np.ndarray(piece_shape, spec.dtype, buffer=stored, order=order)  # type: ignore[call-overload,arg-type,unused-ignore]
@@ -549,6 +563,8 @@ def nest(head: Head, arrays: dict[int, np.ndarray[Any, Any]], *, groups: bool = 
         for k in path[:-1]:
             d = d.setdefault(k, {})
         d[path[-1]] = {} if a is None else a.v if type(a) is _Value else a
+    if groups and head.values and any(p[-1] == MARKER for p, _ in head.values):
+        rebuild(out)
     return out
 
 
@@ -614,7 +630,8 @@ def verify_frames(src: FileRegion, threads: int, progress: ProgressCallback | No
     not SIGBUS.
     """
     region = src.region
-    layout = parse_layout(region)
+    layout = parse_layout(region, records=not src.fetches)
+    src.want(layout, list(range(len(layout.head.frames))))
 
     def read(off: int, n: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
         buf = np.empty(n, np.uint8)
