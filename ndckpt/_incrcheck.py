@@ -1,14 +1,40 @@
-"""What ``ndckpt verify`` and ``ndckpt info`` say about an incremental checkpoint (:mod:`ndckpt._incremental`)."""
+"""The edges of incremental checkpoints (:mod:`ndckpt._incremental`): the manager's argument
+checks, and what ``ndckpt verify`` and ``ndckpt info`` say about a checkpoint."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ._incremental import array_bytes, checked_arrays, read_manifest, spot_hash
+from ._incremental import IncrementalStore, array_bytes, checked_arrays, read_manifest, spot_hash
 from .api import verify as verify_file
+from .errors import InvalidArgumentError
 
-__all__ = ["describe", "verify_manifest"]
+__all__ = ["check_unchanged", "describe", "make_store", "verify_manifest"]
+
+
+def make_store(directory: Path, incremental: Any, full_every: Any) -> IncrementalStore | None:
+    """The store of a manager's ``incremental`` / ``full_every`` arguments (None: whole checkpoints);
+    InvalidArgumentError for bad values or ``full_every`` without ``incremental``."""
+    if not isinstance(incremental, bool):
+        raise InvalidArgumentError(f"incremental must be a bool, got {incremental!r}")
+    if full_every is not None and (isinstance(full_every, bool) or not isinstance(full_every, int) or full_every < 1):
+        raise InvalidArgumentError(f"full_every must be None or a positive int, got {full_every!r}")
+    if full_every is not None and not incremental:
+        raise InvalidArgumentError("full_every applies to incremental=True managers only")
+    return IncrementalStore(directory, full_every) if incremental else None
+
+
+def check_unchanged(unchanged: Any, incremental: bool) -> tuple[str, ...]:
+    """A save's ``unchanged`` argument as a tuple of names; InvalidArgumentError if it is malformed
+    or given to a manager that is not incremental."""
+    if unchanged is None:
+        return ()
+    if not incremental:
+        raise InvalidArgumentError("unchanged= applies to incremental=True managers only")
+    if isinstance(unchanged, str) or not all(isinstance(n, str) for n in unchanged):
+        raise InvalidArgumentError(f"unchanged must be a sequence of array names, got {unchanged!r}")
+    return tuple(unchanged)
 
 
 def verify_manifest(path: Path, threads: int | None = None) -> list[str]:

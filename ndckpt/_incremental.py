@@ -51,9 +51,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import _files
+from . import _files, _platform
 from ._ckptdir import NAME_RE, checkpoint_name
 from ._lz4 import xxh64
+from ._memory import aligned_empty, buffer_view
 from ._stitch import stitch
 from .api import MmapMode, save
 from .api import open as open_checkpoint
@@ -69,11 +70,9 @@ __all__ = [
     "IncrementalStore",
     "Manifest",
     "array_bytes",
-    "check_unchanged",
     "checked_arrays",
     "is_manifest_metadata",
     "load_manifest",
-    "make_store",
     "read_manifest",
 ]
 
@@ -212,6 +211,7 @@ class _Packs:
         self.readers: dict[str, Any] = {}
         self.infos: dict[str, dict[str, dict[str, Any]]] = {}
         self.futures: list[Any] = []
+        self.fds: dict[str, int] = {}
 
     def piece(self, pack: str, piece: str, array: str) -> dict[str, Any]:
         """The pack's ``Reader.info()`` row of ``piece`` (style, nbytes, frame offsets)."""
@@ -240,9 +240,22 @@ class _Packs:
             raise FormatError(f"{self.where}: piece {piece} of array {array!r} is missing from pack {pack!r}")
         return r
 
+    def fd(self, pack: str) -> int:
+        """A read-only fd of ``pack`` (opened once, closed by :meth:`close`)."""
+        fd = self.fds.get(pack)
+        if fd is None:
+            try:
+                fd = self.fds[pack] = os.open(self.directory / pack, os.O_RDONLY)
+            except OSError as e:
+                raise CheckptIOError(e.errno, f"{self.where}: cannot open pack {pack!r}: {e.strerror}") from e
+        return fd
+
     def close(self) -> None:
         for r in self.readers.values():
             r.close()
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
 
 
 def _flat_out(out: Any) -> dict[str, Any]:
@@ -266,8 +279,6 @@ def _flat_out(out: Any) -> dict[str, Any]:
 def _target(e: ArrayEntry, given: Any) -> np.ndarray[Any, Any]:
     """The array to fill for ``e``: the caller's ``out`` (checked) or a new page-aligned one."""
     if given is None:
-        from ._memory import aligned_empty
-
         a = aligned_empty(e.nbytes).view(e.dtype) if e.nbytes else np.empty(0, e.dtype)
         return a.reshape(e.shape, order="F" if e.order == "F" else "C")
     if not isinstance(given, np.ndarray) or given.dtype != e.dtype or given.shape != e.shape:
@@ -329,8 +340,12 @@ def _read_entry(
         if int(info["nbytes"]) != n:
             raise FormatError(f"{packs.where}: piece {name} of array {e.name!r} holds {info['nbytes']} bytes, not {n}")
         if info["style"] == "raw" and pool is not None:
+            src = r[name]
+            pack = man.packs[pi][0]
+            foff = _file_offset(src, packs.directory / pack)
+            job = (packs.fd(pack), foff) if foff is not None else None
             packs.futures.append(
-                pool.submit(_copy_piece, r[name], seg, h if check else None, packs.where, name, e.name)
+                pool.submit(_copy_piece, src, job, seg, h if check else None, packs.where, name, e.name)
             )
             continue
         if not (e.dtype.itemsize and n % e.dtype.itemsize == 0 and _read_into(r, name, seg.view(e.dtype))):
@@ -357,9 +372,26 @@ def _file_offset(v: np.ndarray[Any, Any], path: Path) -> int | None:
     return int(v.ctypes.data) - int(np.frombuffer(base, np.uint8).ctypes.data)
 
 
-def _copy_piece(src: Any, seg: np.ndarray[Any, Any], h: int | None, where: str, name: str, array: str) -> None:
-    """Copy a RAW piece (a view of its pack) into ``seg``; check its XXH64 when ``h`` is given."""
-    seg[:] = src.reshape(-1).view(np.uint8)
+def _copy_piece(
+    src: Any, at: tuple[int, int] | None, seg: np.ndarray[Any, Any], h: int | None, where: str, name: str, array: str
+) -> None:
+    """Copy a RAW piece into ``seg``: ``pread`` from ``at`` = (fd, file offset) when given (the
+    bytes go straight into ``seg``), else from ``src``, its view; check its XXH64 when ``h`` is given.
+    CheckptIOError if the file ends first."""
+    if at is None:
+        seg[:] = src.reshape(-1).view(np.uint8)
+    else:
+        mv, done = buffer_view(seg), 0
+        while done < seg.nbytes:
+            try:
+                got = _platform.preadinto(at[0], mv[done:], at[1] + done)
+            except OSError as ex:
+                raise CheckptIOError(
+                    ex.errno, f"{where}: reading piece {name} of array {array!r}: {ex.strerror}"
+                ) from ex
+            if got <= 0:
+                raise CheckptIOError(errno.EIO, f"{where}: piece {name} of array {array!r}: the pack file ends early")
+            done += got
     if h is not None and xxh64(seg) != h:
         raise FormatError(f"{where}: piece {name} of array {array!r} is damaged (its XXH64 differs)")
 
@@ -654,30 +686,6 @@ class IncrementalStore:
             return _files.remove_stale_temps(self.directory, lambda stem: PACK_RE.fullmatch(stem) is not None)
         except OSError as e:
             raise CheckptIOError(e.errno, f"cannot list {str(self.directory)!r}: {e.strerror}") from e
-
-
-def make_store(directory: Path, incremental: Any, full_every: Any) -> IncrementalStore | None:
-    """The store of a manager's ``incremental`` / ``full_every`` arguments (None: whole checkpoints);
-    InvalidArgumentError for bad values or ``full_every`` without ``incremental``."""
-    if not isinstance(incremental, bool):
-        raise InvalidArgumentError(f"incremental must be a bool, got {incremental!r}")
-    if full_every is not None and (isinstance(full_every, bool) or not isinstance(full_every, int) or full_every < 1):
-        raise InvalidArgumentError(f"full_every must be None or a positive int, got {full_every!r}")
-    if full_every is not None and not incremental:
-        raise InvalidArgumentError("full_every applies to incremental=True managers only")
-    return IncrementalStore(directory, full_every) if incremental else None
-
-
-def check_unchanged(unchanged: Any, incremental: bool) -> tuple[str, ...]:
-    """A save's ``unchanged`` argument as a tuple of names; InvalidArgumentError if it is malformed
-    or given to a manager that is not incremental."""
-    if unchanged is None:
-        return ()
-    if not incremental:
-        raise InvalidArgumentError("unchanged= applies to incremental=True managers only")
-    if isinstance(unchanged, str) or not all(isinstance(n, str) for n in unchanged):
-        raise InvalidArgumentError(f"unchanged must be a sequence of array names, got {unchanged!r}")
-    return tuple(unchanged)
 
 
 def _value_names(values: Mapping[str, Any], prefix: str = "") -> Iterator[str]:

@@ -72,7 +72,8 @@ from typing import Any, Protocol, TypeVar, Union
 from . import _platform
 from ._background import BackgroundWriter
 from ._ckptdir import CheckpointDirectory, check_step, rotation_victims
-from ._incremental import check_unchanged, is_manifest_metadata, load_manifest, make_store
+from ._incrcheck import check_unchanged, make_store
+from ._incremental import is_manifest_metadata, load_manifest
 from ._staging import StagingArena, capture
 from .api import MmapMode, check_mmap, load, save
 from .api import open as open_checkpoint
