@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ._incremental import IncrementalStore, array_bytes, checked_arrays, read_manifest, spot_hash
+from ._incremental import IncrementalStore, read_manifest, spot_hash
+from ._incrload import array_bytes, checked_arrays
 from .api import verify as verify_file
 from .errors import InvalidArgumentError
 

@@ -73,7 +73,8 @@ from . import _platform
 from ._background import BackgroundWriter
 from ._ckptdir import CheckpointDirectory, check_step, rotation_victims
 from ._incrcheck import check_unchanged, make_store
-from ._incremental import is_manifest_metadata, load_manifest
+from ._incremental import is_manifest_metadata
+from ._incrload import load_manifest
 from ._staging import StagingArena, capture
 from .api import MmapMode, check_mmap, load, save
 from .api import open as open_checkpoint

@@ -48,6 +48,7 @@ LAYERS: list[set[str]] = [
     {"ndckpt.mpi._writing"},
     {"ndckpt.mpi", "ndckpt._ckptdir", "ndckpt._staging"},
     {"ndckpt._incremental"},
+    {"ndckpt._incrload"},
     {"ndckpt._incrcheck"},
     {"ndckpt.manager", "ndckpt.xarray_backend", "ndckpt.daskarray"},
     {"ndckpt", "ndckpt.demo.model"},

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from .. import api as _api
-from .._incremental import is_manifest_metadata, load_manifest
+from .._incremental import is_manifest_metadata
+from .._incrload import load_manifest
 from .._progress import format_bytes
 from .._text import show as _show
 from .common import (
