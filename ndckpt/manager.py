@@ -77,6 +77,9 @@ from typing import Any, Protocol, TypeVar, Union
 from . import _bgprocess, _platform
 from ._background import BackgroundWriter
 from ._ckptdir import CheckpointDirectory, check_step, rotation_victims
+from ._incrcheck import check_unchanged, make_store
+from ._incremental import is_manifest_metadata
+from ._incrload import load_manifest
 from ._staging import StagingArena, capture
 from .api import MmapMode, check_mmap, load, save
 from .api import open as open_checkpoint
@@ -225,6 +228,10 @@ class CheckpointManager:
         collective and agree on all ranks (rank 0 lists and deletes); a
         preemption signal on any rank makes every rank save the same step.
         Not combinable with ``async_save`` (UnsupportedError).
+    incremental, full_every
+        Write only the ~1 MiB pieces no retained checkpoint holds, plus a manifest
+        referencing the rest (:mod:`ndckpt._incremental`, ``docs/incremental.md``;
+        not with ``comm``: UnsupportedError). Every ``full_every``-th save rewrites all.
 
     Raises
     ------
@@ -263,7 +270,11 @@ class CheckpointManager:
         threads: int | None = None,
         async_save: bool | str = False,
         comm: Any = None,
+        incremental: bool = False,
+        full_every: int | None = None,
     ) -> None:
+        if incremental is True and comm is not None:
+            raise UnsupportedError("incremental=True cannot be combined with comm (MPI checkpoints are written whole)")
         self._every = _check_positive(every, "every")
         self._keep = _check_optional_positive(keep, "keep")
         self._keep_every = _check_optional_positive(keep_every, "keep_every")
@@ -272,12 +283,14 @@ class CheckpointManager:
             parse_style_arg(style, "style")
         self._style = style
         self._threads = resolve_threads(threads)
-        if async_save is True:
-            async_save = "process" if _bgprocess.available() else "thread"
+        if async_save is True:  # (incremental saves run in this process: they consult its piece store)
+            async_save = "process" if _bgprocess.available() and incremental is not True else "thread"
         if not (async_save is False or (isinstance(async_save, str) and async_save in ("thread", "process"))):
             raise InvalidArgumentError(f"async_save must be a bool, 'thread' or 'process', got {async_save!r}")
         if async_save == "process" and not _bgprocess.available():
             raise UnsupportedError("async_save='process' needs Linux (memfd_create and fd passing); use 'thread'")
+        if async_save == "process" and incremental is True:
+            raise UnsupportedError("incremental=True saves in the background with async_save='thread' (or True)")
         self._async = async_save is not False
         self._async_mode: str | bool = async_save
         self._coord: _Coordinator
@@ -301,6 +314,8 @@ class CheckpointManager:
         except OSError as e:
             raise CheckptIOError(e.errno, f"cannot create directory {str(self._dir)!r}: {e.strerror}") from e
         self._files = CheckpointDirectory(self._dir)
+        self._incr = make_store(self._dir, incremental, full_every)
+        self.last_save_bytes: dict[str, int] | None = None
         self._writer = BackgroundWriter()
         self._process = _bgprocess.WriterProcess() if async_save == "process" else None
         self._staging = StagingArena() if self._process is None else StagingArena(self._process.allocate)
@@ -393,6 +408,7 @@ class CheckpointManager:
         *,
         metadata: Mapping[str, Any] | None = None,
         force: bool = False,
+        unchanged: Sequence[str] | None = None,
     ) -> bool:
         """Write checkpoint ``step`` if it is due; return whether it was written (or started).
 
@@ -412,6 +428,10 @@ class CheckpointManager:
             A JSON-compatible dict stored with the checkpoint (:meth:`metadata`).
         force
             Save even when ``every`` says no.
+        unchanged
+            ``incremental`` only: names of arrays promised equal to the previous
+            checkpoint's: referenced without hashing (a false promise keeps the old
+            data, and ``ndckpt verify`` reports it from a sample taken at save time).
 
         Returns
         -------
@@ -439,6 +459,7 @@ class CheckpointManager:
         the checkpoint is on disk when ``save`` returns.
         """
         s = check_step(step)
+        hint = check_unchanged(unchanged, self._incr is not None)
         self._writer.raise_finished()
         signals = self._signals_seen
         preempt = signals > self._signals_saved
@@ -448,7 +469,7 @@ class CheckpointManager:
         if not self._async or preempt:
             self.wait()
             self._trim_once()
-            self._coord.save(self.path(s), state, style=self._style, threads=self._threads, metadata=metadata)
+            self._save_file(self.path(s), state, metadata, hint)
             if preempt:
                 self._signals_saved = signals
                 self._preempted = True
@@ -461,7 +482,7 @@ class CheckpointManager:
         path = self.path(s)
         proc = self._process
         if proc is None:
-            self._writer.submit(s, path, lambda: self._write(s, path, staged, meta))
+            self._writer.submit(s, path, lambda: self._write(s, path, staged, meta, hint))
             return True
         job = {
             "tree": proc.skeleton(staged),
@@ -480,11 +501,20 @@ class CheckpointManager:
         self._writer.submit(s, path, lambda: proc.run(s, job))
         return True
 
-    def _write(self, step: int, path: Path, staged: dict[str, Any], metadata: Any) -> None:
+    def _write(self, step: int, path: Path, staged: dict[str, Any], metadata: Any, hint: tuple[str, ...] = ()) -> None:
         """Background job: write the staged state, then rotate."""
         self._trim_once()
-        self._coord.save(path, staged, style=self._style, threads=self._threads, metadata=metadata)
+        self._save_file(path, staged, metadata, hint)
         self._rotate(step)
+
+    def _save_file(self, path: Path, state: Mapping[str, Any], metadata: Any, hint: tuple[str, ...]) -> None:
+        """Write one checkpoint file: whole (the coordinator's save) or incremental (the piece store)."""
+        if self._incr is None:
+            self._coord.save(path, state, style=self._style, threads=self._threads, metadata=metadata)
+        else:
+            self.last_save_bytes = self._incr.save(
+                path, state, style=self._style, threads=self._threads, metadata=metadata, unchanged=hint
+            )
 
     def _trim_once(self) -> None:
         """Before this manager's first write: rotate away what an interrupted run left beyond ``keep``."""
@@ -494,12 +524,16 @@ class CheckpointManager:
 
     def _rotate(self, just_written: int) -> None:
         if self._keep is None:
+            if self._incr is not None:
+                self._incr.collect()
             return
 
         def rotate() -> None:
             assert self._keep is not None
             victims = rotation_victims(self._files.scan(), self._keep, self._keep_every, just_written)
             self._files.delete(victims, just_written)
+            if self._incr is not None:  # after the manifests: only packs nothing references go
+                self._incr.collect()
 
         self._coord.root_call(rotate, "CheckpointManager rotation")  # the root deletes; everyone learns how it went
 
@@ -626,6 +660,10 @@ class CheckpointManager:
         raise first
 
     def _load(self, s: int, out: Any, mmap: MmapMode, verify: bool | None, select: Any) -> dict[str, Any]:
+        if self._incr is not None:
+            man = self._incr.manifest(self.path(s))
+            if man is not None:
+                return load_manifest(self.path(s), out=out, mmap=mmap, verify=verify, man=man, threads=self._threads)
         return self._coord.load(self.path(s), out=out, mmap=mmap, threads=self._threads, verify=verify, select=select)
 
     def metadata(self, step: int | None = None) -> Any:
@@ -638,7 +676,8 @@ class CheckpointManager:
         if s is None:
             raise CheckptIOError(errno.ENOENT, f"no complete checkpoint in {str(self._dir)!r}")
         with open_checkpoint(self.path(s)) as r:
-            return r.metadata
+            md = r.metadata
+        return md["user"] if is_manifest_metadata(md) else md
 
     # ------------------------------------------------------------------------------------------
     # Maintenance and preemption
@@ -655,7 +694,10 @@ class CheckpointManager:
         of other hosts on a shared file system are left alone. Called at
         construction; each :func:`ndckpt.save` also does this for its own target.
         """
-        return self._files.remove_stale_temporaries()
+        gone = self._files.remove_stale_temporaries()
+        if self._incr is not None:
+            gone += self._incr.remove_stale_temporaries()
+        return gone
 
     def install_signal_handlers(self, signals: Sequence[int] | None = None) -> None:
         """Make ``signals`` request a final checkpoint instead of killing the process.

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 
 from .. import api as _api
+from .._incremental import is_manifest_metadata
+from .._incrload import load_manifest
 from .._progress import format_bytes
 from .._text import show as _show
 from .common import (
@@ -73,6 +75,11 @@ def _style(specs: list[tuple[str | None, str]] | None, names: Sequence[str]) -> 
     return style
 
 
+def _is_manifest(src: str) -> bool:
+    with _api.open(src, verify=False) as r:
+        return is_manifest_metadata(r.metadata)
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     src: str = args.input
     dst: str = args.output
@@ -91,7 +98,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     metadata: Any = None
     t0 = time.perf_counter()
-    if in_kind == "ndckpt":
+    manifest = in_kind == "ndckpt" and src != "-" and _is_manifest(src)
+    if manifest:  # an incremental checkpoint: assemble it from its packs into a standalone file
+        tree = load_manifest(Path(src), mmap=False, verify=True)
+        arrays = flat_names(tree)
+        with _api.open(src, verify=False) as r:
+            metadata = r.metadata["user"]
+    elif in_kind == "ndckpt":
         label = input_label(src)
         with terminal_bar(f"read {label}") as bar:
             tree = _api.load(stdin() if src == "-" else src, threads=args.threads, verify=True, progress=bar)

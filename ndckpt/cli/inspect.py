@@ -7,12 +7,15 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import api as _api
 from .._browse import Group
+from .._incrcheck import describe, verify_manifest
+from .._incremental import is_manifest_metadata
 from .._progress import format_bytes
 from .._text import show as _show
 from ..container import VERSION
@@ -47,6 +50,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         version = VERSION  # open() validated the superblock: it reads only this version
         metadata = r.metadata
         size = r.nbytes
+    if path != "-" and is_manifest_metadata(metadata):
+        return _info_incremental(args, path)
     frames = sorted({fi for row in rows for fi in row["frames"]})
     raw = sum(int(row["nbytes"]) for row in rows)
     stored = sum(int(row["stored_nbytes"]) for row in rows)
@@ -119,6 +124,38 @@ def _ranges(idx: Sequence[int]) -> str:
     return ",".join(out)
 
 
+def _info_incremental(args: argparse.Namespace, path: str) -> int:
+    """``ndckpt info`` of an incremental checkpoint's manifest: what it wrote and what it shares."""
+    d = describe(Path(path))
+    if args.json:
+        print(json.dumps({"file": path, "incremental": d}, indent=1))
+        return 0
+    print(f"{path}: incremental checkpoint (save {d['seq']}), metadata {json.dumps(d['metadata'])}")
+    print(f"  new {format_bytes(d['new'])} in {d['own_pack'] or 'no pack'}, shared {format_bytes(d['shared'])} "
+          f"from {plural(len(d['packs']) - (d['own_pack'] is not None), 'earlier pack')}")
+    for row in d["arrays"]:
+        hint = " (declared unchanged)" if row["hinted"] else ""
+        print(_show(f"  {row['name']}  {row['dtype']} {tuple(row['shape'])}  {plural(row['pieces'], 'piece')}  "
+                    f"new {format_bytes(row['new'])}  shared {format_bytes(row['shared'])}{hint}"))
+    return 0
+
+
+def _verify_incremental(path: str, label: str, threads: int | None) -> int | None:
+    """For an incremental manifest: check what it references (exit status), else None."""
+    with _api.open(path, verify=False) as r:
+        if not is_manifest_metadata(r.metadata):
+            return None
+    problems = verify_manifest(Path(path), threads)
+    for p in problems:
+        print(_show(f"{PROG} verify: {label}: FAILED: {p}"), file=sys.stderr)
+    if problems:
+        return 1
+    d = describe(Path(path))
+    total = format_bytes(d["new"] + d["shared"])
+    print(f"{label}: OK (incremental: {total} in {plural(len(d['packs']), 'pack')} checked)")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     path: str = args.file
     src: Any = stdin() if path == "-" else path
@@ -136,6 +173,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if path == "-":
         print(f"{label}: OK ({dt:.2f} s)")
         return 0
+    try:
+        status = _verify_incremental(path, label, args.threads)
+    except CheckptError as e:
+        print(_show(f"{PROG} verify: {label}: FAILED: {message_of(e)}"), file=sys.stderr)
+        return 1
+    if status is not None:
+        return status
     with _api.open(path, verify=False) as r:
         rows = r.info()
         size = r.nbytes
