@@ -72,16 +72,17 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol, TypeVar, Union
+from typing import Any, Union
 
 from . import _bgprocess, _platform
 from ._background import BackgroundWriter
 from ._ckptdir import CheckpointDirectory, check_step, rotation_victims
+from ._coordination import Coordinator, Local
 from ._incrcheck import check_unchanged, make_store
 from ._incremental import is_manifest_metadata
 from ._incrload import load_manifest
 from ._staging import StagingArena, capture
-from .api import MmapMode, check_mmap, load, save
+from .api import MmapMode, check_mmap
 from .api import open as open_checkpoint
 from .container.plan import check_metadata, parse_style_arg
 from .errors import CheckptIOError, InvalidArgumentError, UnsupportedError
@@ -108,80 +109,6 @@ def _check_optional_positive(value: Any, what: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidArgumentError(f"{what} must be None or a positive int, got {value!r}")
     return value
-
-
-_T = TypeVar("_T")
-
-
-class _Coordinator(Protocol):
-    """The steps of a manager that are collective with ``comm`` and local without.
-
-    Chosen once at construction: :class:`_Local` (no ``comm``) or
-    ``ndckpt.mpi.Collective`` (an mpi4py communicator; every rank makes the
-    same calls in the same order). The manager's methods call these and never
-    look at ``comm`` themselves.
-    """
-
-    @property
-    def is_root(self) -> bool:
-        """True in the one process that lists, deletes and removes stale temporaries (rank 0)."""
-        ...
-
-    def root_call(self, fn: Callable[[], _T], what: str) -> _T:
-        """Run ``fn`` on the root only; return its result, or raise its error, everywhere.
-
-        ``what`` names the operation in errors raised on other ranks.
-        """
-        ...
-
-    def agree_save(self, step: int, preempt: bool, force: bool) -> tuple[bool, bool]:
-        """``(preempt, force)`` as agreed by every participant: each is true if it is anywhere.
-
-        Raises InvalidArgumentError everywhere when participants pass different steps.
-        """
-        ...
-
-    def save(
-        self, path: Path, state: Mapping[str, Any], *, style: Any, threads: int, metadata: Mapping[str, Any] | None
-    ) -> None:
-        """Write ``state`` as the checkpoint file ``path``; on failure no file of it is left."""
-        ...
-
-    def load(
-        self, path: Path, *, out: Any, mmap: MmapMode, threads: int, verify: bool | None, select: Any
-    ) -> dict[str, Any]:
-        """Read the checkpoint file ``path`` (the nested state)."""
-        ...
-
-
-class _Local:
-    """The coordinator of a manager without ``comm``: everything happens in this process."""
-
-    @property
-    def is_root(self) -> bool:
-        return True
-
-    def root_call(self, fn: Callable[[], _T], what: str) -> _T:
-        """Call ``fn`` here; its exception propagates unchanged (``what`` is unused)."""
-        return fn()
-
-    def agree_save(self, step: int, preempt: bool, force: bool) -> tuple[bool, bool]:
-        """Nobody to agree with: ``(preempt, force)`` unchanged."""
-        return preempt, force
-
-    def save(
-        self, path: Path, state: Mapping[str, Any], *, style: Any, threads: int, metadata: Mapping[str, Any] | None
-    ) -> None:
-        """:func:`ndckpt.save` to ``path`` (temporary file, fsync, rename: no partial file on failure)."""
-        save(path, state, style=style, threads=threads, metadata=metadata)
-
-    def load(
-        self, path: Path, *, out: Any, mmap: MmapMode, threads: int, verify: bool | None, select: Any
-    ) -> dict[str, Any]:
-        """:func:`ndckpt.load` of ``path``; InvalidArgumentError if ``select`` is given (it needs ``comm``)."""
-        if select is not None:
-            raise InvalidArgumentError("select is only for managers with comm (see ndckpt.mpi.load)")
-        return load(path, out=out, mmap=mmap, threads=threads, verify=verify)
 
 
 _SignalHandler = Callable[[int, FrameType | None], Any] | int | None
@@ -293,9 +220,9 @@ class CheckpointManager:
             raise UnsupportedError("incremental=True saves in the background with async_save='thread' (or True)")
         self._async = async_save is not False
         self._async_mode: str | bool = async_save
-        self._coord: _Coordinator
+        self._coord: Coordinator
         if comm is None:
-            self._coord = _Local()
+            self._coord = Local()
         else:
             from .mpi import Collective  # ImportError naming the mpi extra when mpi4py is missing
 

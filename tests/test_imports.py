@@ -47,7 +47,7 @@ LAYERS: list[set[str]] = [
     {"ndckpt.mpi._exchange", "ndckpt.mpi._inputs"},
     {"ndckpt.mpi._planning", "ndckpt.mpi._loading"},
     {"ndckpt.mpi._writing"},
-    {"ndckpt.mpi", "ndckpt._ckptdir", "ndckpt._staging"},
+    {"ndckpt.mpi", "ndckpt._ckptdir", "ndckpt._staging", "ndckpt._coordination"},
     {"ndckpt._incremental"},
     {"ndckpt._incrload"},
     {"ndckpt._incrcheck"},

@@ -245,7 +245,7 @@ def load(
 
 
 class Collective:
-    """The coordinator of ``CheckpointManager(comm=...)`` (see ``ndckpt.manager._Coordinator``).
+    """The coordinator of ``CheckpointManager(comm=...)`` (see ``ndckpt._coordination.Coordinator``).
 
     Every operation is collective: every rank of ``comm`` makes the same calls
     in the same order, and a rank that waits longer than ``timeout`` seconds
