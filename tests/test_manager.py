@@ -55,6 +55,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import ndckpt
+import ndckpt._coordination
 from ndckpt import CheckpointManager, CheckptIOError, FormatError, InvalidArgumentError, _backend, _files
 from ndckpt._ckptdir import rotation_victims
 from ndckpt._staging import copy_pieces, run_copies
@@ -976,13 +977,13 @@ def test_first_save_trims_what_an_interrupted_run_left_beyond_keep(
         for s in range(5):
             old.save(s, {"x": np.full(4, s)})
     seen: list[list[int]] = []
-    real_save = ndckpt.manager.save
+    real_save = ndckpt._coordination.save
 
     def spy(path: Any, *args: Any, **kwargs: Any) -> None:
         seen.append(sorted(int(p.name[5:17]) for p in tmp_path.glob("ckpt-*.ndckpt")))
         real_save(path, *args, **kwargs)
 
-    monkeypatch.setattr(ndckpt.manager, "save", spy)
+    monkeypatch.setattr(ndckpt._coordination, "save", spy)  # the local coordinator's save
     with CheckpointManager(tmp_path, keep=3, async_save=async_save) as mgr:
         assert mgr.steps() == [0, 1, 2, 3, 4]  # opening deletes nothing
         mgr.save(5, {"x": np.full(4, 5)})

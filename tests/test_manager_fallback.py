@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import ndckpt
-from ndckpt import manager as manager_mod
+from ndckpt import _coordination as manager_mod  # the local coordinator calls ndckpt.load through it
 from ndckpt.errors import InvalidArgumentError, UnsupportedError
 from ndckpt.manager import CheckpointManager, CorruptCheckpointWarning
 

@@ -19,7 +19,11 @@ MISSING = [m for m in ("nbclient", "nbformat", "ipykernel", "matplotlib") if imp
 
 
 def test_notebooks_exist() -> None:
-    assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_simulation_restart.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_quickstart.ipynb",
+        "02_simulation_restart.ipynb",
+        "03_choosing_a_style.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -51,6 +55,10 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     if "quickstart" in path.stem:  # the Reader cell displays its HTML table
         pages = ["".join(o["data"]["text/html"]) for o in outputs if "text/html" in o.get("data", {})]
         assert any("<table>" in p and "model/weights" in p for p in pages), "no Reader table displayed"
+    if "choosing" in path.stem:  # the ratio / save / load figure, and the table of every style
+        assert len([o for o in outputs if "image/png" in o.get("data", {})]) == 1
+        text = "".join("".join(o.get("text", "")) for o in outputs)
+        assert all(style in text for style in ("lz4+shuffle", "lz4+delta", "auto"))
     if "simulation" in path.stem:
         images = [o for o in outputs if "image/png" in o.get("data", {})]
         assert len(images) == 3, "expected the restore, final-state and throughput figures"
